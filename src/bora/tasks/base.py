@@ -1,0 +1,60 @@
+"""What the shared trainer needs from a task: tokenized training data, a collator, and an evaluation.
+
+Two families implement it: GLUE (encoder classification / regression) and LLM-Adapters reasoning (decoder
+generation). Metrics are returned in natural units (accuracy in [0, 1], correlations in [-1, 1]); tables
+scale them to the paper's percentages.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable
+
+import datasets
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+# Per sub-task metrics: {"rte": {"accuracy": 0.71}} or {"gsm8k": {"accuracy": 0.5}, ..., "average": {...}}.
+Metrics = dict[str, dict[str, float]]
+
+
+class Task(ABC):
+    kind: str  # "classification" | "regression" | "generation"
+    num_labels: int | None  # size of the encoder's head (1 = regression); None for generation
+
+    def __init__(self, task_cfg):
+        self.cfg = task_cfg
+
+    @abstractmethod
+    def train_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
+        """Tokenized training examples with ``input_ids``, ``attention_mask``, ``labels`` (and
+        ``token_type_ids`` where the tokenizer makes them), truncated to ``task.max_length``; sliced to
+        ``task.max_train_samples`` after a shuffle with a fixed seed, so every run and method sees the same slice."""
+
+    @abstractmethod
+    def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict[str, Any]]], dict]:
+        """Pads a list of ``train_dataset`` rows into a batch (labels padded with -100 for generation)."""
+
+    @abstractmethod
+    def evaluate(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int, out_dir: Path | None = None
+    ) -> Metrics:
+        """Scores the model on the evaluation split(s) with a progress bar and returns per sub-task metrics.
+
+        Generation tasks decode greedily in batches with left padding and an attention mask, and write each
+        test set's predictions (id, generation, extracted answer, gold, correct) to ``out_dir`` when given.
+        """
+
+    @property
+    def main_metric(self) -> str:
+        """The metric the paper reports for this task (``task.metric``)."""
+        return self.cfg.metric
+
+    def headline(self, metrics: Metrics) -> float:
+        """The single number the paper's table shows: the entry named after the task (``task.name``; for MNLI the
+        matched + mismatched overall) or, for several test sets, their ``average``."""
+        if "average" in metrics:
+            return metrics["average"][self.main_metric]
+        return metrics[self.cfg.name][self.main_metric]
+
