@@ -95,6 +95,7 @@ class TrainerConfig:
     adam_eps: float = 1e-8
     max_grad_norm: float = 1.0
     precision: str = MISSING  # fp32 | bf16 (autocast) | fp16
+    gradient_checkpointing: bool = False  # trade compute for memory on large models
     eval_batch_size: int = 32
     logging_steps: int = 10
     save_steps: int = 200  # checkpoint interval; a killed run resumes from the last checkpoint
