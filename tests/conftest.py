@@ -11,7 +11,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data next to the checkout holds real third-party data; tests that need it skip when it is absent.
+SHARED_DATA = Path(os.environ.get("BORA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +20,20 @@ def _isolated_outputs(tmp_path, monkeypatch):
     """Runs started by a test write under its tmp_path, never into the checkout's outputs/ or wandb/."""
     monkeypatch.setenv("BORA_OUTPUT_DIR", str(tmp_path / "outputs"))
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+
+
+@pytest.fixture(scope="session")
+def smoke_outputs(tmp_path_factory):
+    """The outputs folder of one real `make smoke` (a Hydra multirun on the tiny models), shared by the tests."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("smoke") / "outputs"
+    env = {**os.environ, "BORA_OUTPUT_DIR": str(out), "WANDB_DIR": str(out)}
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "smoke", f"PY={sys.executable}"], cwd=root, env=env, capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
