@@ -2,7 +2,8 @@
 
 A method is one subclass of ``AdapterLayer`` (its parameters, ``update(x)`` and ``delta_weight()``) plus a registry
 entry in ``bora.adapters.registry``. Shapes follow the paper: the base weight ``W`` is ``m x n`` (``m`` =
-out_features, ``n`` = in_features).
+out_features, ``n`` = in_features). Adapter parameters live in float32 on the base weight's device (also on the meta
+device, so parameters of a 14B model can be counted without weights).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class AdapterLayer(nn.Module):
 
     def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
         super().__init__()
-        if method_cfg.r <= 0:
-            raise BoraError(f"method.r={method_cfg.r} must be a positive integer (the adapter rank)")
+        check_rank(method_cfg.r)
+        if not 0 <= method_cfg.dropout < 1:
+            raise BoraError(f"method.dropout={method_cfg.dropout} must be in [0, 1)")
         self.base_layer = base_layer
         self.name = name  # qualified module name, for error messages
         self.in_features = base_layer.in_features
@@ -43,7 +45,16 @@ class AdapterLayer(nn.Module):
         """The dense ``m x n`` update ``dW`` (float32), for analysis and merging."""
         raise NotImplementedError
 
+    def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``result + update(x)``. Methods override it to fold the addition into their last product, which saves
+        one output-sized temporary per call (that is most of the adapter's memory traffic)."""
+        return result + self.update(x).to(result.dtype)
+
     # --- shared behaviour ----------------------------------------------------------------------------------
+    def new_param(self, *shape: int) -> nn.Parameter:
+        """An uninitialised float32 adapter parameter on the base weight's device."""
+        return nn.Parameter(torch.empty(*shape, device=self.base_layer.weight.device, dtype=torch.float32))
+
     @property
     def merged(self) -> bool:
         return self._weight_before_merge is not None
@@ -52,14 +63,13 @@ class AdapterLayer(nn.Module):
         result = self.base_layer(x)
         if self.disabled or self.merged:
             return result
-        # Adapters keep float32 parameters while the base may run in bf16: compute in the adapter's dtype.
-        adapter_dtype = self.adapter_dtype()
-        return result + self.update(self.dropout(x).to(adapter_dtype)).to(result.dtype)
+        return self.add_update(result, self.dropout(self.to_adapter_dtype(x)))
 
-    def adapter_dtype(self) -> torch.dtype:
-        # _parameters holds this layer's own parameters only (not base_layer's); cheap enough for every forward.
+    def to_adapter_dtype(self, x: torch.Tensor) -> torch.Tensor:
+        # The base may run in bf16 while adapters keep float32 parameters: compute the update in float32
+        # (under autocast the matmuls still run in bf16). _parameters holds this layer's own parameters only.
         own = next(iter(self._parameters.values()), None)
-        return own.dtype if own is not None else self.base_layer.weight.dtype
+        return x if own is None or own.dtype == x.dtype else x.to(own.dtype)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -86,6 +96,35 @@ class AdapterLayer(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, scaling={self.scaling}"
 
 
+def check_rank(r) -> None:
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        raise BoraError(f"method.r={r!r} must be a positive integer (the adapter rank)")
+
+
+def block_size(layer: AdapterLayer, blocks, key: str = "method.blocks") -> tuple[int, int]:
+    """``(n / b, m / b)`` for ``b = blocks`` equal blocks of the layer's input and output; a clear error otherwise."""
+    if not isinstance(blocks, int) or isinstance(blocks, bool) or blocks <= 0:
+        raise BoraError(f"{key}={blocks!r} must be a positive integer (e.g. {key}=16)")
+    if layer.in_features % blocks or layer.out_features % blocks:
+        raise BoraError(
+            f"{key}={blocks} does not divide layer {layer.name or '?'} ({layer.out_features} out x "
+            f"{layer.in_features} in features); pick a common divisor of both"
+        )
+    return layer.in_features // blocks, layer.out_features // blocks
+
+
 def kaiming_uniform_(tensor: torch.Tensor) -> torch.Tensor:
     """LoRA's initialisation of ``A`` (``nn.Linear``'s default, ``a = sqrt(5)``); BoRA reuses it for ``sigma``."""
     return nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
+
+
+def flat(x: torch.Tensor) -> torch.Tensor:
+    """``(..., features)`` -> ``(tokens, features)`` (a view for contiguous input)."""
+    return x.reshape(-1, x.shape[-1])
+
+
+def add_product(result: torch.Tensor, hidden: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``result + hidden @ B.T`` for ``hidden`` ``(T, r)``: one ``addmm`` (no output-sized temporary) when dtypes agree."""
+    if hidden.dtype != result.dtype:  # bf16 base without autocast: compute in float32, add in the base dtype
+        return result + (hidden @ B.T).to(result.dtype).view_as(result)
+    return torch.addmm(flat(result), hidden, B.T).view_as(result)

@@ -3,6 +3,9 @@
 ``A`` (``r x n``) is split into ``b`` column blocks ``A_k`` and ``B`` (``m x r``) into ``b`` row blocks ``B_j``; block
 ``(j, k)`` of the update is ``s * B_j Sigma_jk A_k`` with ``Sigma_jk = diag(exp(sigma[j, k] / Mav(sigma)))``. The rank
 of ``dW`` rises from ``r`` to ``min(m, n, b r)`` for ``b^2 r`` extra parameters.
+
+Forward (eq. 8), never forming ``dW``: ``p_k = A_k x_k`` (one batched matmul over blocks), ``h_j = sum_k Sigma_jk p_k``
+(a ``b x b`` mix per rank index, ``b^2 r`` multiply-adds per token), ``y_j = B_j h_j`` (one batched matmul).
 """
 
 from __future__ import annotations
@@ -10,55 +13,60 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bora.adapters.base import AdapterLayer, kaiming_uniform_
-from bora.errors import BoraError
-
-_MAV_FLOOR = 1e-12  # Mav(sigma) = 0 only if sigma is all zeros; then sigma / Mav is 0 and Sigma = I (plain LoRA)
+from bora.adapters.base import AdapterLayer, block_size, kaiming_uniform_
+from bora.adapters.blocks import add_blocks, block_inputs, block_outputs, concat_blocks
 
 
 class BoraLayer(AdapterLayer):
     def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
         super().__init__(base_layer, method_cfg, name)
-        b = method_cfg.blocks
-        if b is None or b <= 0:
-            raise BoraError(f"method.blocks={b} must be a positive integer for BoRA (e.g. method.blocks=16)")
-        if self.in_features % b or self.out_features % b:
-            raise BoraError(
-                f"method.blocks={b} does not divide layer {name or '?'} ({self.out_features} out x "
-                f"{self.in_features} in features); pick a common divisor of both"
-            )
-        self.blocks = int(b)
-        self.use_exp = bool(method_cfg.use_exp)
-        self.use_norm = bool(method_cfg.use_norm)
-        self.A = nn.Parameter(torch.empty(self.r, self.in_features))
-        self.B = nn.Parameter(torch.zeros(self.out_features, self.r))
-        self.sigma = nn.Parameter(torch.empty(self.blocks, self.blocks, self.r))
-        kaiming_uniform_(self.A)
-        kaiming_uniform_(self.sigma)  # paper sec. 3.2: "the same Kaiming initialization applied to the matrix A"
+        block_size(self, method_cfg.blocks)
+        self.blocks = int(method_cfg.blocks)
+        self.use_exp = bool(method_cfg.use_exp)  # Table 7 "w/o Exp": Sigma = sigma / Mav(sigma)
+        self.use_norm = bool(method_cfg.use_norm)  # Table 7 "w/o Norm": Sigma = exp(sigma)
+        self.A = kaiming_uniform_(self.new_param(self.r, self.in_features))
+        self.B = nn.init.zeros_(self.new_param(self.out_features, self.r))
+        # Paper sec. 3.2: "the same Kaiming initialization applied to the matrix A".
+        self.sigma = kaiming_uniform_(self.new_param(self.blocks, self.blocks, self.r))
 
     def block_scales(self) -> torch.Tensor:
-        """The diagonals of all ``Sigma_jk`` as a ``(b, b, r)`` tensor (paper eq. 5; Table 7 switches)."""
+        """The diagonals of all ``Sigma_jk`` as a ``(b, b, r)`` tensor (paper eq. 5, with the Table 7 switches)."""
         sigma = self.sigma
         if self.use_norm:
-            sigma = sigma / sigma.abs().mean().clamp_min(_MAV_FLOOR)
+            mav = sigma.abs().mean()
+            # Mav = 0 only if sigma is all zeros; dividing by 1 then keeps Sigma = exp(0) = I (plain LoRA) and the
+            # gradient finite, where a tiny floor would blow it up by 1 / floor.
+            sigma = sigma / torch.where(mav > 0, mav, torch.ones_like(mav))
         return sigma.exp() if self.use_exp else sigma
 
+    def _mixed(self, x: torch.Tensor) -> torch.Tensor:
+        """``s * sum_k Sigma_jk A_k x_k`` for every output block ``j``: ``(..., n) -> (b, T, r)``."""
+        per_block = block_inputs(x, self.A, self.blocks)  # (k, r, T)
+        scales = (self.block_scales() * self.scaling).permute(2, 0, 1)  # (r, j, k); s folded into the tiny Sigma
+        return torch.bmm(scales, per_block.transpose(0, 1)).permute(1, 2, 0)  # (r, j, T) -> (j, T, r)
+
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        b, r = self.blocks, self.r
-        segments = x.reshape(*x.shape[:-1], b, self.in_features // b)  # x_k
-        a_blocks = self.A.view(r, b, -1)  # A_k = a_blocks[:, k, :]
-        per_block = torch.einsum("...kc,rkc->...kr", segments, a_blocks)  # A_k x_k
-        mixed = torch.einsum("...kr,jkr->...jr", per_block, self.block_scales())  # sum_k Sigma_jk A_k x_k
-        b_blocks = self.B.view(b, self.out_features // b, r)  # B_j
-        out = torch.einsum("...jr,jor->...jo", mixed, b_blocks)  # y_j = B_j (...)
-        return out.reshape(*x.shape[:-1], self.out_features) * self.scaling
+        return concat_blocks(block_outputs(self._mixed(x), self.B), x.shape[:-1])
+
+    def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return add_blocks(result, block_outputs(self._mixed(x), self.B))
 
     def delta_weight(self) -> torch.Tensor:
         b, r = self.blocks, self.r
         a_blocks = self.A.float().view(r, b, -1)
-        b_blocks = self.B.float().view(b, self.out_features // b, r)
+        b_blocks = self.B.float().view(b, -1, r)
         blocks = torch.einsum("jor,jkr,rkc->jokc", b_blocks, self.block_scales().float(), a_blocks)
         return blocks.reshape(self.out_features, self.in_features) * self.scaling
+
+    def lora_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A', B' Sigma')`` of paper eq. 6: the same update as a LoRA of rank ``b r`` (``dW = s B' Sigma' A'``)."""
+        b, r = self.blocks, self.r
+        a_blocks = self.A.float().view(r, b, -1).unbind(1)
+        lora_A = torch.block_diag(*a_blocks)  # (b r, n): block k holds A_k
+        b_blocks = self.B.float().view(b, -1, r)  # B_j
+        # Row block j, column block k of B' Sigma' is B_j diag(Sigma_jk).
+        lora_B = torch.einsum("jor,jkr->jokr", b_blocks, self.block_scales().float()).reshape(self.out_features, -1)
+        return lora_A, lora_B
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, blocks={self.blocks}, use_exp={self.use_exp}, use_norm={self.use_norm}"

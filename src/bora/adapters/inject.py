@@ -1,4 +1,4 @@
-"""Put adapters into a model, and the model-wide operations on them (merge, disable, count)."""
+"""Put adapters into a model, and the model-wide operations on them (merge, disable, count, optimiser hook)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Iterator, Mapping
 
 from torch import nn
 
+from bora.adapters import peft_method
 from bora.adapters.base import AdapterLayer
+from bora.adapters.registry import METHOD_NAMES, METHODS, PEFT_METHOD
 from bora.errors import BoraError
 
 PAPER_LETTERS = "QKVOGUD"
@@ -16,7 +18,7 @@ PAPER_LETTERS = "QKVOGUD"
 
 def target_patterns(letters: str, target_map: Mapping[str, str | None]) -> list[str]:
     """Paper target letters (e.g. ``QKV``) -> module-name regexes of one model (its config's ``targets``)."""
-    unknown = [c for c in letters if c not in PAPER_LETTERS]
+    unknown = [c for c in str(letters) if c not in PAPER_LETTERS]
     if unknown or not letters:
         raise BoraError(f"method.targets={letters!r}: use letters from {PAPER_LETTERS} (e.g. QV, QKV, QKVOGUD)")
     patterns = []
@@ -35,33 +37,63 @@ def find_targets(model: nn.Module, patterns: list[str]) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and regex.search(name)]
 
 
-def inject(model: nn.Module, method_cfg, target_map: Mapping[str, str | None]) -> list[str]:
-    """Wrap every targeted ``nn.Linear`` in the method's adapter layer and freeze everything else.
+def inject(model: nn.Module, method_cfg, target_map: Mapping[str, str | None], *,
+           total_steps: int | None = None) -> list[str]:
+    """Wrap every targeted ``nn.Linear`` in the method's adapter layer and freeze every other parameter.
 
-    All adapter layers are built (and validated) before any is swapped in, so a bad config leaves the model
-    untouched. Returns the names of the adapted modules.
+    ``target_map`` is the model config's letter -> module regex map; ``total_steps`` the number of optimiser steps
+    (AdaLoRA's schedule needs it). A bad config raises before the model is touched. Returns the adapted names.
     """
-    from bora.adapters.registry import METHODS  # late import: method modules import this package's base
-
-    layer_cls = METHODS.get(method_cfg.name)
-    if layer_cls is None:
-        raise BoraError(f"unknown method {method_cfg.name!r}; choose one of: {', '.join(sorted(METHODS))}")
+    _check_method(method_cfg.name)
     names = find_targets(model, target_patterns(method_cfg.targets, target_map))
     if not names:
         raise BoraError(
             f"method.targets={method_cfg.targets!r} matches no nn.Linear in {type(model).__name__}; "
             "check the model config's `targets` map"
         )
-    for param in model.parameters():
+    peft_config = None
+    if method_cfg.name == PEFT_METHOD:
+        def resolve(letters: str) -> list[str]:
+            return find_targets(model, target_patterns(letters, target_map))
+
+        peft_config = peft_method.build_config(method_cfg, names, resolve, total_steps)
+    return inject_modules(model, method_cfg, names, peft_config=peft_config)
+
+
+def inject_modules(model: nn.Module, method_cfg, names: list[str], *, peft_config=None) -> list[str]:
+    """Adapters on exactly the modules ``names`` (``load_adapters`` re-creates saved adapters with it)."""
+    _check_method(method_cfg.name)
+    if has_adapters(model):
+        raise BoraError(f"{type(model).__name__} already has adapters; inject into a fresh base model")
+    modules = dict(model.named_modules())
+    for name in names:
+        if not isinstance(modules.get(name), nn.Linear):
+            raise BoraError(f"module {name!r} is not an nn.Linear of {type(model).__name__}; cannot adapt it")
+    if method_cfg.name == PEFT_METHOD:
+        peft_method.inject(model, peft_config)
+        return list(names)
+    layer_cls = METHODS[method_cfg.name]
+    wrapped = {name: layer_cls(modules[name], method_cfg, name) for name in names}  # validates before any change
+    for param in model.parameters():  # the adapters are not in the model yet: this freezes base weights only
         param.requires_grad_(False)
-    wrapped = {name: layer_cls(model.get_submodule(name), method_cfg, name) for name in names}
     for name, layer in wrapped.items():
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, layer)
-    return names
+    return list(names)
+
+
+def _check_method(name: str) -> None:
+    if name not in METHOD_NAMES:
+        raise BoraError(f"unknown method {name!r}; choose one of: {', '.join(METHOD_NAMES)}")
+
+
+def has_adapters(model: nn.Module) -> bool:
+    return (next(adapter_layers(model), None) is not None or peft_method.tuner_of(model) is not None
+            or next(peft_method.peft_layers(model), None) is not None)
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:
+    """Our adapter layers (``method=peft`` layers are PEFT's own: see ``bora.adapters.peft_method``)."""
     for name, module in model.named_modules():
         if isinstance(module, AdapterLayer):
             yield name, module
@@ -73,6 +105,7 @@ def adapter_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
         for name, param in layer.named_parameters():
             if not name.startswith("base_layer.") and param.requires_grad:
                 yield f"{layer_name}.{name}", param
+    yield from peft_method.adapter_tensors(model, trainable_only=True)
 
 
 def count_adapter_params(model: nn.Module) -> int:
@@ -81,16 +114,21 @@ def count_adapter_params(model: nn.Module) -> int:
 
 
 def merge_adapters(model: nn.Module) -> nn.Module:
-    """Fold every adapter into its base weight and put the plain ``nn.Linear`` back: a plain transformers model."""
+    """Fold every adapter into its base weight and put the plain ``nn.Linear`` back: a plain transformers model.
+
+    Input-dependent adapters (HydraLoRA) refuse with a clear error before anything is merged.
+    """
     layers = list(adapter_layers(model))
-    refusing = [name for name, layer in layers if not layer.mergeable]
-    if refusing:
-        layers[[n for n, _ in layers].index(refusing[0])][1].merge()  # raises the layer's own clear error
+    for _, layer in layers:
+        if not layer.mergeable:
+            layer.merge()  # raises the layer's own one-line error; nothing has been merged yet
     for name, layer in layers:
         layer.merge()
         layer._weight_before_merge = None  # the adapter is gone for good; free the copy
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, layer.base_layer)
+    if peft_method.tuner_of(model) is not None:
+        peft_method.merge(model)
     return model
 
 
@@ -101,8 +139,18 @@ def disabled_adapters(model: nn.Module):
     previous = [layer.disabled for layer in layers]
     for layer in layers:
         layer.disabled = True
+    has_peft = peft_method.tuner_of(model) is not None
+    if has_peft:
+        peft_method.set_enabled(model, False)
     try:
         yield model
     finally:
         for layer, was in zip(layers, previous):
             layer.disabled = was
+        if has_peft:
+            peft_method.set_enabled(model, True)
+
+
+def on_optimizer_step(model: nn.Module, global_step: int) -> None:
+    """Call after every optimiser step, before ``zero_grad``: AdaLoRA's rank allocation; a no-op for the others."""
+    peft_method.on_optimizer_step(model, global_step)

@@ -5,18 +5,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bora.adapters.base import AdapterLayer, kaiming_uniform_
+from bora.adapters.base import AdapterLayer, add_product, flat, kaiming_uniform_
 
 
 class LoraLayer(AdapterLayer):
     def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
         super().__init__(base_layer, method_cfg, name)
-        self.A = nn.Parameter(torch.empty(self.r, self.in_features))
-        self.B = nn.Parameter(torch.zeros(self.out_features, self.r))
-        kaiming_uniform_(self.A)
+        self.A = kaiming_uniform_(self.new_param(self.r, self.in_features))
+        self.B = nn.init.zeros_(self.new_param(self.out_features, self.r))
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        return (x @ self.A.T @ self.B.T) * self.scaling
+        # Scale the r-wide hidden rather than the m-wide output: one output-sized temporary less than (B A x) * s.
+        return ((x @ self.A.T) * self.scaling) @ self.B.T
+
+    def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return add_product(result, (flat(x) @ self.A.T) * self.scaling, self.B)
 
     def delta_weight(self) -> torch.Tensor:
         return (self.B.float() @ self.A.float()) * self.scaling
+
+    def lora_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, B)`` with ``dW = scaling * B A`` (what ``export_peft_lora`` writes)."""
+        return self.A.float(), self.B.float()

@@ -49,6 +49,7 @@ class MethodConfig:
     heads: Optional[int] = None  # HydraLoRA B heads
     use_exp: bool = True  # BoRA: Sigma = exp(...) (Table 7 "w/o Exp" sets false)
     use_norm: bool = True  # BoRA: divide sigma by its mean absolute value (Table 7 "w/o Norm" sets false)
+    index_seed: Optional[int] = None  # SBoRA: seed of the standard-basis index draw (null: torch's global RNG)
     peft: Dict[str, Any] = field(default_factory=dict)  # method=peft: a PEFT config (peft_type plus its fields)
 
 

@@ -1,0 +1,51 @@
+"""DoRA (Liu et al., 2024): a magnitude vector times the normalised direction ``W + s B A``.
+
+``W' = mag / ||W + s B A||_row * (W + s B A)``, ``mag`` initialised to the row norms of ``W`` (so ``W' = W`` at
+initialisation). The norm is detached from the graph (DoRA sec. 4.3), exactly as PEFT's ``use_dora=True``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bora.adapters.lora import LoraLayer
+
+
+class DoraLayer(LoraLayer):
+    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
+        super().__init__(base_layer, method_cfg, name)
+        with torch.no_grad():
+            self.magnitude = nn.Parameter(self.base_layer.weight.float().norm(dim=1))
+
+    @torch.no_grad()
+    def weight_norm(self) -> torch.Tensor:
+        """``||W + s B A||`` per output row, float32, outside the graph."""
+        return (self.base_layer.weight.float() + (self.B @ self.A) * self.scaling).norm(dim=1)
+
+    def _rescale(self) -> torch.Tensor:
+        return self.magnitude / self.weight_norm()
+
+    def _dora_output(self, base_out: torch.Tensor, x: torch.Tensor, rescale: torch.Tensor) -> torch.Tensor:
+        """``(rescale - 1) W x + rescale s B A x``: what DoRA adds to the base output for input ``x``."""
+        return (rescale - 1) * base_out + rescale * super().update(x)
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        base_out = nn.functional.linear(x, self.base_layer.weight.to(x.dtype))
+        return self._dora_output(base_out, x, self._rescale())
+
+    def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not isinstance(self.dropout, nn.Identity):
+            return result + self.update(x).to(result.dtype)  # W x must be recomputed for the dropped-out input
+        # Without dropout W x is already in result: reuse it (as PEFT does) instead of a second full matmul.
+        bias = self.base_layer.bias
+        base_out = result if bias is None else result - bias
+        return result + self._dora_output(base_out, x, self._rescale()).to(result.dtype)
+
+    def delta_weight(self) -> torch.Tensor:
+        weight = self.base_layer.weight.float()
+        rescale = self._rescale().unsqueeze(1)
+        return rescale * (weight + super().delta_weight()) - weight
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, dora=True"

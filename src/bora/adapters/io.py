@@ -1,0 +1,135 @@
+"""Save and load adapters: one safetensors file plus a JSON config, exact to the bit.
+
+The file holds every adapter tensor (trainable factors and the buffers that define an adapter, e.g. SBoRA's indices),
+every other parameter with ``requires_grad=True`` (the task head), and for AdaLoRA the rank allocator's state, so the
+trainer can resume from it. Both files are written to temporary names first and then renamed: a run killed while
+checkpointing never leaves a half-written adapter behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from bora.adapters import peft_method
+from bora.adapters.inject import adapter_layers, has_adapters, inject_modules
+from bora.adapters.registry import METHODS, PEFT_METHOD
+from bora.errors import BoraError
+
+CONFIG_FILE = "bora_adapter.json"
+WEIGHTS_FILE = "bora_adapter.safetensors"
+FORMAT = "bora-adapter/1"
+
+
+def adapted_module_names(model: nn.Module) -> list[str]:
+    return [name for name, _ in adapter_layers(model)] + [name for name, _ in peft_method.peft_layers(model)]
+
+
+def saved_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Name -> tensor of everything ``save_adapters`` writes (see the module docstring)."""
+    tensors = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    for layer_name, layer in adapter_layers(model):
+        own = [*layer.named_parameters(), *layer.named_buffers()]
+        tensors.update({f"{layer_name}.{n}": t for n, t in own if not n.startswith("base_layer.")})
+    tensors.update(peft_method.adapter_tensors(model, trainable_only=False))
+    return tensors
+
+
+def save_adapters(model: nn.Module, directory: str | os.PathLike, method_cfg) -> None:
+    if not has_adapters(model):
+        raise BoraError(f"{type(model).__name__} has no adapters to save (merged already, or never injected)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in saved_tensors(model).items()}
+    state_tensors, state_info = peft_method.state(model)
+    tensors.update({name: t.cpu() for name, t in state_tensors.items()})
+    config = {"format": FORMAT, "method": peft_method.plain_dict(method_cfg), "modules": adapted_module_names(model)}
+    tuner = peft_method.tuner_of(model)
+    if tuner is not None:
+        config["peft_config"] = peft_method.config_to_dict(tuner.peft_config[peft_method.ADAPTER_NAME])
+        config["tuner_state"] = state_info
+    _write_atomic(directory / WEIGHTS_FILE, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
+    _write_atomic(directory / CONFIG_FILE, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
+
+
+def load_adapters(model: nn.Module, directory: str | os.PathLike) -> list[str]:
+    """Load saved adapters into ``model``: a base model gets exactly the saved adapters injected first; a model that
+    already has them must have the same method and modules. Strict: any missing or unexpected tensor is an error."""
+    directory = Path(directory)
+    config, tensors = read_adapter(directory)
+    method_cfg = method_config(config["method"])
+    names = list(config["modules"])
+    if not has_adapters(model):
+        peft_config = peft_method.config_from_dict(config["peft_config"]) if "peft_config" in config else None
+        inject_modules(model, method_cfg, names, peft_config=peft_config)
+    else:
+        _check_same_adapters(model, method_cfg, names, directory)
+    state_tensors = {k: tensors.pop(k) for k in list(tensors) if k.startswith(peft_method.STATE_PREFIX)}
+    targets = saved_tensors(model)
+    missing = sorted(set(targets) - set(tensors))
+    if missing:
+        raise BoraError(f"{directory / WEIGHTS_FILE} lacks {len(missing)} tensor(s) of this model, e.g. {missing[0]!r}")
+    parameters = dict(model.named_parameters())
+    extra = sorted(k for k in tensors if k not in targets and k not in parameters)
+    if extra:
+        raise BoraError(f"{directory / WEIGHTS_FILE} holds {len(extra)} tensor(s) this model lacks, e.g. {extra[0]!r}")
+    with torch.no_grad():
+        for name, value in tensors.items():
+            target = targets.get(name, parameters.get(name))
+            if target.shape != value.shape:
+                raise BoraError(f"{directory / WEIGHTS_FILE}: {name} has shape {tuple(value.shape)}, "
+                                f"the model expects {tuple(target.shape)}")
+            target.copy_(value)
+    peft_method.load_state(model, state_tensors, config.get("tuner_state") or {})
+    return names
+
+
+def read_adapter(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise BoraError(f"{directory} is not a saved adapter (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    config = json.loads(config_path.read_text())
+    if config.get("format") != FORMAT:
+        raise BoraError(f"{config_path}: unknown format {config.get('format')!r} (expected {FORMAT})")
+    return config, load_file(str(weights_path))
+
+
+def method_config(saved: dict[str, Any]):
+    """The saved method config as a typed ``MethodConfig`` node (attribute access, schema-checked)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bora.config.schema import MethodConfig
+
+    try:
+        return OmegaConf.merge(OmegaConf.structured(MethodConfig), saved)
+    except OmegaConfBaseException as error:
+        raise BoraError(f"saved method config does not fit this version's schema: {error}".splitlines()[0]) from error
+
+
+def _check_same_adapters(model: nn.Module, method_cfg, names: list[str], directory: Path) -> None:
+    present = adapted_module_names(model)
+    if sorted(present) != sorted(names):
+        raise BoraError(f"{directory}: saved adapters are on {len(names)} module(s), this model has them on "
+                        f"{len(present)} different one(s); load into a fresh base model instead")
+    if method_cfg.name == PEFT_METHOD:
+        if peft_method.tuner_of(model) is None:
+            raise BoraError(f"{directory} holds a PEFT adapter but the model has bora adapters")
+        return
+    expected = METHODS[method_cfg.name]
+    wrong = [name for name, layer in adapter_layers(model) if type(layer) is not expected]
+    if wrong:
+        raise BoraError(f"{directory} holds method {method_cfg.name!r} but {wrong[0]} is a "
+                        f"{type(model.get_submodule(wrong[0])).__name__}")
+
+
+def _write_atomic(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    write(temporary)
+    os.replace(temporary, path)

@@ -1,0 +1,49 @@
+"""MELoRA (Ren et al., 2024): ``N`` mini LoRAs of rank ``r`` on a block diagonal (``N = method.blocks``).
+
+Mini LoRA ``i`` maps input slice ``i`` (``n / N`` features) to output slice ``i`` (``m / N``), so ``dW`` is block
+diagonal with rank up to ``N r`` for ``r (m + n)`` parameters. It is BoRA with ``Sigma_jj = I`` and ``Sigma_jk = 0``;
+``A`` (``r x n``) and ``B`` (``m x r``) hold the mini LoRAs side by side in BoRA's block layout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bora.adapters.base import AdapterLayer, block_size, kaiming_uniform_
+from bora.adapters.blocks import add_blocks, block_inputs, block_outputs, concat_blocks
+
+
+class MeloraLayer(AdapterLayer):
+    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
+        super().__init__(base_layer, method_cfg, name)
+        block_size(self, method_cfg.blocks)
+        self.blocks = int(method_cfg.blocks)
+        self.A = self.new_param(self.r, self.in_features)
+        for mini_A in self.A.data.view(self.r, self.blocks, -1).unbind(1):
+            kaiming_uniform_(mini_A)  # each mini LoRA initialised as a LoRA of its own (fan-in n / N)
+        self.B = nn.init.zeros_(self.new_param(self.out_features, self.r))
+
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """``s A_i x_i`` for every mini LoRA: ``(..., n) -> (N, T, r)``."""
+        return (block_inputs(x, self.A, self.blocks) * self.scaling).transpose(1, 2)
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        return concat_blocks(block_outputs(self._hidden(x), self.B), x.shape[:-1])
+
+    def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return add_blocks(result, block_outputs(self._hidden(x), self.B))
+
+    def lora_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same update as one LoRA of rank ``N r``: block-diagonal ``A`` and ``B``."""
+        r, N = self.r, self.blocks
+        lora_A = torch.block_diag(*self.A.float().view(r, N, -1).unbind(1))
+        lora_B = torch.block_diag(*self.B.float().view(N, -1, r).unbind(0))
+        return lora_A, lora_B
+
+    def delta_weight(self) -> torch.Tensor:
+        lora_A, lora_B = self.lora_factors()
+        return (lora_B @ lora_A) * self.scaling
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, blocks={self.blocks}"

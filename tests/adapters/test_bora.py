@@ -1,0 +1,172 @@
+"""BoRA against the paper: eq. 8 forward without dW, rank min(m, n, b r), the LoRA and MELoRA special cases,
+Mav(sigma) = 0, and the Table 7 ablation switches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from bora.adapters.bora import BoraLayer
+from bora.adapters.lora import LoraLayer
+from bora.adapters.melora import MeloraLayer
+
+
+def method(**fields):
+    defaults = {"name": "bora", "r": 4, "alpha": 8, "dropout": 0.0, "blocks": 4, "use_exp": True, "use_norm": True}
+    return OmegaConf.create({**defaults, **fields})
+
+
+def layer(cls=BoraLayer, m=24, n=16, seed=0, **fields) -> nn.Module:
+    torch.manual_seed(seed)
+    adapter = cls(nn.Linear(n, m), method(**fields), name="layer")
+    with torch.no_grad():
+        for p in adapter.parameters():
+            if p is not adapter.base_layer.weight and p is not adapter.base_layer.bias:
+                p.copy_(torch.randn_like(p) * 0.5)  # random, full-rank factors
+    return adapter
+
+
+def eq8_reference(adapter: BoraLayer, x: torch.Tensor) -> torch.Tensor:
+    """Paper eq. 8 with explicit loops: y_j = B_j sum_k Sigma_jk A_k x_k, then s * concat_j y_j."""
+    b, r = adapter.blocks, adapter.r
+    n_b, m_b = adapter.in_features // b, adapter.out_features // b
+    sigma = adapter.sigma
+    Sigma = torch.exp(sigma / sigma.abs().mean())  # eq. 5, diagonals
+    outputs = []
+    for j in range(b):
+        B_j = adapter.B[j * m_b : (j + 1) * m_b]
+        acc = 0
+        for k in range(b):
+            A_k = adapter.A[:, k * n_b : (k + 1) * n_b]
+            acc = acc + (x[:, k * n_b : (k + 1) * n_b] @ A_k.T) * Sigma[j, k]
+        outputs.append(acc @ B_j.T)
+    return adapter.scaling * torch.cat(outputs, dim=-1)
+
+
+def test_forward_follows_eq8():
+    adapter = layer()
+    x = torch.randn(7, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(adapter.update(x), eq8_reference(adapter, x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(adapter(x), adapter.base_layer(x) + eq8_reference(adapter, x), rtol=1e-5,
+                                   atol=1e-5)
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any op allocates (views of existing tensors, like ``W.t()``, do not count)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs:
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("cls", [BoraLayer, MeloraLayer])
+def test_training_step_never_materialises_delta_weight(cls):
+    m, n, tokens = 256, 128, 32  # tokens * m < m * n: no legitimate activation is as large as dW
+    adapter = layer(cls, m=m, n=n, blocks=8, dropout=0.05).train()
+    adapter.base_layer.requires_grad_(False)
+    x = torch.randn(tokens, n, requires_grad=True)
+    with LargestTensor() as probe:
+        adapter(x).square().sum().backward()
+    assert probe.largest < m * n
+    assert adapter.A.grad is not None and adapter.B.grad is not None
+    if cls is BoraLayer:
+        assert adapter.sigma.grad is not None and torch.isfinite(adapter.sigma.grad).all()
+
+
+@pytest.mark.parametrize(("m", "n", "b", "r"), [(24, 16, 4, 2), (32, 32, 8, 2), (16, 48, 4, 8), (64, 32, 2, 4)])
+def test_rank_is_min_m_n_br(m, n, b, r):
+    bora = layer(m=m, n=n, blocks=b, r=r)
+    lora = layer(LoraLayer, m=m, n=n, r=r)
+    with torch.no_grad():  # rtol: float32 rounding of dW leaves ~1e-8 relative singular values
+        assert torch.linalg.matrix_rank(bora.delta_weight(), rtol=1e-6) == min(m, n, b * r)
+        assert torch.linalg.matrix_rank(lora.delta_weight(), rtol=1e-6) == r
+
+
+def test_identity_sigma_is_lora():
+    bora = layer(use_exp=True, use_norm=False)
+    lora = layer(LoraLayer)
+    with torch.no_grad():
+        bora.sigma.zero_()  # Sigma = exp(0) = I
+        lora.A.copy_(bora.A)
+        lora.B.copy_(bora.B)
+        lora.base_layer.load_state_dict(bora.base_layer.state_dict())
+        x = torch.randn(5, 16)
+        torch.testing.assert_close(bora(x), lora(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bora.delta_weight(), lora.delta_weight(), rtol=1e-5, atol=1e-6)
+
+
+def test_block_identity_sigma_is_melora():
+    bora = layer(use_exp=False, use_norm=False)  # Sigma = sigma as given
+    melora = layer(MeloraLayer)
+    with torch.no_grad():
+        bora.sigma.zero_()
+        for j in range(bora.blocks):
+            bora.sigma[j, j] = 1.0  # Sigma_jj = I, Sigma_jk = 0
+        melora.A.copy_(bora.A)
+        melora.B.copy_(bora.B)
+        melora.base_layer.load_state_dict(bora.base_layer.state_dict())
+        x = torch.randn(5, 16)
+        torch.testing.assert_close(bora(x), melora(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bora.delta_weight(), melora.delta_weight(), rtol=1e-5, atol=1e-6)
+
+
+def test_melora_delta_weight_is_block_diagonal():
+    melora = layer(MeloraLayer, m=24, n=16, blocks=4)
+    dW = melora.delta_weight()
+    mask = torch.block_diag(*[torch.ones(6, 4)] * 4).bool()
+    assert dW[~mask].abs().max() == 0 and dW[mask].abs().min() > 0
+    assert torch.linalg.matrix_rank(dW, rtol=1e-6) == min(24, 16, 4 * melora.r)
+
+
+def test_all_zero_sigma_stays_finite():
+    bora = layer()
+    lora = layer(LoraLayer)
+    with torch.no_grad():
+        bora.sigma.zero_()  # Mav(sigma) = 0
+        lora.A.copy_(bora.A)
+        lora.B.copy_(bora.B)
+        lora.base_layer.load_state_dict(bora.base_layer.state_dict())
+    x = torch.randn(5, 16)
+    out = bora(x)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(bora.sigma.grad).all()
+    assert bora.sigma.grad.abs().max() < 1e3  # no 1 / epsilon blow-up
+    torch.testing.assert_close(out, lora(x), rtol=1e-5, atol=1e-5)  # Sigma = I
+
+
+def test_ablation_switches():
+    full, no_exp, no_norm = layer(), layer(use_exp=False), layer(use_norm=False)  # same seed: same sigma
+    sigma = full.sigma.detach()
+    mav = sigma.abs().mean()
+    torch.testing.assert_close(full.block_scales(), torch.exp(sigma / mav))
+    torch.testing.assert_close(no_exp.block_scales(), sigma / mav)  # "w/o Exp"
+    torch.testing.assert_close(no_norm.block_scales(), torch.exp(sigma))  # "w/o Norm"
+    # Normalisation makes BoRA invariant to the scale of sigma; without it, the scale matters.
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        before_full, before_no_norm = full(x), no_norm(x)
+        full.sigma.mul_(3.0)
+        no_norm.sigma.mul_(3.0)
+        torch.testing.assert_close(full(x), before_full, rtol=1e-5, atol=1e-5)
+        assert (no_norm(x) - before_no_norm).abs().max() > 1e-2
+
+
+def test_sigma_initialised_like_A():
+    bora = BoraLayer(nn.Linear(4096, 1024), method(r=8, blocks=16))
+    bound_A = 1 / 4096**0.5  # kaiming-uniform with a = sqrt(5): bound = 1 / sqrt(fan_in)
+    assert bora.A.abs().max() <= bound_A and bora.A.abs().max() > 0.9 * bound_A
+    bound_sigma = 1 / (16 * 8) ** 0.5  # fan_in of a (b, b, r) tensor is b * r
+    assert bora.sigma.abs().max() <= bound_sigma and bora.sigma.std() > 0.4 * bound_sigma
+    assert bora.B.abs().max() == 0

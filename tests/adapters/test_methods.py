@@ -1,0 +1,144 @@
+"""PEFT's tuner checklist for every method: identity at init, forward = base + x dW^T, merge / unmerge / disable,
+gradients only on adapters, bf16 training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import ALL, MERGEABLE, OURS, adapted_model, base_model, config, logits, token_batch
+from torch import nn
+
+from bora.adapters import (
+    AdapterLayer,
+    adapter_layers,
+    adapter_parameters,
+    count_adapter_params,
+    disabled_adapters,
+    inject,
+    merge_adapters,
+    on_optimizer_step,
+)
+from bora.errors import BoraError
+
+
+@pytest.mark.parametrize("method", ALL)
+@pytest.mark.parametrize("model_name", ["tiny-decoder", "tiny-encoder"])
+def test_identity_at_initialisation(method, model_name):
+    cfg = config(method, model_name)
+    reference = base_model(cfg)
+    batch = token_batch(cfg)
+    with torch.no_grad():
+        expected = logits(reference, batch)
+        names = inject(reference, cfg.method, cfg.model.targets, total_steps=20)
+        assert names and count_adapter_params(reference) > 0
+        torch.testing.assert_close(logits(reference.eval(), batch), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", MERGEABLE)
+def test_forward_is_base_plus_delta_weight(method, rng):
+    _, model = adapted_model(method)
+    for name, layer in adapter_layers(model):
+        x = torch.randn(3, 5, layer.in_features, generator=rng)
+        with torch.no_grad():
+            expected = layer.base_layer(x) + x @ layer.delta_weight().T
+            torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5, msg=name)
+            torch.testing.assert_close(layer.update(x), x @ layer.delta_weight().T, rtol=1e-5, atol=1e-5)
+        assert layer.delta_weight().shape == (layer.out_features, layer.in_features)
+
+
+@pytest.mark.parametrize("method", MERGEABLE)
+def test_merge_unmerge_disable(method):
+    cfg, model = adapted_model(method)
+    batch = token_batch(cfg)
+    base_weights = {name: layer.base_layer.weight.detach().clone() for name, layer in adapter_layers(model)}
+    with torch.no_grad():
+        base_out = logits(base_model(cfg), batch)
+        adapted_out = logits(model, batch)
+        assert (adapted_out - base_out).abs().max() > 1e-3  # the randomised adapters do change the output
+        with disabled_adapters(model):
+            torch.testing.assert_close(logits(model, batch), base_out, rtol=0, atol=0)
+        for _, layer in adapter_layers(model):
+            layer.merge()
+        torch.testing.assert_close(logits(model, batch), adapted_out, rtol=1e-5, atol=1e-5)
+        for name, layer in adapter_layers(model):
+            layer.unmerge()
+            assert torch.equal(layer.base_layer.weight, base_weights[name])  # exact, not approximately
+        torch.testing.assert_close(logits(model, batch), adapted_out, rtol=0, atol=0)
+
+        merged = merge_adapters(model)
+        assert not any(isinstance(m, AdapterLayer) for m in merged.modules())
+        assert all(type(merged.get_submodule(name)) is nn.Linear for name in base_weights)
+        torch.testing.assert_close(logits(merged, batch), adapted_out, rtol=1e-5, atol=1e-5)
+
+
+def test_hydralora_refuses_to_merge_and_matches_its_formula(rng):
+    cfg, model = adapted_model("hydralora")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(BoraError, match="input-dependent"):
+        merge_adapters(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing merged halfway
+    name, layer = next(adapter_layers(model))
+    with pytest.raises(BoraError, match="input-dependent"):
+        layer.delta_weight()
+    x = torch.randn(4, layer.in_features, generator=rng)
+    with torch.no_grad():
+        weights = torch.softmax(x @ layer.router.T, dim=-1)  # (T, N)
+        hidden = x @ layer.A.T
+        expected = layer.base_layer(x) + layer.scaling * sum(
+            weights[:, i : i + 1] * (hidden @ layer.B[i].T) for i in range(layer.heads)
+        )
+        torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+        with disabled_adapters(model):
+            torch.testing.assert_close(layer(x), layer.base_layer(x))
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_only_adapter_parameters_train(method):
+    cfg, model = adapted_model(method, "tiny-decoder", randomize=False)
+    model.train()
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {name for name, _ in adapter_parameters(model)}
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = token_batch(cfg)
+    for step in range(3):
+        loss = model(**batch, labels=batch["input_ids"]).loss
+        loss.backward()
+        for name, p in model.named_parameters():
+            assert (p.grad is not None) == (name in trainable), name
+        optimizer.step()
+        on_optimizer_step(model, step)
+        optimizer.zero_grad()
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed and changed <= trainable
+    # Every adapter tensor a method zero-initialises (B, or A for SBoRA-FB) has moved off zero.
+    assert len(changed) >= len(trainable) // 2
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_bf16_training_has_finite_loss(method):
+    cfg, model = adapted_model(method, "tiny-decoder", randomize=False)
+    model.to(torch.bfloat16).train()  # bf16 base; adapters keep float32 parameters here as well
+    for _, p in adapter_parameters(model):
+        p.data = p.data.float()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    batch = token_batch(cfg)
+    for step in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch, labels=batch["input_ids"]).loss
+        assert torch.isfinite(loss), (method, step)
+        loss.backward()
+        optimizer.step()
+        on_optimizer_step(model, step)
+        optimizer.zero_grad()
+    # Without autocast too: a bf16 base with float32 adapters computes the update in float32.
+    with torch.no_grad():
+        out = model(**batch).logits
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize("method", OURS)
+def test_adapter_parameters_are_float32_on_the_base_device(method):
+    _, model = adapted_model(method, randomize=False)
+    for name, p in adapter_parameters(model):
+        assert p.dtype == torch.float32, name
