@@ -18,6 +18,15 @@ from transformers import PreTrainedTokenizerBase
 # Per sub-task metrics: {"rte": {"accuracy": 0.71}} or {"gsm8k": {"accuracy": 0.5}, ..., "average": {...}}.
 Metrics = dict[str, dict[str, float]]
 
+SLICE_SEED = 0  # a constant, not the run seed: every run and method trains on the same max_train_samples slice
+
+
+def train_slice(dataset: datasets.Dataset, max_samples: int | None) -> datasets.Dataset:
+    """The first ``max_samples`` rows after a shuffle with ``SLICE_SEED`` (the whole set when None)."""
+    if max_samples is None or max_samples >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=SLICE_SEED).select(range(max_samples)).flatten_indices()
+
 
 class Task(ABC):
     kind: str  # "classification" | "regression" | "generation"
