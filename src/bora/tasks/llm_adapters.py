@@ -1,0 +1,174 @@
+"""Math10K and Commonsense170K in the LLM-Adapters format: Alpaca-prompt training, generation scored by its rules.
+
+Layout of ``task.data_dir`` (``make data`` writes it to data/llm-adapters): ``<train_file>`` and
+``test/<name>/test.json``, each a JSON list of ``{instruction, input, output, answer}`` records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import datasets
+from torch import nn
+from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
+
+from bora.errors import BoraError
+from bora.paths import DATA_DIR
+from bora.tasks import answers
+from bora.tasks.base import Metrics, Task, train_slice
+from bora.tasks.generation import greedy_generate
+
+log = logging.getLogger(__name__)
+
+# LLM-Adapters finetune.py `generate_prompt`, verbatim: its indentation and trailing spaces are part of what the
+# models are trained on. Evaluation prompts are the same text with an empty output (the prompt masked out of the
+# loss in training), so train and test prompts agree token for token.
+_INDENT = " " * 16
+PROMPT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n\n"
+    f"{_INDENT}### Instruction:\n{_INDENT}{{instruction}}\n{_INDENT}\n"
+    f"{_INDENT}### Response:\n{_INDENT}{{output}}"
+)
+PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request. \n\n"
+    f"{_INDENT}### Instruction:\n{_INDENT}{{instruction}}\n{_INDENT}\n"
+    f"{_INDENT}### Input:\n{_INDENT}{{input}}\n{_INDENT}\n"
+    f"{_INDENT}### Response:\n{_INDENT}{{output}}"
+)
+TRAIN_FIELDS = ("instruction", "input", "output")
+TEST_FIELDS = ("instruction", "answer")
+IGNORE_INDEX = -100  # label of tokens outside the loss
+
+
+def alpaca_prompt(instruction: str, input: str = "", output: str = "") -> str:
+    template = PROMPT_WITH_INPUT if input else PROMPT
+    return template.format(instruction=instruction, input=input, output=output)
+
+
+def read_records(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    """The records of an LLM-Adapters JSON file, each checked to hold ``fields`` as strings."""
+    if not path.is_file():
+        raise BoraError(f"{path} not found; run `make data` or point task.data_dir (LLM_ADAPTERS_DIR) to a copy")
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise BoraError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise BoraError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not isinstance(records, list):
+        raise BoraError(f"{path}: expected a JSON list of records, got a {type(records).__name__}")
+    if not records:
+        raise BoraError(f"{path}: no records")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise BoraError(f"{path}: record {index} is a {type(record).__name__}, not an object")
+        for field in fields:
+            if field not in record:
+                raise BoraError(f"{path}: record {index} has no {field!r} field")
+            if not isinstance(record[field], str):
+                raise BoraError(f"{path}: record {index} field {field!r} is not a string")
+    return records
+
+
+def tokenize_examples(examples: dict, tokenizer: PreTrainedTokenizerBase, max_length: int, train_on_inputs: bool):
+    """LLM-Adapters `generate_and_tokenize_prompt` for a batch: prompt + output cut at ``max_length``, EOS appended
+    when there is room, prompt tokens labelled -100 unless ``train_on_inputs``."""
+    columns = zip(examples["instruction"], examples["input"], examples["output"])
+    full = tokenizer([alpaca_prompt(*row) for row in columns], truncation=True, max_length=max_length)
+    if not train_on_inputs:
+        prompts = [alpaca_prompt(i, x) for i, x in zip(examples["instruction"], examples["input"])]
+        prompt_lengths = [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=max_length)["input_ids"]]
+    batch = {"input_ids": [], "attention_mask": [], "labels": []}
+    for row, ids in enumerate(full["input_ids"]):
+        ids = list(ids)
+        if ids[-1] != tokenizer.eos_token_id and len(ids) < max_length:
+            ids.append(tokenizer.eos_token_id)
+        masked = 0 if train_on_inputs else min(prompt_lengths[row], len(ids))
+        batch["input_ids"].append(ids)
+        batch["attention_mask"].append([1] * len(ids))
+        batch["labels"].append([IGNORE_INDEX] * masked + ids[masked:])
+    return batch
+
+
+class ReasoningTask(Task):
+    """Train on ``task.train_file``; test by greedy generation on every ``task.test_sets`` entry."""
+
+    kind = "generation"
+    num_labels = None
+
+    def __init__(self, task_cfg):
+        super().__init__(task_cfg)
+        if not task_cfg.train_file:
+            raise BoraError(f"task {task_cfg.name}: set task.train_file (a JSON file in task.data_dir)")
+        if not task_cfg.test_sets:
+            raise BoraError(f"task {task_cfg.name}: task.test_sets is empty; name at least one test set")
+        for name in task_cfg.test_sets:
+            answers.rule_for(name)
+        self.data_dir = Path(task_cfg.data_dir) if task_cfg.data_dir else DATA_DIR / "llm-adapters"
+        self._tests: dict[str, list[dict]] = {}
+
+    def test_records(self, name: str) -> list[dict]:
+        """A test set's records (the first ``task.max_eval_samples``), gold answers checked against its rule."""
+        if name not in self._tests:
+            path = self.data_dir / "test" / name / "test.json"
+            records = read_records(path, TEST_FIELDS)
+            for index, record in enumerate(records):
+                problem = answers.check_gold(name, record["answer"])
+                if problem:
+                    raise BoraError(f"{path}: record {index}: {problem}")
+            self._tests[name] = records[: self.cfg.max_eval_samples]
+        return self._tests[name]
+
+    def train_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
+        records = read_records(self.data_dir / self.cfg.train_file, TRAIN_FIELDS)
+        for name in self.cfg.test_sets:  # a broken test file fails now, not after training
+            self.test_records(name)
+        raw = datasets.Dataset.from_dict({field: [r[field] for r in records] for field in TRAIN_FIELDS})
+        raw = train_slice(raw, self.cfg.max_train_samples)
+        dataset = raw.map(
+            tokenize_examples,
+            fn_kwargs={"tokenizer": tokenizer, "max_length": self.cfg.max_length,
+                       "train_on_inputs": self.cfg.train_on_inputs},
+            batched=True,
+            remove_columns=raw.column_names,
+            desc=f"tokenize {self.cfg.train_file}",
+        )
+        no_target = sum(all(label == IGNORE_INDEX for label in labels) for labels in dataset["labels"])
+        if no_target:  # kept, as LLM-Adapters keeps them, but never silently
+            log.warning("%d of %d training examples of %s have no response token left after the cut at "
+                        "task.max_length=%d; they add nothing to the loss",
+                        no_target, len(dataset), self.cfg.train_file, self.cfg.max_length)
+        return dataset
+
+    def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
+        return DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8, label_pad_token_id=IGNORE_INDEX,
+                                      return_tensors="pt")
+
+    def evaluate(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int, out_dir: Path | None = None
+    ) -> Metrics:
+        tests = {name: self.test_records(name) for name in self.cfg.test_sets}
+        metrics: Metrics = {}
+        for name, records in tests.items():
+            prompts = [alpaca_prompt(r["instruction"], r.get("input") or "") for r in records]
+            generations = greedy_generate(model, tokenizer, prompts, batch_size, self.cfg.max_new_tokens, desc=name)
+            rows = []
+            for index, (record, generation) in enumerate(zip(records, generations)):
+                prediction, correct = answers.score(name, generation, record["answer"])
+                rows.append({"id": index, "generation": generation, "prediction": prediction,
+                             "answer": record["answer"], "correct": correct})
+            metrics[name] = {"accuracy": sum(row["correct"] for row in rows) / len(rows)}
+            if out_dir is not None:
+                write_predictions(Path(out_dir) / "predictions" / f"{name}.jsonl", rows)
+        metrics["average"] = {"accuracy": sum(m["accuracy"] for m in metrics.values()) / len(metrics)}
+        return metrics
+
+
+def write_predictions(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")

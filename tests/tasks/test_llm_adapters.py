@@ -1,0 +1,199 @@
+"""LLM-Adapters tasks: strict record loading, Alpaca tokenization with the prompt masked, batched greedy evaluation."""
+
+import json
+import logging
+
+import pytest
+import torch
+
+from bora import score
+from bora.cli import load_config
+from bora.errors import BoraError
+from bora.tasks import build_task, llm_adapters
+from bora.tasks.generation import greedy_generate
+from bora.tasks.llm_adapters import alpaca_prompt, read_records
+
+PROMPT = (  # LLM-Adapters finetune.py generate_prompt, typed out independently of the implementation
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n"
+    "\n"
+    "                ### Instruction:\n"
+    "                Add 2 and 3.\n"
+    "                \n"
+    "                ### Response:\n"
+    "                "
+)
+PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+    "response that appropriately completes the request. \n"
+    "\n"
+    "                ### Instruction:\n"
+    "                Add.\n"
+    "                \n"
+    "                ### Input:\n"
+    "                2 3\n"
+    "                \n"
+    "                ### Response:\n"
+    "                "
+)
+TRAIN = [{"instruction": f"Add {a} and {b}.", "input": "", "output": f"{a} + {b} = {a + b}. The answer is {a + b}",
+          "answer": str(a + b)} for a, b in [(2, 3), (4, 4), (1, 0), (7, 2), (5, 5)]]
+TESTS = {
+    "gsm8k": [{"instruction": "Add 2 and 3.", "input": "", "output": "", "answer": "5.0"},
+              {"instruction": "Add 10 and 1.", "input": "", "output": "", "answer": "11"}],
+    "boolq": [{"instruction": "Is 2 even?", "input": "", "output": "", "answer": "true"}],
+}
+
+
+def write_json(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    root = tmp_path / "llm-adapters"
+    write_json(root / "train.json", TRAIN)
+    for name, records in TESTS.items():
+        write_json(root / "test" / name / "test.json", records)
+    return root
+
+
+def reasoning(data_dir, *overrides):
+    cfg = load_config(["model=tiny-decoder", "task=math", f"task.data_dir={data_dir}", "task.train_file=train.json",
+                       "task.test_sets=[gsm8k,boolq]", "task.max_length=400", *overrides])
+    return build_task(cfg.task)
+
+
+def test_alpaca_prompt_is_llm_adapters_text():
+    assert alpaca_prompt("Add 2 and 3.") == PROMPT
+    assert alpaca_prompt("Add 2 and 3.", "", "5") == PROMPT + "5"
+    assert alpaca_prompt("Add.", "2 3") == PROMPT_WITH_INPUT
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": ""}]',
+         r"record 1 has no 'output' field"),
+        ('[{"instruction": "a", "input": "", "output": 5}]', r"record 0 field 'output' is not a string"),
+        ('[{"instruction": "a",\n "input": "",', r"invalid JSON at line 2 column"),
+        ("[]", r"no records"),
+        ('{"instruction": "a"}', r"expected a JSON list of records, got a dict"),
+        ('["a"]', r"record 0 is a str, not an object"),
+    ],
+)
+def test_bad_records_are_one_line_errors_naming_file_and_record(tmp_path, content, message):
+    path = tmp_path / "train.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(BoraError, match=message) as error:
+        read_records(path, llm_adapters.TRAIN_FIELDS)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_bad_test_set_fails_before_training(data_dir, tiny_decoder):
+    write_json(data_dir / "test" / "boolq" / "test.json", [{"instruction": "q", "answer": "true"},
+                                                           {"instruction": "q", "answer": "yes"}])
+    with pytest.raises(BoraError, match=r"boolq/test\.json: record 1: answer 'yes' is not one of true/false"):
+        reasoning(data_dir).train_dataset(tiny_decoder[2])
+    (data_dir / "test" / "boolq" / "test.json").unlink()
+    with pytest.raises(BoraError, match=r"boolq/test\.json not found; run `make data`"):
+        reasoning(data_dir).train_dataset(tiny_decoder[2])
+
+
+def test_unknown_test_set_or_missing_train_file(data_dir):
+    with pytest.raises(BoraError, match=r"unknown test set 'gsm8K'; known: AddSub"):
+        reasoning(data_dir, "task.test_sets=[gsm8K]")
+    with pytest.raises(BoraError, match=r"task.test_sets is empty"):
+        reasoning(data_dir, "task.test_sets=[]")
+
+
+def test_prompt_masked_and_eos_appended(data_dir, tiny_decoder):
+    tokenizer = tiny_decoder[2]
+    dataset = reasoning(data_dir).train_dataset(tokenizer)
+    assert len(dataset) == len(TRAIN)
+    for row, record in zip(dataset, TRAIN):
+        ids, labels = row["input_ids"], row["labels"]
+        n_prompt = len(tokenizer(alpaca_prompt(record["instruction"]))["input_ids"])
+        assert ids[-1] == tokenizer.eos_token_id and len(labels) == len(ids) == len(row["attention_mask"])
+        assert labels[:n_prompt] == [-100] * n_prompt and labels[n_prompt:] == ids[n_prompt:]
+        assert tokenizer.decode(ids[n_prompt:], skip_special_tokens=True) == record["output"]
+
+
+def test_train_on_inputs_and_cutoff(data_dir, tiny_decoder, caplog):
+    tokenizer = tiny_decoder[2]
+    full = reasoning(data_dir, "task.train_on_inputs=true").train_dataset(tokenizer)
+    assert all(row["labels"] == row["input_ids"] for row in full)
+    with caplog.at_level(logging.WARNING):
+        cut = reasoning(data_dir, "task.max_length=40").train_dataset(tokenizer)
+    assert all(len(row["input_ids"]) == 40 and row["input_ids"][-1] != tokenizer.eos_token_id for row in cut)
+    assert "5 of 5 training examples of train.json have no response token left" in caplog.text
+
+
+def test_max_train_samples_is_a_fixed_slice(data_dir, tiny_decoder):
+    first = reasoning(data_dir, "task.max_train_samples=3").train_dataset(tiny_decoder[2])
+    again = reasoning(data_dir, "task.max_train_samples=3").train_dataset(tiny_decoder[2])
+    assert len(first) == 3 and first["input_ids"] == again["input_ids"]
+
+
+def test_collator_pads_labels_with_ignore_index(data_dir, tiny_decoder):
+    tokenizer = tiny_decoder[2]
+    task = reasoning(data_dir)
+    dataset = task.train_dataset(tokenizer)
+    batch = task.data_collator(tokenizer)([dataset[0], dataset[2]])
+    assert batch["input_ids"].shape[1] % 8 == 0
+    padded = batch["attention_mask"] == 0
+    assert padded.any() and (batch["labels"][padded] == -100).all()
+    assert (batch["input_ids"][padded] == tokenizer.pad_token_id).all()
+
+
+def test_batched_generation_equals_one_at_a_time(tiny_decoder):
+    _, model, tokenizer = tiny_decoder
+    prompts = [alpaca_prompt("Add 2 and 3."), alpaca_prompt("What is the sum of twelve and forty one, please?"),
+               "Hi", alpaca_prompt("x", "some input")]
+    model.train()
+    batched = greedy_generate(model, tokenizer, prompts, batch_size=4, max_new_tokens=6)
+    single = [greedy_generate(model, tokenizer, [p], batch_size=1, max_new_tokens=6)[0] for p in prompts]
+    assert batched == single and all(batched)
+    assert tokenizer.padding_side == "right" and model.training  # both restored
+
+
+def test_greedy_generation_is_argmax_decoding(tiny_decoder):
+    _, model, tokenizer = tiny_decoder
+    prompt = alpaca_prompt("Add 2 and 3.")
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        for _ in range(5):
+            next_id = model(input_ids=ids).logits[0, -1].argmax()
+            ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
+    expected = tokenizer.decode(ids[0, -5:], skip_special_tokens=True)
+    assert greedy_generate(model, tokenizer, [prompt], batch_size=1, max_new_tokens=5) == [expected]
+
+
+def test_evaluate_scores_and_saves_predictions(data_dir, tiny_decoder, tmp_path, monkeypatch, capsys):
+    generations = {"Add 2 and 3.": "2 + 3 = 5. The answer is 5", "Add 10 and 1.": "The answer is 12",
+                   "Is 2 even?": "the correct answer is true"}
+
+    def fake_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc):
+        return [next(g for q, g in generations.items() if q in p) for p in prompts]
+
+    monkeypatch.setattr(llm_adapters, "greedy_generate", fake_generate)
+    task = reasoning(data_dir)
+    metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2, out_dir=tmp_path / "run")
+    assert metrics == {"gsm8k": {"accuracy": 0.5}, "boolq": {"accuracy": 1.0}, "average": {"accuracy": 0.75}}
+    assert task.headline(metrics) == 0.75
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "gsm8k.jsonl").read_text().splitlines()]
+    assert rows == [
+        {"id": 0, "generation": "2 + 3 = 5. The answer is 5", "prediction": 5.0, "answer": "5.0", "correct": True},
+        {"id": 1, "generation": "The answer is 12", "prediction": 12.0, "answer": "11", "correct": False},
+    ]
+    score.main(["--dataset", "gsm8k", "--predictions", str(tmp_path / "run" / "predictions" / "gsm8k.jsonl")])
+    assert capsys.readouterr().out.splitlines()[-1] == "accuracy: 50.00"
+
+
+def test_evaluate_with_the_tiny_decoder(data_dir, tiny_decoder, tmp_path):
+    task = reasoning(data_dir, "task.max_eval_samples=1", "task.max_new_tokens=4")
+    metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=4, out_dir=tmp_path)
+    assert set(metrics) == {"gsm8k", "boolq", "average"}
+    rows = (tmp_path / "predictions" / "gsm8k.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and set(json.loads(rows[0])) == {"id", "generation", "prediction", "answer", "correct"}
