@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from types import SimpleNamespace
 from typing import Iterator, Mapping
 
 from torch import nn
@@ -45,6 +46,7 @@ def inject(model: nn.Module, method_cfg, target_map: Mapping[str, str | None], *
     (AdaLoRA's schedule needs it). A bad config raises before the model is touched. Returns the adapted names.
     """
     _check_method(method_cfg.name)
+    _check_no_adapters(model)
     names = find_targets(model, target_patterns(method_cfg.targets, target_map))
     if not names:
         raise BoraError(
@@ -63,8 +65,7 @@ def inject(model: nn.Module, method_cfg, target_map: Mapping[str, str | None], *
 def inject_modules(model: nn.Module, method_cfg, names: list[str], *, peft_config=None) -> list[str]:
     """Adapters on exactly the modules ``names`` (``load_adapters`` re-creates saved adapters with it)."""
     _check_method(method_cfg.name)
-    if has_adapters(model):
-        raise BoraError(f"{type(model).__name__} already has adapters; inject into a fresh base model")
+    _check_no_adapters(model)
     modules = dict(model.named_modules())
     for name in names:
         if not isinstance(modules.get(name), nn.Linear):
@@ -73,7 +74,8 @@ def inject_modules(model: nn.Module, method_cfg, names: list[str], *, peft_confi
         peft_method.inject(model, peft_config)
         return list(names)
     layer_cls = METHODS[method_cfg.name]
-    wrapped = {name: layer_cls(modules[name], method_cfg, name) for name in names}  # validates before any change
+    settings = SimpleNamespace(**peft_method.plain_dict(method_cfg))  # resolved once: OmegaConf lookups are slow
+    wrapped = {name: layer_cls(modules[name], settings, name) for name in names}  # validates before any change
     for param in model.parameters():  # the adapters are not in the model yet: this freezes base weights only
         param.requires_grad_(False)
     for name, layer in wrapped.items():
@@ -85,6 +87,11 @@ def inject_modules(model: nn.Module, method_cfg, names: list[str], *, peft_confi
 def _check_method(name: str) -> None:
     if name not in METHOD_NAMES:
         raise BoraError(f"unknown method {name!r}; choose one of: {', '.join(METHOD_NAMES)}")
+
+
+def _check_no_adapters(model: nn.Module) -> None:
+    if has_adapters(model):
+        raise BoraError(f"{type(model).__name__} already has adapters; inject into a fresh base model")
 
 
 def has_adapters(model: nn.Module) -> bool:

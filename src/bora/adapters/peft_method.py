@@ -70,6 +70,8 @@ def config_to_dict(config) -> dict:
     fields = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.to_dict().items()}
     fields["peft_type"] = str(getattr(config.peft_type, "value", config.peft_type))
     fields.pop("task_type", None)
+    if fields["peft_type"] == "ADALORA":
+        fields["rank_pattern"] = None  # AdaLoRA keeps its masks there: tuner state, saved apart (see `state`)
     return json.loads(json.dumps(fields, default=str))
 
 
