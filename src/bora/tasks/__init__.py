@@ -1,9 +1,17 @@
-"""Tasks of the shared trainer: ``build_task(cfg.task)`` picks the implementation by ``task.source``."""
+"""Tasks of the shared trainer: ``build_task(cfg.task)`` picks the implementation by ``task.source``.
+
+``Task`` and ``Metrics`` are imported on first use, so light tools (``python -m bora.score``, which needs only
+``bora.tasks.answers``) start without loading torch, transformers and datasets.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bora.errors import BoraError
-from bora.tasks.base import Metrics, Task
+
+if TYPE_CHECKING:
+    from bora.tasks.base import Task
 
 SOURCES = ("glue", "llm_adapters")
 
@@ -18,6 +26,14 @@ def build_task(task_cfg) -> Task:
 
         return ReasoningTask(task_cfg)
     raise BoraError(f"task.source={task_cfg.source!r}: use one of {', '.join(SOURCES)}")
+
+
+def __getattr__(name: str):
+    if name in ("Metrics", "Task"):
+        from bora.tasks import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Metrics", "Task", "build_task"]
