@@ -1,0 +1,131 @@
+"""Markdown and LaTeX text of the comparison frames (``bora.tables.compare``) and experiment summaries.
+
+A paper table row becomes three lines: the paper's numbers, ours (mean ± std over seeds, ``[n/planned]`` when fewer
+seeds finished than planned) and the difference ours - paper. Missing numbers are "—" (LaTeX "--"), never 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+MISSING = "—"
+
+
+def number(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+        return MISSING
+    return f"{value:.{digits}f}"
+
+
+def ours_cell(line: pd.Series) -> str:
+    if pd.isna(line["ours"]):
+        return MISSING
+    text = number(line["ours"])
+    if not pd.isna(line["spread"]):
+        text += f" ±{number(line['spread'])}"
+    if line["n"] < line["planned"]:
+        text += f" [{line['n']}/{line['planned']}]"
+    return text
+
+
+def params_cell(params, paper_text) -> str:
+    """Adapter parameters in millions, with as many decimals as the paper prints (e.g. 4.92, 18.9)."""
+    if params is None or pd.isna(params):
+        return MISSING
+    digits = len(str(paper_text).partition(".")[2]) if paper_text is not None and not pd.isna(paper_text) else 2
+    return f"{params / 1e6:.{digits}f}"
+
+
+def comparison_rows(frame: pd.DataFrame, spec) -> pd.DataFrame:
+    """The display frame: three lines (paper / ours / diff) per paper row, one column per table column."""
+    show_targets = frame["table"].iloc[0] == "table8" if len(frame) else False
+    display = []
+    for _, lines in frame.groupby("row", sort=True):
+        first = lines.iloc[0]
+        head = {"model": first["model"]}
+        if show_targets:
+            head["targets"] = first["targets"]
+        head["method"] = first["label"]
+        paper = {**head}
+        ours = {k: "" for k in head}
+        diff = {k: "" for k in head}
+        if spec.params:
+            paper["#Params (M)"] = first["params_paper"]
+            ours["#Params (M)"] = params_cell(first["params_ours"], first["params_paper"])
+            diff["#Params (M)"] = ""
+        paper[""], ours[""], diff[""] = "paper", "ours", "diff"
+        for _, line in lines.iterrows():
+            paper[line["column"]] = number(line["paper"])
+            ours[line["column"]] = ours_cell(line)
+            diff[line["column"]] = MISSING if pd.isna(line["diff"]) else f"{line['diff']:+.2f}"
+        display += [paper, ours, diff]
+    return pd.DataFrame(display)
+
+
+def legend(spec) -> str:
+    what = "standard deviation over seeds" if spec.statistic == "std" else "mean ±std over seeds"
+    return (f"paper: the paper's number; ours: {what} of our successful runs ({spec.experiment_name} results, "
+            f"conf/experiment/{spec.experiment}.yaml); [n/planned]: fewer seeds finished than planned; "
+            f"diff: ours - paper; {MISSING}: no finished run.")
+
+
+def comparison_markdown(frame: pd.DataFrame, spec) -> str:
+    body = comparison_rows(frame, spec).to_markdown(index=False, disable_numparse=True)
+    return f"### {spec.title}\n\n{body}\n\n{legend(spec)}"
+
+
+def latex_table(display: pd.DataFrame, caption: str) -> str:
+    """A booktabs tabular of a display frame (strings), with LaTeX's special characters escaped."""
+    def escape(text) -> str:
+        text = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+        for char, replacement in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
+                                  ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}")]:
+            text = text.replace(char, replacement)
+        return text.replace("±", r"$\pm$").replace(MISSING, "--")
+
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}",
+             r"\begin{tabular}{" + "l" * len(display.columns) + "}", r"\toprule",
+             " & ".join(escape(c) for c in display.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(escape(v) for v in row) + r" \\" for row in display.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def comparison_latex(frame: pd.DataFrame, spec) -> str:
+    return latex_table(comparison_rows(frame, spec), f"{spec.title}. {legend(spec)}")
+
+
+def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per model x task: one row per method configuration, one column per sub-task metric (mean ±std, x100)."""
+    tables = {}
+    for (experiment, model, task), part in summary.groupby(["experiment", "model", "task"], sort=True):
+        rows = {}
+        for _, line in part.iterrows():
+            row = rows.setdefault(line["method_tag"], {"method": line["method_tag"],
+                                                       "#Params": f"{int(line['adapter_params']):,}"
+                                                       if not pd.isna(line["adapter_params"]) else MISSING,
+                                                       "seeds": int(line["n"])})
+            row["seeds"] = min(row["seeds"], int(line["n"]))
+            cell = number(100 * line["mean"])
+            if not pd.isna(line["std"]):
+                cell += f" ±{number(100 * line['std'])}"
+            row[f"{line['subtask']} {line['metric']}"] = cell
+        tables[f"{experiment}: {model} on {task}"] = pd.DataFrame(list(rows.values()))
+    return tables
+
+
+def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
+    from bora.aggregate import status_counts
+
+    if summary.empty:
+        return f"(no successful runs; runs by status: {status_counts(runs)})"
+    parts = [f"### {title}\n\n{table.to_markdown(index=False, disable_numparse=True)}"
+             for title, table in summary_rows(summary).items()]
+    parts.append("Metrics x100, mean ±std (ddof=1) over the seeds of successful runs; seeds: how many finished.")
+    return "\n\n".join(parts)
+
+
+def summary_latex(summary: pd.DataFrame) -> str:
+    return "\n\n".join(latex_table(table, title) for title, table in summary_rows(summary).items())
