@@ -1,0 +1,103 @@
+"""bora.plan: the runs an experiment launches, their exact adapter parameters (= the paper's #Params), their status."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from bora import runs
+from bora.cli import load_config
+from bora.paper import paper_table, paper_tag
+from bora.plan import compose_jobs, expand_sweep, plan
+from bora.plan import main as plan_main
+from bora.tables import SPECS
+
+# Experiments of the paper tables with a #Params column. seed=0 (and one GLUE task) keeps the test fast: the
+# count does not depend on either, and the full sweeps are checked by the tests below.
+PARAM_TABLES = {"table1": ["seed=0", "task=rte"], "table2": ["seed=0"], "table3": ["seed=0"], "table4": ["seed=0"],
+                "table8": ["seed=0"], "table9": ["seed=0"]}
+
+
+def _paper_rounding(text: str) -> float:
+    """Half a unit of the last digit the paper prints (4.72 -> 0.005, 18.9 -> 0.05)."""
+    return 0.5 * 10 ** -len(text.partition(".")[2])
+
+
+@pytest.mark.parametrize("table", sorted(PARAM_TABLES))
+def test_planned_params_match_every_paper_row(table):
+    spec = SPECS[table]
+    planned = {(row["model"], row["method_tag"]): row["adapter_params"]
+               for row in plan([f"experiment={spec.experiment}", *PARAM_TABLES[table]])}
+    paper = paper_table(spec.paper_csv)
+    for _, row in paper.iterrows():
+        key = (row["model"], paper_tag(row, spec.targets))
+        assert key in planned, f"{table}: paper row {key} is not in conf/experiment/{spec.experiment}.yaml's sweep"
+        params = planned[key] / 1e6
+        assert abs(params - float(row["params_M"])) <= _paper_rounding(row["params_M"]), (table, key, planned[key])
+    assert len(planned) == len(paper)  # nothing planned that the table does not show
+
+
+def test_table7_sweep_covers_its_rows():
+    spec = SPECS["table7"]
+    planned = {(row["model"], row["method_tag"]) for row in plan(["experiment=table7", "seed=0"], with_params=False)}
+    paper = paper_table(spec.paper_csv)
+    assert planned == {(row["model"], paper_tag(row, spec.targets)) for _, row in paper.iterrows()}
+
+
+@pytest.mark.parametrize("experiment, runs_planned", [("table1", 384), ("table2", 72), ("table3", 72), ("table4", 15),
+                                                      ("table7", 27), ("table8", 30), ("table9", 126), ("figure4", 12)])
+def test_sweep_sizes(experiment, runs_planned):
+    jobs = expand_sweep([f"experiment={experiment}"])
+    assert len(jobs) == runs_planned and len({tuple(sorted(job)) for job in jobs}) == runs_planned
+
+
+def test_fast_composition_equals_full_composition():
+    """compose_jobs assembles most configs from parts; a sample must equal Hydra composing each job in full.
+    Table 7 swaps two config groups (model, row), Table 8 also sets values (method.targets, seed)."""
+    for experiment, extra in [("table7", []), ("table8", [])]:
+        jobs = expand_sweep([f"experiment={experiment}", *extra])
+        configs = compose_jobs(jobs)
+        for index in random.Random(0).sample(range(len(jobs)), 3):
+            full = runs.resolved_config(load_config(jobs[index]))
+            assert json.dumps(configs[index], sort_keys=True) == json.dumps(full, sort_keys=True), jobs[index]
+
+
+def test_command_line_narrows_or_extends_the_sweep():
+    rows = plan(["experiment=table8", "seed=1", "+experiment/rows/main=lora-r8"], with_params=False)
+    assert len(rows) == 5 and {r["seed"] for r in rows} == {1} and {r["method"] for r in rows} == {"lora"}
+    assert [r["targets"] for r in rows] == ["Q", "QV", "QKV", "QKVUD", "QKVOGUD"]
+
+
+def test_status_of_each_run(tmp_path):
+    overrides = ["experiment=smoke", f"output_dir={tmp_path}"]
+    assert [r["status"] for r in plan(overrides, with_params=False)] == ["missing"] * 4
+    configs = compose_jobs(expand_sweep(overrides))
+    other = json.loads(json.dumps(configs[3]))
+    other["trainer"]["lr"] = 0.5
+    statuses = ["success", "failed", "running", "success"]
+    for config, status, fingerprinted in zip(configs, statuses, [*configs[:3], other]):
+        runs.write_json_atomic(Path(config["run_dir"]) / runs.RESULT_FILE,
+                               {"status": status, "config_fingerprint": runs.fingerprint(fingerprinted)})
+    statuses = [r["status"] for r in plan(overrides, with_params=False)]
+    assert statuses == ["done", "failed", "unfinished", "conflict"]
+
+
+def test_smoke_runs_are_done_after_make_smoke(smoke_outputs):
+    """The trainer's own result files: plan reproduces their config fingerprints exactly."""
+    for experiment in ["smoke", "smoke-llm"]:
+        rows = plan([f"experiment={experiment}", f"output_dir={smoke_outputs}"], with_params=False)
+        assert [r["status"] for r in rows] == ["done"] * 4
+
+
+def test_cli_prints_csv_and_a_summary(tmp_path, capsys):
+    plan_main(["experiment=smoke", f"output_dir={tmp_path}"])
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].startswith("model,task,method,r,blocks,heads,targets,method_tag,seed,adapter_params,status")
+    assert lines[1].startswith("tiny-encoder,toy-cls,lora,8,,,QV,lora_r8_a16_d0.05_QV,0,4096,missing")
+    assert len(lines) == 5 and err.strip() == "experiment=smoke: 4 runs planned: 4 missing"
+    with pytest.raises(SystemExit) as exit_info:
+        plan_main(["experiment=table99"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "table99" in err
