@@ -1,0 +1,183 @@
+"""The paper's headline statements, recomputed from its own tables and from our runs, side by side.
+
+Each claim is a statistic of table cells (e.g. BoRA's Avg minus LoRA's, averaged over the three LLMs). It is computed
+once per seed (cells paired by seed; only seeds every cell has count) and reported as mean ± std over those seeds.
+The paper's value comes from the same function applied to its tables (one "seed"), next to the number its text states.
+The verdict rules are ``VERDICT_RULES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from bora.aggregate import per_seed
+from bora.paper import paper_table, paper_tag
+from bora.render import number
+from bora.tables import KEYS, SPECS, write_outputs
+
+LLMS = ["gemma-7b", "llama-3-8b", "qwen2.5-14b"]
+ROBERTA = ["roberta-base", "roberta-large"]
+PARITY_TOLERANCE = 0.05
+VERDICT_RULES = (
+    "Statistics are computed per seed (cells paired by seed) and shown as mean ±std over the seeds every cell has. "
+    "Gain claims (statistic > 0): supported when our mean is positive and larger than its std, within noise when "
+    "positive but not larger, contradicted when not positive. Not-worse claims: supported when mean + std >= 0. "
+    f"Parity claims (a cost ratio): supported when within {PARITY_TOLERANCE:.0%} of 1. No runs: no seed has every cell."
+)
+
+
+class Cells:
+    """Per-seed values of one cell of a paper table: from our runs (``runs`` given) or from the paper (one seed)."""
+
+    def __init__(self, runs: pd.DataFrame | None = None):
+        self.runs = runs
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def _frame(self, table: str) -> pd.DataFrame:
+        if table not in self._frames:
+            spec = SPECS[table]
+            if self.runs is None:
+                frame = paper_table(spec.paper_csv)
+                frame["method_tag"] = [paper_tag(row, spec.targets) for _, row in frame.iterrows()]
+                frame["seed"] = 0
+            else:
+                runs = self.runs[self.runs["experiment"] == spec.experiment_name]
+                frame = per_seed(runs, spec.columns, KEYS, spec.average)
+            self._frames[table] = frame
+        return self._frames[table]
+
+    def __call__(self, table: str, model: str, column: str = "Avg", **row) -> pd.Series:
+        """``row``: the paper row's fields (method, r, b, variant, target_modules)."""
+        tag = paper_tag(pd.Series({"method": "BoRA", "b": None, **row}), SPECS[table].targets)
+        frame = self._frame(table)
+        cells = frame[(frame["model"] == model) & (frame["method_tag"] == tag)]
+        return pd.Series(cells[column].astype(float).values, index=cells["seed"].astype(int).values).dropna()
+
+
+def _mean_over(models: list[str], per_model: Callable[[str], pd.Series]) -> pd.Series:
+    """Mean over models, seed by seed (NaN for a seed any model lacks)."""
+    return sum(per_model(m) for m in models) / len(models)
+
+
+def _gain(cells: Cells, table: str, models: list[str], better: dict, baseline: dict) -> pd.Series:
+    return _mean_over(models, lambda m: cells(table, m, **better) - cells(table, m, **baseline))
+
+
+BORA_16 = {"method": "BoRA", "r": 8, "b": 16}
+LORA = {"method": "LoRA"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    statement: str
+    text_value: str  # what the paper's text says
+    kind: str  # gain | not_worse | parity
+    statistic: Callable[[Cells], pd.Series]
+
+
+def _ablation(cells: Cells, variant: str) -> pd.Series:
+    return _mean_over(LLMS, lambda m: cells("table7", m, variant="BoRA", r=8, b=16)
+                      - cells("table7", m, variant=variant, r=8, b=16))
+
+
+def _min_over(keys: list, per_key: Callable) -> pd.Series:
+    frame = pd.concat([per_key(k) for k in keys], axis=1)
+    return frame.min(axis=1, skipna=False)
+
+
+def _ratio(cells: Cells, column: str) -> pd.Series:
+    return cells("table4", "llama-3-8b", column, **BORA_16) / cells("table4", "llama-3-8b", column, **LORA, r=8)
+
+
+def _targets_gain(cells: Cells, targets: str) -> pd.Series:
+    return (cells("table8", "llama-3-8b", **BORA_16, target_modules=targets)
+            - cells("table8", "llama-3-8b", **LORA, r=8, target_modules=targets))
+
+
+def _grid_gain(cells: Cells, r: int) -> pd.Series:
+    return cells("table9", "llama-3-8b", method="BoRA", r=r, b=2) - cells("table9", "llama-3-8b", method="LoRA", r=r)
+
+
+CLAIMS = [
+    Claim("math_bora_vs_lora", "Math: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over the three LLMs", "2.4",
+          "gain", lambda c: _gain(c, "table2", LLMS, BORA_16, {**LORA, "r": 8})),
+    Claim("math_lora32_vs_lora8", "Math: LoRA (r=32) minus LoRA (r=8), Avg, mean over the three LLMs", "1.9",
+          "gain", lambda c: _gain(c, "table2", LLMS, {**LORA, "r": 32}, {**LORA, "r": 8})),
+    Claim("math_bora_beats_4x_rank", "Math: BoRA's gain over LoRA (r=8) exceeds LoRA (r=32)'s (the two lines above)",
+          "2.4 - 1.9", "gain", lambda c: _gain(c, "table2", LLMS, BORA_16, {**LORA, "r": 32})),
+    Claim("commonsense_bora_vs_lora", "Commonsense: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over the LLMs",
+          "0.95", "gain", lambda c: _gain(c, "table3", LLMS, BORA_16, {**LORA, "r": 8})),
+    Claim("commonsense_lora32_vs_lora8", "Commonsense: LoRA (r=32) minus LoRA (r=8), Avg, mean over the LLMs",
+          "0.77", "gain", lambda c: _gain(c, "table3", LLMS, {**LORA, "r": 32}, {**LORA, "r": 8})),
+    Claim("glue_bora_vs_lora", "GLUE: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over RoBERTa-base/large", "~2",
+          "gain", lambda c: _gain(c, "table1", ROBERTA, BORA_16, {**LORA, "r": 8})),
+    Claim("glue_bora_vs_lora32", "GLUE: BoRA (r=8, b=16) is comparable or better than LoRA (r=32), Avg, mean over "
+          "both models", "comparable or superior", "not_worse",
+          lambda c: _gain(c, "table1", ROBERTA, BORA_16, {**LORA, "r": 32})),
+    Claim("ablation_exp", "Ablation: BoRA minus BoRA w/o Exp, Avg, mean over the LLMs", "significant decrease",
+          "gain", lambda c: _ablation(c, "BoRA w/o Exp")),
+    Claim("ablation_norm", "Ablation: BoRA minus BoRA w/o Norm, Avg, mean over the LLMs", "significant decrease",
+          "gain", lambda c: _ablation(c, "BoRA w/o Norm")),
+    Claim("ablation_norm_matters_more", "Ablation: BoRA w/o Exp minus BoRA w/o Norm, Avg, mean over the LLMs",
+          "w/o Norm hurts more", "gain", lambda c: _ablation(c, "BoRA w/o Norm") - _ablation(c, "BoRA w/o Exp")),
+    Claim("targets_every_granularity", "Target modules: smallest BoRA minus LoRA gain over Q, QV, QKV, QKVUD, QKVOGUD "
+          "(LLaMA-3-8B)", "BoRA better at every granularity", "gain",
+          lambda c: _min_over(["Q", "QV", "QKV", "QKVUD", "QKVOGUD"], lambda t: _targets_gain(c, t))),
+    Claim("grid_every_rank", "Ranks x blocks: smallest BoRA (b=2) minus LoRA gain over r = 2 ... 64 (LLaMA-3-8B)",
+          "BoRA better at every rank, even b=2", "gain",
+          lambda c: _min_over([2, 4, 8, 16, 32, 64], lambda r: _grid_gain(c, r))),
+    Claim("time_parity", "Efficiency: BoRA (r=8, b=16) / LoRA (r=8) training time (LLaMA-3-8B)",
+          "on par (18.6 vs 18.5)", "parity", lambda c: _ratio(c, "time_min")),
+    Claim("memory_parity", "Efficiency: BoRA (r=8, b=16) / LoRA (r=8) peak memory (LLaMA-3-8B)",
+          "on par (23.63 vs 23.57)", "parity", lambda c: _ratio(c, "memory_GB")),
+]
+
+
+def verdict(kind: str, mean: float, std: float, n: int) -> str:
+    if n == 0:
+        return "no runs"
+    spread = 0.0 if pd.isna(std) else std
+    note = " (1 seed, no spread)" if n == 1 else ""
+    if kind == "parity":
+        return ("supported" if abs(mean - 1) <= PARITY_TOLERANCE else "contradicted") + note
+    if kind == "not_worse":
+        return ("supported" if mean + spread >= 0 else "contradicted") + note
+    if mean <= 0:
+        return "contradicted" + note
+    return ("supported" if mean > spread else "within noise") + note
+
+
+def check_claims(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: the paper's text, its value recomputed from its tables, ours (mean, std, seeds), verdict."""
+    paper, ours = Cells(), Cells(runs)
+    rows = []
+    for claim in CLAIMS:
+        recomputed = claim.statistic(paper).dropna()
+        values = claim.statistic(ours).dropna()
+        mean, std, n = values.mean(), values.std(), len(values)
+        rows.append({"claim": claim.name, "statement": claim.statement, "paper_text": claim.text_value,
+                     "paper": recomputed.iloc[0] if len(recomputed) else float("nan"), "ours": mean, "std": std,
+                     "seeds": n, "verdict": verdict(claim.kind, mean, std, n)})
+    return pd.DataFrame(rows)
+
+
+def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
+    ours = [number(m) if pd.isna(s) else f"{number(m)} ±{number(s)}" for m, s in zip(frame["ours"], frame["std"])]
+    return pd.DataFrame({"claim": frame["statement"], "paper (text)": frame["paper_text"],
+                         "paper (its tables)": frame["paper"].map(number), "ours": ours,
+                         "seeds": frame["seeds"].astype(str), "verdict": frame["verdict"]})
+
+
+def render_claims(runs: pd.DataFrame, out_dir: Path) -> tuple[str, list[Path]]:
+    from bora.render import latex_table
+
+    frame = check_claims(runs)
+    display = claims_display(frame)
+    markdown = f"### Claims check\n\n{display.to_markdown(index=False, disable_numparse=True)}\n\n{VERDICT_RULES}"
+    latex = latex_table(display, f"Claims check. {VERDICT_RULES}")
+    return markdown, write_outputs(Path(out_dir) / "claims", markdown, latex, frame)

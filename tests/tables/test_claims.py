@@ -1,0 +1,72 @@
+"""The claims check: the paper's statements recomputed from its tables, and from (synthetic) runs of ours."""
+
+import math
+
+import pytest
+from synthetic_results import method, uniform_math, write_run
+
+from bora.aggregate import load_results
+from bora.claims import check_claims, render_claims, verdict
+
+LLMS = ["gemma-7b", "llama-3-8b", "qwen2.5-14b"]
+
+
+def test_paper_values_recomputed_from_its_own_tables(tmp_path):
+    claims = check_claims(load_results(tmp_path)).set_index("claim")
+    # sec. 4.2: 2.4 and 1.9 on math, 0.95 (and 0.77 in the text, 0.80 from Table 3 itself) on commonsense
+    assert claims.loc["math_bora_vs_lora", "paper"] == pytest.approx(2.41, abs=0.005)
+    assert claims.loc["math_lora32_vs_lora8", "paper"] == pytest.approx(1.94, abs=0.005)
+    assert claims.loc["commonsense_bora_vs_lora", "paper"] == pytest.approx(0.95, abs=0.005)
+    assert claims.loc["commonsense_lora32_vs_lora8", "paper"] == pytest.approx(0.80, abs=0.005)
+    assert claims.loc["grid_every_rank", "paper"] == pytest.approx(66.73 - 66.57)  # r=4: the smallest b=2 gain
+    assert claims.loc["time_parity", "paper"] == pytest.approx(18.6 / 18.5)
+    assert set(claims["verdict"]) == {"no runs"} and claims["ours"].isna().all()
+
+
+def _math_runs(root, name, per_seed_average, models=LLMS, **hyper):
+    for model in models:
+        for seed, value in enumerate(per_seed_average):
+            write_run(root, "math", model, "math", method(name, **hyper), seed, uniform_math(value))
+
+
+def test_our_numbers_support_or_contradict(tmp_path):
+    _math_runs(tmp_path, "lora", [0.600, 0.610, 0.620])
+    _math_runs(tmp_path, "bora", [0.630, 0.650, 0.650], blocks=16)  # gains 3, 4, 3
+    _math_runs(tmp_path, "lora", [0.590, 0.600], r=32)  # a loss of 1, two seeds only
+    claims = check_claims(load_results(tmp_path)).set_index("claim")
+    bora = claims.loc["math_bora_vs_lora"]
+    assert (bora["ours"], bora["std"], bora["seeds"]) == pytest.approx((10 / 3, math.sqrt(1 / 3), 3))
+    assert bora["verdict"] == "supported"
+    assert claims.loc["math_lora32_vs_lora8", "verdict"] == "contradicted"
+    assert claims.loc["math_lora32_vs_lora8", "seeds"] == 2  # only seeds every cell has
+    assert claims.loc["math_bora_beats_4x_rank", "ours"] == pytest.approx(4.5)  # (4 + 5) / 2
+    assert claims.loc["commonsense_bora_vs_lora", "verdict"] == "no runs"
+
+
+def test_a_model_without_runs_leaves_the_average_over_models_open(tmp_path):
+    _math_runs(tmp_path, "lora", [0.60], models=LLMS[:2])
+    _math_runs(tmp_path, "bora", [0.70], models=LLMS[:2], blocks=16)
+    claims = check_claims(load_results(tmp_path)).set_index("claim")
+    assert claims.loc["math_bora_vs_lora", "verdict"] == "no runs"
+
+
+@pytest.mark.parametrize("kind, mean, std, n, expected", [
+    ("gain", 2.0, 0.5, 3, "supported"),
+    ("gain", 0.3, 0.5, 3, "within noise"),
+    ("gain", -0.1, 0.5, 3, "contradicted"),
+    ("gain", 1.0, float("nan"), 1, "supported (1 seed, no spread)"),
+    ("not_worse", -0.2, 0.3, 3, "supported"),
+    ("not_worse", -0.5, 0.3, 3, "contradicted"),
+    ("parity", 1.03, 0.01, 3, "supported"),
+    ("parity", 1.20, 0.01, 3, "contradicted"),
+    ("gain", float("nan"), float("nan"), 0, "no runs"),
+])
+def test_verdict_rules(kind, mean, std, n, expected):
+    assert verdict(kind, mean, std, n) == expected
+
+
+def test_rendered_claims(tmp_path):
+    _math_runs(tmp_path, "lora", [0.600, 0.610, 0.620])
+    markdown, paths = render_claims(load_results(tmp_path), tmp_path / "tables")
+    assert "| Math: BoRA (r=8, b=16) minus LoRA (r=8)" in markdown and "| 2.41 " in markdown
+    assert [p.suffix for p in paths] == [".md", ".tex", ".csv"] and all(p.is_file() for p in paths)
