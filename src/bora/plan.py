@@ -209,10 +209,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=table2 seed=0")
     parser.add_argument("--summary", action="store_true", help="print only the summary line (to stdout)")
+    parser.add_argument("--summaries", metavar="A,B,...", help="the summary line of each of these experiments")
     parser.add_argument("--no-params", action="store_true", help="skip counting adapter parameters")
     args = parser.parse_args(argv)
-    name = ", ".join(o for o in args.overrides if o.startswith("experiment=")) or "config"
     try:
+        if args.summaries:
+            for experiment in args.summaries.split(","):
+                rows = plan([f"experiment={experiment}", *args.overrides], with_params=False)
+                print(summary(rows, f"experiment={experiment}"), flush=True)
+            return
+        name = ", ".join(o for o in args.overrides if o.startswith("experiment=")) or "config"
         rows = plan(args.overrides, with_params=not (args.no_params or args.summary))
     except BoraError as error:
         print(f"error: {error}", file=sys.stderr)
