@@ -41,10 +41,11 @@ def params_cell(params, paper_text) -> str:
 def comparison_rows(frame: pd.DataFrame, spec) -> pd.DataFrame:
     """The display frame: three lines (paper / ours / diff) per paper row, one column per table column."""
     show_targets = frame["table"].iloc[0] == "table8" if len(frame) else False
+    show_model = frame["model"].astype(bool).any()  # Table 6 has no model column (its columns are models)
     display = []
     for _, lines in frame.groupby("row", sort=True):
         first = lines.iloc[0]
-        head = {"model": first["model"]}
+        head = {"model": first["model"]} if show_model else {}
         if show_targets:
             head["targets"] = first["targets"]
         head["method"] = first["label"]
