@@ -46,7 +46,16 @@ def eq8_reference(adapter: BoraLayer, x: torch.Tensor) -> torch.Tensor:
     return adapter.scaling * torch.cat(outputs, dim=-1)
 
 
-def test_forward_follows_eq8():
+@pytest.fixture(params=[True, False], ids=["per-block", "batched"])
+def block_path(request, monkeypatch):
+    """Run a test with both forms of the block update (one matmul per block / one batched matmul)."""
+    from bora.adapters import blocks
+
+    monkeypatch.setattr(blocks, "PER_BLOCK_MIN_WIDTH", 1 if request.param else 10**9)
+    return request.param
+
+
+def test_forward_follows_eq8(block_path):
     adapter = layer()
     x = torch.randn(7, 16)
     with torch.no_grad():
@@ -94,32 +103,37 @@ def test_rank_is_min_m_n_br(m, n, b, r):
         assert torch.linalg.matrix_rank(lora.delta_weight(), rtol=1e-6) == r
 
 
+def twin(cls, source: BoraLayer) -> nn.Module:
+    """A ``cls`` layer with the base weights and the ``A``, ``B`` of ``source``."""
+    other = layer(cls)
+    with torch.no_grad():
+        other.A.copy_(source.A)
+        other.B.copy_(source.B)
+        other.base_layer.load_state_dict(source.base_layer.state_dict())
+    return other
+
+
+def assert_same_layer(a: nn.Module, b: nn.Module) -> None:
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a.delta_weight(), b.delta_weight(), rtol=1e-5, atol=1e-6)
+
+
 def test_identity_sigma_is_lora():
     bora = layer(use_exp=True, use_norm=False)
-    lora = layer(LoraLayer)
     with torch.no_grad():
         bora.sigma.zero_()  # Sigma = exp(0) = I
-        lora.A.copy_(bora.A)
-        lora.B.copy_(bora.B)
-        lora.base_layer.load_state_dict(bora.base_layer.state_dict())
-        x = torch.randn(5, 16)
-        torch.testing.assert_close(bora(x), lora(x), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(bora.delta_weight(), lora.delta_weight(), rtol=1e-5, atol=1e-6)
+    assert_same_layer(bora, twin(LoraLayer, bora))
 
 
-def test_block_identity_sigma_is_melora():
+def test_block_identity_sigma_is_melora(block_path):
     bora = layer(use_exp=False, use_norm=False)  # Sigma = sigma as given
-    melora = layer(MeloraLayer)
     with torch.no_grad():
         bora.sigma.zero_()
         for j in range(bora.blocks):
             bora.sigma[j, j] = 1.0  # Sigma_jj = I, Sigma_jk = 0
-        melora.A.copy_(bora.A)
-        melora.B.copy_(bora.B)
-        melora.base_layer.load_state_dict(bora.base_layer.state_dict())
-        x = torch.randn(5, 16)
-        torch.testing.assert_close(bora(x), melora(x), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(bora.delta_weight(), melora.delta_weight(), rtol=1e-5, atol=1e-6)
+    assert_same_layer(bora, twin(MeloraLayer, bora))
 
 
 def test_melora_delta_weight_is_block_diagonal():
@@ -132,12 +146,9 @@ def test_melora_delta_weight_is_block_diagonal():
 
 def test_all_zero_sigma_stays_finite():
     bora = layer()
-    lora = layer(LoraLayer)
     with torch.no_grad():
         bora.sigma.zero_()  # Mav(sigma) = 0
-        lora.A.copy_(bora.A)
-        lora.B.copy_(bora.B)
-        lora.base_layer.load_state_dict(bora.base_layer.state_dict())
+    lora = twin(LoraLayer, bora)
     x = torch.randn(5, 16)
     out = bora(x)
     out.sum().backward()
@@ -170,3 +181,15 @@ def test_sigma_initialised_like_A():
     bound_sigma = 1 / (16 * 8) ** 0.5  # fan_in of a (b, b, r) tensor is b * r
     assert bora.sigma.abs().max() <= bound_sigma and bora.sigma.std() > 0.4 * bound_sigma
     assert bora.B.abs().max() == 0
+
+
+@pytest.mark.parametrize("with_mix", [True, False])  # BoRA, MELoRA
+def test_block_update_passes_gradcheck(with_mix, block_path):
+    from bora.adapters.blocks import add_block_update
+
+    def leaf(*shape):
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+    result, x, A, B = leaf(2, 3, 8), leaf(2, 3, 12), leaf(2, 12), leaf(8, 2)
+    mix = leaf(4, 4, 2) if with_mix else None
+    assert torch.autograd.gradcheck(lambda *t: add_block_update(*t, scaling=1.5, blocks=4), (result, x, A, B, mix))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import base_model, config
+from adapter_helpers import base_model, config
 
 from bora.adapters import has_adapters, inject
 from bora.errors import BoraError

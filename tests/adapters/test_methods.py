@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ALL, MERGEABLE, OURS, adapted_model, base_model, config, logits, token_batch
+from adapter_helpers import ALL, MERGEABLE, MERGED, OURS, adapted_model, base_model, config, logits, token_batch
 from torch import nn
 
 from bora.adapters import (
@@ -59,7 +59,7 @@ def test_merge_unmerge_disable(method):
             torch.testing.assert_close(logits(model, batch), base_out, rtol=0, atol=0)
         for _, layer in adapter_layers(model):
             layer.merge()
-        torch.testing.assert_close(logits(model, batch), adapted_out, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logits(model, batch), adapted_out, **MERGED)
         for name, layer in adapter_layers(model):
             layer.unmerge()
             assert torch.equal(layer.base_layer.weight, base_weights[name])  # exact, not approximately
@@ -68,7 +68,7 @@ def test_merge_unmerge_disable(method):
         merged = merge_adapters(model)
         assert not any(isinstance(m, AdapterLayer) for m in merged.modules())
         assert all(type(merged.get_submodule(name)) is nn.Linear for name in base_weights)
-        torch.testing.assert_close(logits(merged, batch), adapted_out, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logits(merged, batch), adapted_out, **MERGED)
 
 
 def test_hydralora_refuses_to_merge_and_matches_its_formula(rng):

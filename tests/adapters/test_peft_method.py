@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import PEFT_CONFIGS, adapted_model, base_model, config, logits, token_batch
+from adapter_helpers import PEFT_CONFIGS, adapted_model, base_model, config, logits, token_batch
 from peft.tuners.ia3 import Linear as IA3Linear
 
 from bora.adapters import (

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import base_model, config, randomize_adapters, token_batch
+from adapter_helpers import base_model, config, randomize_adapters, token_batch
 from peft import LoraConfig, inject_adapter_in_model
 
 from bora.adapters import adapter_layers, count_adapter_params, inject

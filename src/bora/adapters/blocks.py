@@ -1,38 +1,132 @@
-"""Block-wise products shared by BoRA and MELoRA, laid out for fast batched matmuls and no copies of the input.
+"""The block-wise update shared by BoRA and MELoRA, as one autograd function with LoRA's memory footprint.
 
-``A`` (``r x n``) is read as ``b`` column blocks ``A_k`` (``r x n/b``) and ``B`` (``m x r``) as ``b`` row blocks
-``B_j`` (``m/b x r``); the input ``x`` (``T x n``) as ``b`` segments ``x_k``. The layouts below are the ones CPU
-``bmm`` handles without a per-batch copy (measured with ``python -m bora.bench``), and the input enters only as a view,
-so autograd saves no copy of it.
+``A`` (``r x n``) is read as ``b`` column blocks ``A_k`` (``r x n/b``), ``B`` (``m x r``) as ``b`` row blocks ``B_j``
+(``m/b x r``), an input ``x`` (``T x n``) as ``b`` segments ``x_k``. BoRA's update (paper eq. 8) for all tokens is
+
+    p_k = A_k x_k            one batched matmul over the blocks, reading x through a view
+    h_j = sum_k S_jk * p_k   a b x b mix per rank index (b^2 r multiply-adds per token); MELoRA: h_j = s p_j
+    y_j = B_j h_j            one batched matmul, added to the base output in one pass
+
+``dW`` is never formed. Plain autograd would keep ``p`` and ``h`` (``2 b r`` numbers per token, 32 times LoRA's
+``r`` at b = 16) and put ``y`` and ``dL/dx`` together from blocks through an extra full-size copy. This function saves
+only ``x`` and the parameters (as LoRA does) and recomputes ``p`` and ``h`` in backward (a few percent of the
+adapter's small cost). For wide blocks it writes each ``y_j`` and each ``dL/dx_k`` straight into its column slice
+of the one output or gradient, so no full-size temporary exists at any time (LoRA's ``addmm`` has none either); for
+narrow blocks (below ``PER_BLOCK_MIN_WIDTH``) one batched matmul plus one copy is faster than ``b`` tiny calls, and
+the temporary is small. It computes in one explicit dtype (autocast's when autocast is on, as a matmul would) and
+runs its backward in the same dtype.
 """
 
 from __future__ import annotations
 
 import torch
 
-
-def block_inputs(x: torch.Tensor, A: torch.Tensor, blocks: int) -> torch.Tensor:
-    """``A_k x_k`` for every block ``k``: ``(T, n) -> (b, r, T)``."""
-    r, n = A.shape
-    a_blocks = A.view(r, blocks, n // blocks).transpose(0, 1)  # (b, r, n/b)
-    segments = x.reshape(-1, blocks, n // blocks).permute(1, 2, 0)  # (b, n/b, T), a view of x
-    return torch.bmm(a_blocks, segments)
+PER_BLOCK_MIN_WIDTH = 64  # block width from which one matmul per block beats a batched matmul plus a copy
 
 
-def block_outputs(hidden: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``B_j h_j`` for every block ``j``: ``hidden`` ``(b, T, r)`` -> ``(b, T, m/b)`` (output block ``j`` of each token)."""
-    blocks = hidden.shape[0]
-    m, r = B.shape
-    return torch.bmm(hidden, B.view(blocks, m // blocks, r).transpose(1, 2))
+
+def compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return torch.promote_types(x.dtype, weight.dtype)
 
 
-def concat_blocks(out_blocks: torch.Tensor, leading_shape: torch.Size) -> torch.Tensor:
-    """``(b, T, m/b) -> (..., m)``: concatenate the output blocks of every token."""
-    return out_blocks.transpose(0, 1).reshape(*leading_shape, -1)
+def _blocks(A: torch.Tensor, B: torch.Tensor, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A_k`` as ``(b, r, n/b)`` and ``B_j`` as ``(b, m/b, r)`` (views)."""
+    (r, n), (m, _) = A.shape, B.shape
+    return A.view(r, blocks, n // blocks).transpose(0, 1), B.view(blocks, m // blocks, r)
 
 
-def add_blocks(result: torch.Tensor, out_blocks: torch.Tensor) -> torch.Tensor:
-    """``result + concat_blocks(out_blocks)`` in one pass (the strided add writes ``result``'s contiguous layout)."""
-    blocks = out_blocks.shape[0]
-    out_blocks = out_blocks.to(result.dtype)
-    return (result.reshape(-1, blocks, result.shape[-1] // blocks) + out_blocks.transpose(0, 1)).view(result.shape)
+def _hidden(x, a_blocks, mix, scaling):
+    """``(p, h)``: ``p`` ``(b, r, T)`` and ``h`` ``(b, T, r)``, as defined in the module docstring. Every operand
+    keeps a unit stride in one of its last two dimensions: otherwise CPU ``bmm`` copies it batch by batch."""
+    blocks, width = a_blocks.shape[0], a_blocks.shape[2]
+    p = torch.bmm(a_blocks, x.view(-1, blocks, width).permute(1, 2, 0))  # (k, r, T); x_k^T is a view
+    if mix is None:
+        return p, (p * scaling).transpose(1, 2)
+    mixed = torch.bmm(mix, p.transpose(0, 1))  # (r, j, T): sum_k S_jk p_k per rank index; mix is (r, j, k)
+    return p, mixed.permute(1, 2, 0)
+
+
+class _BlockUpdate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, result, x, A, B, mix, scaling: float, blocks: int, dtype: torch.dtype):
+        with torch.autocast(x.device.type, enabled=False):
+            x_c, A_c, B_c = x.to(dtype), A.to(dtype), B.to(dtype)
+            mix_c = None if mix is None else (mix * scaling).to(dtype).permute(2, 0, 1).contiguous()  # (r, j, k)
+            a_blocks, b_blocks = _blocks(A_c, B_c, blocks)
+            _, hidden = _hidden(x_c, a_blocks, mix_c, scaling)
+            width = B.shape[0] // blocks
+            if width >= PER_BLOCK_MIN_WIDTH:
+                out = torch.empty_like(result)
+                for j in range(blocks):  # out_j = result_j + h_j B_j^T, written in place
+                    cols = slice(j * width, (j + 1) * width)
+                    torch.addmm(result[:, cols], hidden[j], b_blocks[j].T, out=out[:, cols])
+            else:  # result first: the sum takes result's contiguous (T, m) layout
+                out = result.view(-1, blocks, width) + torch.bmm(hidden, b_blocks.transpose(1, 2)).transpose(0, 1)
+        ctx.save_for_backward(x_c, A_c, B_c, mix_c)
+        ctx.scaling, ctx.blocks = scaling, blocks
+        ctx.dtypes = (x.dtype, A.dtype, B.dtype, None if mix is None else mix.dtype)
+        return out.view(result.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, A, B, mix = ctx.saved_tensors
+        blocks, scaling = ctx.blocks, ctx.scaling
+        x_dtype, A_dtype, B_dtype, mix_dtype = ctx.dtypes
+        (r, n), (m, _) = A.shape, B.shape
+        grad_x = grad_A = grad_B = grad_mix = None
+        with torch.autocast(x.device.type, enabled=False):
+            a_blocks, b_blocks = _blocks(A, B, blocks)
+            p, hidden = _hidden(x, a_blocks, mix, scaling)  # recomputed instead of saved
+            grad_out = grad.to(A.dtype).view(-1, blocks, m // blocks).transpose(0, 1)  # (j, T, m/b)
+            if ctx.needs_input_grad[3]:
+                grad_B = torch.bmm(hidden.transpose(1, 2), grad_out).transpose(1, 2).reshape(m, r).to(B_dtype)
+            del hidden  # free small temporaries early: the input gradient below is the big allocation
+            grad_hidden = torch.bmm(b_blocks.transpose(1, 2), grad_out.transpose(1, 2))  # (j, r, T)
+            grad_p, grad_mix = _through_mix(grad_hidden, p, mix, scaling, ctx.needs_input_grad[4])
+            del p, grad_hidden
+            if ctx.needs_input_grad[2]:
+                segments = x.view(-1, blocks, n // blocks).transpose(0, 1)  # (k, T, n/b)
+                grad_A = torch.bmm(grad_p, segments).transpose(0, 1).reshape(r, n).to(A_dtype)
+            if ctx.needs_input_grad[1]:
+                grad_x = _input_grad(grad_p, a_blocks, x).to(x_dtype)
+        grad_mix = None if grad_mix is None else grad_mix.to(mix_dtype)
+        return grad, grad_x, grad_A, grad_B, grad_mix, None, None, None
+
+
+def _through_mix(grad_hidden, p, mix, scaling, need_mix: bool):
+    """``(dL/dp (k, r, T), dL/dSigma (j, k, r) or None)`` from ``dL/dh`` ``(j, r, T)``."""
+    if mix is None:
+        return grad_hidden * scaling, None
+    per_rank = grad_hidden.transpose(0, 1)  # (r, j, T)
+    grad_mix = None
+    if need_mix:
+        grad_mix = torch.bmm(per_rank, p.permute(1, 2, 0)).permute(1, 2, 0) * scaling  # sum_t dh_j p_k^T
+    return torch.bmm(mix.transpose(1, 2), per_rank).transpose(0, 1), grad_mix  # sum_j S_jk dh_j
+
+
+def _input_grad(grad_p, a_blocks, x):
+    """``dL/dx_k = dL/dp_k^T A_k`` for every block, as one ``(T, n)`` tensor."""
+    blocks, width = a_blocks.shape[0], a_blocks.shape[2]
+    if width < PER_BLOCK_MIN_WIDTH:
+        return torch.bmm(grad_p.transpose(1, 2), a_blocks).transpose(0, 1).reshape(x.shape)
+    grad_x = x.new_empty(x.shape)
+    for k in range(blocks):
+        torch.mm(grad_p[k].T, a_blocks[k], out=grad_x[:, k * width : (k + 1) * width])
+    return grad_x
+
+
+def add_block_update(result: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                     mix: torch.Tensor | None, scaling: float, blocks: int) -> torch.Tensor:
+    """``result + s concat_j B_j sum_k Sigma_jk A_k x_k`` (BoRA; ``mix`` = the ``(b, b, r)`` diagonals of Sigma),
+    or with ``mix=None`` the block-diagonal ``result + s concat_j B_j A_j x_j`` (MELoRA)."""
+    x = x.reshape(-1, x.shape[-1])
+    x = x if x.is_contiguous() else x.contiguous()
+    dtype = compute_dtype(x, A)
+    flat = result.reshape(-1, result.shape[-1])
+    if result.dtype != dtype:  # a bf16 base without autocast: compute in float32, add in the base dtype
+        update = _BlockUpdate.apply(flat.new_zeros(flat.shape, dtype=dtype), x, A, B, mix, scaling, blocks, dtype)
+        return result + update.to(result.dtype).view(result.shape)
+    return _BlockUpdate.apply(flat, x, A, B, mix, scaling, blocks, dtype).view(result.shape)

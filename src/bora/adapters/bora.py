@@ -5,7 +5,8 @@
 of ``dW`` rises from ``r`` to ``min(m, n, b r)`` for ``b^2 r`` extra parameters.
 
 Forward (eq. 8), never forming ``dW``: ``p_k = A_k x_k`` (one batched matmul over blocks), ``h_j = sum_k Sigma_jk p_k``
-(a ``b x b`` mix per rank index, ``b^2 r`` multiply-adds per token), ``y_j = B_j h_j`` (one batched matmul).
+(a ``b x b`` mix per rank index, ``b^2 r`` multiply-adds per token), ``y_j = B_j h_j`` (one batched matmul); see
+``bora.adapters.blocks`` for the autograd function that keeps its memory at LoRA's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from bora.adapters.base import AdapterLayer, block_size, kaiming_uniform_
-from bora.adapters.blocks import add_blocks, block_inputs, block_outputs, concat_blocks
+from bora.adapters.blocks import add_block_update
 
 
 class BoraLayer(AdapterLayer):
@@ -39,17 +40,11 @@ class BoraLayer(AdapterLayer):
             sigma = sigma / torch.where(mav > 0, mav, torch.ones_like(mav))
         return sigma.exp() if self.use_exp else sigma
 
-    def _mixed(self, x: torch.Tensor) -> torch.Tensor:
-        """``s * sum_k Sigma_jk A_k x_k`` for every output block ``j``: ``(..., n) -> (b, T, r)``."""
-        per_block = block_inputs(x, self.A, self.blocks)  # (k, r, T)
-        scales = (self.block_scales() * self.scaling).permute(2, 0, 1)  # (r, j, k); s folded into the tiny Sigma
-        return torch.bmm(scales, per_block.transpose(0, 1)).permute(1, 2, 0)  # (r, j, T) -> (j, T, r)
-
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        return concat_blocks(block_outputs(self._mixed(x), self.B), x.shape[:-1])
+        return self.add_update(x.new_zeros(*x.shape[:-1], self.out_features), x)
 
     def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return add_blocks(result, block_outputs(self._mixed(x), self.B))
+        return add_block_update(result, x, self.A, self.B, self.block_scales(), self.scaling, self.blocks)
 
     def delta_weight(self) -> torch.Tensor:
         b, r = self.blocks, self.r

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from bora.adapters.base import AdapterLayer, block_size, kaiming_uniform_
-from bora.adapters.blocks import add_blocks, block_inputs, block_outputs, concat_blocks
+from bora.adapters.blocks import add_block_update
 
 
 class MeloraLayer(AdapterLayer):
@@ -24,15 +24,11 @@ class MeloraLayer(AdapterLayer):
             kaiming_uniform_(mini_A)  # each mini LoRA initialised as a LoRA of its own (fan-in n / N)
         self.B = nn.init.zeros_(self.new_param(self.out_features, self.r))
 
-    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """``s A_i x_i`` for every mini LoRA: ``(..., n) -> (N, T, r)``."""
-        return (block_inputs(x, self.A, self.blocks) * self.scaling).transpose(1, 2)
-
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        return concat_blocks(block_outputs(self._hidden(x), self.B), x.shape[:-1])
+        return self.add_update(x.new_zeros(*x.shape[:-1], self.out_features), x)
 
     def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return add_blocks(result, block_outputs(self._hidden(x), self.B))
+        return add_block_update(result, x, self.A, self.B, None, self.scaling, self.blocks)
 
     def lora_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The same update as one LoRA of rank ``N r``: block-diagonal ``A`` and ``B``."""
