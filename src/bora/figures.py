@@ -105,6 +105,7 @@ def plot_spectra(frame: pd.DataFrame, path: Path, title: str) -> Path:
             axes[row, 1].plot(run["layer"], run["sum_squared"], style, marker="o", ms=3, label=label)
         axes[row, 0].set_ylabel(f"singular values > {THRESHOLD}")
         axes[row, 1].set_ylabel("sum of squared singular values")
+        axes[row, 1].set_yscale("log")  # spans orders of magnitude across r, b and layers
         for ax in axes[row]:
             ax.set_title(f"{model} on {task}")
             ax.set_xlabel("query layer")
