@@ -8,9 +8,12 @@ device, so parameters of a 14B model can be counted without weights).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Mapping
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from bora.errors import BoraError
@@ -128,3 +131,12 @@ def add_product(result: torch.Tensor, hidden: torch.Tensor, B: torch.Tensor) -> 
     if hidden.dtype != result.dtype:  # bf16 base without autocast: compute in float32, add in the base dtype
         return result + (hidden @ B.T).to(result.dtype).view_as(result)
     return torch.addmm(flat(result), hidden, B.T).view_as(result)
+
+
+def plain_dict(value) -> dict:
+    """A config node (OmegaConf, dataclass, mapping or namespace) as a plain, JSON-ready dict."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return dict(value) if isinstance(value, Mapping) else dict(vars(value))

@@ -5,7 +5,7 @@
 
     p_k = A_k x_k            one batched matmul over the blocks, reading x through a view
     h_j = sum_k S_jk * p_k   a b x b mix per rank index (b^2 r multiply-adds per token); MELoRA: h_j = s p_j
-    y_j = B_j h_j            one batched matmul, added to the base output in one pass
+    y_j = B_j h_j            added to the base output block by block (or one batched matmul and one add)
 
 ``dW`` is never formed. Plain autograd would keep ``p`` and ``h`` (``2 b r`` numbers per token, 32 times LoRA's
 ``r`` at b = 16) and put ``y`` and ``dL/dx`` together from blocks through an extra full-size copy. This function saves
@@ -24,7 +24,6 @@ import torch
 PER_BLOCK_MIN_WIDTH = 64  # block width from which one matmul per block beats a batched matmul plus a copy
 
 
-
 def compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     device = x.device.type
     if torch.is_autocast_enabled(device):
@@ -39,8 +38,9 @@ def _blocks(A: torch.Tensor, B: torch.Tensor, blocks: int) -> tuple[torch.Tensor
 
 
 def _hidden(x, a_blocks, mix, scaling):
-    """``(p, h)``: ``p`` ``(b, r, T)`` and ``h`` ``(b, T, r)``, as defined in the module docstring. Every operand
-    keeps a unit stride in one of its last two dimensions: otherwise CPU ``bmm`` copies it batch by batch."""
+    """``(p, h)``: ``p`` ``(b, r, T)`` and ``h`` ``(b, T, r)``, as defined in the module docstring (BoRA's ``mix``
+    already holds the scale; MELoRA scales here). Every operand keeps a unit stride in one of its last two
+    dimensions: otherwise CPU ``bmm`` copies it batch by batch."""
     blocks, width = a_blocks.shape[0], a_blocks.shape[2]
     p = torch.bmm(a_blocks, x.view(-1, blocks, width).permute(1, 2, 0))  # (k, r, T); x_k^T is a view
     if mix is None:

@@ -10,7 +10,7 @@ from typing import Iterator, Mapping
 from torch import nn
 
 from bora.adapters import peft_method
-from bora.adapters.base import AdapterLayer
+from bora.adapters.base import AdapterLayer, plain_dict
 from bora.adapters.registry import METHOD_NAMES, METHODS, PEFT_METHOD
 from bora.errors import BoraError
 
@@ -74,7 +74,7 @@ def inject_modules(model: nn.Module, method_cfg, names: list[str], *, peft_confi
         peft_method.inject(model, peft_config)
         return list(names)
     layer_cls = METHODS[method_cfg.name]
-    settings = SimpleNamespace(**peft_method.plain_dict(method_cfg))  # resolved once: OmegaConf lookups are slow
+    settings = SimpleNamespace(**plain_dict(method_cfg))  # resolved once: OmegaConf lookups are slow
     wrapped = {name: layer_cls(modules[name], settings, name) for name in names}  # validates before any change
     for param in model.parameters():  # the adapters are not in the model yet: this freezes base weights only
         param.requires_grad_(False)

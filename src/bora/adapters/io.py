@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from bora.adapters import peft_method
+from bora.adapters.base import plain_dict
 from bora.adapters.inject import adapter_layers, has_adapters, inject_modules
 from bora.adapters.registry import METHODS, PEFT_METHOD
 from bora.errors import BoraError
@@ -49,7 +50,7 @@ def save_adapters(model: nn.Module, directory: str | os.PathLike, method_cfg) ->
     tensors = {name: t.detach().cpu().contiguous() for name, t in saved_tensors(model).items()}
     state_tensors, state_info = peft_method.state(model)
     tensors.update({name: t.cpu() for name, t in state_tensors.items()})
-    config = {"format": FORMAT, "method": peft_method.plain_dict(method_cfg), "modules": adapted_module_names(model)}
+    config = {"format": FORMAT, "method": plain_dict(method_cfg), "modules": adapted_module_names(model)}
     tuner = peft_method.tuner_of(model)
     if tuner is not None:
         config["peft_config"] = peft_method.config_to_dict(tuner.peft_config[peft_method.ADAPTER_NAME])

@@ -9,15 +9,14 @@ and keeps the tuner on the model, because AdaLoRA's rank allocation lives on it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
+from bora.adapters.base import plain_dict
 from bora.errors import BoraError
 
 TUNER_ATTR = "_bora_peft_tuner"  # a plain attribute (not a submodule), so the tuner never shows up in state dicts
@@ -85,6 +84,8 @@ def inject(model: nn.Module, config) -> None:
     for param in model.parameters():
         param.requires_grad_(False)
     tuner = tuner_cls(model, config, adapter_name=ADAPTER_NAME)
+    # As PeftModel does: adapters on a bf16/fp16 base train in float32 (PEFT creates them in the base's dtype).
+    tuner._cast_adapter_dtype(adapter_name=ADAPTER_NAME, autocast_adapter_dtype=True)
     object.__setattr__(model, TUNER_ATTR, tuner)
     if _is_adalora(tuner) and config.orth_reg_weight > 0:
         handle = model.register_forward_hook(_adalora_orth_reg)
@@ -186,12 +187,3 @@ def _adalora_orth_reg(model: nn.Module, args, output):
     if penalties:
         output.loss = loss + config.orth_reg_weight * torch.stack(penalties).mean()
     return output
-
-
-def plain_dict(value) -> dict:
-    """A config node (OmegaConf, dataclass, mapping or namespace) as a plain, JSON-ready dict."""
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return dict(value) if isinstance(value, Mapping) else dict(vars(value))
