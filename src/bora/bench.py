@@ -6,7 +6,8 @@ built from its config's ``arch``) with the paper's targets. A step is forward, b
 (and AdaLoRA's rank allocation). Steps are interleaved round by round in a shuffled order, so machine load hits
 every method alike; a ratio is the median over rounds of that round's ratio. Peak memory is the model's tensors
 (weights, adapters, optimizer state, the input batch) plus the peak of what one step allocates, counted from the
-profiler's allocation events. Also: merged inference against the base model.
+profiler's allocation events. Also: merged inference against the base model. One torch thread by default: on a
+shared machine a second OpenMP thread that gets descheduled stalls every small op and swamps the ratios.
 
 Targets (issue #3): BoRA (r=8, b=16) <= 1.05x LoRA time and <= 1.02x LoRA memory; our LoRA no slower than PEFT's;
 merged inference as fast as the base model.
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
+from tqdm import tqdm
 
 from bora.adapters import inject, merge_adapters, on_optimizer_step
 from bora.cli import load_config
@@ -131,7 +133,7 @@ def run_interleaved(cases: list[Case], rounds: int, warmup: int, seed: int = 0) 
         for _ in range(warmup):
             case.step()
         case.peak_mb = (case.persistent_bytes() + step_peak_bytes(case.step)) / 2**20
-    for _ in range(rounds):
+    for _ in tqdm(range(rounds), desc=", ".join(c.name for c in cases[:3]) + ", ...", leave=False):
         shuffled = list(cases)
         order.shuffle(shuffled)
         for case in shuffled:
