@@ -12,7 +12,24 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 # ../shared/data next to the checkout holds real third-party data; tests that need it skip when it is absent.
-SHARED_DATA = Path(os.environ.get("BORA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("BORA_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def _shared(sub: str) -> Path:
+    path = SHARED_DATA / sub
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (set BORA_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture
+def shared_glue() -> Path:
+    return _shared("glue")
+
+
+@pytest.fixture
+def shared_llm_adapters() -> Path:
+    return _shared("llm-adapters")
 
 
 @pytest.fixture(autouse=True)

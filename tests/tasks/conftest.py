@@ -1,33 +1,12 @@
-"""Shared fixtures of the task tests: the real data next to the repo (skipped when absent) and tiny models."""
+"""Fixtures of the task tests: tiny models and the scripts/ modules (real-data fixtures are in tests/conftest.py)."""
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
 
 from bora.cli import load_config
 from bora.models import load_model, load_tokenizer
-
-SHARED_DATA = Path(os.environ.get("BORA_SHARED_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
-
-
-def _shared(sub: str) -> Path:
-    path = SHARED_DATA / sub
-    if not path.is_dir():
-        pytest.skip(f"real data not found at {path} (set BORA_SHARED_DATA)")
-    return path
-
-
-@pytest.fixture
-def shared_glue() -> Path:
-    return _shared("glue")
-
-
-@pytest.fixture
-def shared_llm_adapters() -> Path:
-    return _shared("llm-adapters")
-
 
 @pytest.fixture(scope="session")
 def tiny_decoder():

