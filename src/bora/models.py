@@ -104,4 +104,12 @@ def load_model(model_cfg, num_labels: int | None = None) -> torch.nn.Module:
         kwargs["num_labels"] = num_labels
         if num_labels == 1:
             kwargs["problem_type"] = "regression"
-    return _auto_class(model_cfg.kind).from_pretrained(path, **kwargs)
+    model = _auto_class(model_cfg.kind).from_pretrained(path, **kwargs)
+    if model_cfg.gguf_file and getattr(model, "hf_quantizer", None) is not None:
+        if not all(p.dtype.is_floating_point for p in model.parameters()):
+            raise BoraError(f"model.gguf_file={model_cfg.gguf_file}: weights stayed packed; training needs them "
+                            "dequantised (uninstall the `kernels` package so transformers dequantises on load)")
+        # Every tensor was dequantised to `dtype`: an ordinary dense model. Drop the quantizer marker, which only
+        # makes Trainer refuse to fine-tune it as a "purely quantized" model.
+        model.hf_quantizer = None
+    return model
