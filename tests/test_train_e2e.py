@@ -1,6 +1,7 @@
 """The shared trainer end to end on the tiny models: result files, resume, determinism, failures, W&B, sweeps."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -140,3 +141,18 @@ def test_local_launcher_runs_sweep_jobs_side_by_side(tmp_path):
     results = [json.loads(p.read_text()) for p in Path(tmp_path).rglob("result.json")]
     assert len(results) == 4 and {r["status"] for r in results} == {"success"}
     assert "Joblib" in proc.stdout + proc.stderr
+
+
+def test_torchrun_data_parallel_on_cpus_writes_one_result(tmp_path):
+    """Two processes (gloo) share the data: the same steps cover twice the epochs of a single process."""
+    args = ["method=lora", "trainer.device=cpu", "trainer.max_steps=8", "task.max_eval_samples=8"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "bora.train", *args],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "BORA_OUTPUT_DIR": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = list(Path(tmp_path).rglob("result.json"))
+    assert len(results) == 1
+    result = json.loads(results[0].read_text())
+    steps_per_epoch = math.ceil(result["train"]["examples"] / (2 * result["config"]["trainer"]["batch_size"]))
+    assert result["status"] == "success" and result["train"]["epochs"] == pytest.approx(8 / steps_per_epoch)

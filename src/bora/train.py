@@ -200,9 +200,8 @@ def main() -> None:
         sys.exit(2)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-    def _run(cfg: DictConfig) -> float:
-        metrics = train(cfg)
-        return metrics
+    def _run(cfg: DictConfig) -> Metrics:
+        return train(cfg)
 
     _run()
 
