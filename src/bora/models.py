@@ -109,7 +109,8 @@ def load_model(model_cfg, num_labels: int | None = None) -> torch.nn.Module:
         if not all(p.dtype.is_floating_point for p in model.parameters()):
             raise BoraError(f"model.gguf_file={model_cfg.gguf_file}: weights stayed packed; training needs them "
                             "dequantised (uninstall the `kernels` package so transformers dequantises on load)")
-        # Every tensor was dequantised to `dtype`: an ordinary dense model. Drop the quantizer marker, which only
-        # makes Trainer refuse to fine-tune it as a "purely quantized" model.
+        # Every tensor was dequantised to `dtype`: an ordinary dense model. Drop the quantizer markers, which only
+        # make Trainer refuse to fine-tune it as a "purely quantized" model.
         model.hf_quantizer = None
+        model.is_quantized = False
     return model
