@@ -118,6 +118,7 @@ def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str]) -> Train
         eval_strategy="no",
         report_to=report_to,
         dataloader_num_workers=t.dataloader_workers,
+        dataloader_pin_memory=t.device != "cpu" and torch.cuda.is_available(),  # pinning is for host-to-GPU copies
         use_cpu=t.device == "cpu",  # also what makes torchrun on CPUs data-parallel (accelerate MULTI_CPU)
         ddp_find_unused_parameters=False,  # every adapter parameter takes part in every step
         disable_tqdm=False,
