@@ -31,7 +31,7 @@ def layer(cls=BoraLayer, m=24, n=16, seed=0, **fields) -> nn.Module:
 
 def eq8_reference(adapter: BoraLayer, x: torch.Tensor) -> torch.Tensor:
     """Paper eq. 8 with explicit loops: y_j = B_j sum_k Sigma_jk A_k x_k, then s * concat_j y_j."""
-    b, r = adapter.blocks, adapter.r
+    b = adapter.blocks
     n_b, m_b = adapter.in_features // b, adapter.out_features // b
     sigma = adapter.sigma
     Sigma = torch.exp(sigma / sigma.abs().mean())  # eq. 5, diagonals

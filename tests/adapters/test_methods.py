@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from adapter_helpers import ALL, MERGEABLE, MERGED, OURS, adapted_model, base_model, config, logits, token_batch
+from adapter_helpers import ALL, MERGEABLE, MERGED, adapted_model, base_model, config, logits, token_batch
 from torch import nn
 
 from bora.adapters import (
