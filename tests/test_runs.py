@@ -55,9 +55,31 @@ def test_force_keeps_the_previous_result_beside(tmp_path):
 def test_unfinished_run_resumes_from_its_latest_checkpoint(tmp_path):
     write(tmp_path, "running")
     for step in (5, 40, 10):
-        (tmp_path / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        complete_checkpoint(tmp_path / "checkpoints" / f"checkpoint-{step}")
     plan = runs.plan_run(tmp_path, CONFIG, force=False)
     assert not plan.skip and plan.checkpoint.name == "checkpoint-40"
+
+
+def complete_checkpoint(path):
+    path.mkdir(parents=True)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": int(path.name[11:])}))
+
+
+def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(tmp_path, capsys):
+    write(tmp_path, "running")
+    complete_checkpoint(tmp_path / "checkpoints" / "checkpoint-10")
+    (tmp_path / "checkpoints" / "checkpoint-30").mkdir()  # killed before trainer_state.json was written
+    (tmp_path / "checkpoints" / "checkpoint-20").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint-20" / "trainer_state.json").write_text('{"global_st')  # cut short
+    plan = runs.plan_run(tmp_path, CONFIG, force=False)
+    assert plan.checkpoint.name == "checkpoint-10"
+    assert "ignoring incomplete checkpoint" in capsys.readouterr().out
+
+
+def test_no_complete_checkpoint_means_a_fresh_start(tmp_path):
+    write(tmp_path, "running")
+    (tmp_path / "checkpoints" / "checkpoint-10").mkdir(parents=True)
+    assert runs.plan_run(tmp_path, CONFIG, force=False).checkpoint is None
 
 
 def test_unfinished_run_of_another_config_starts_over(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from bora.cli import load_config
 from bora.errors import BoraError
+from bora.runs import latest_checkpoint
 from bora.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +79,14 @@ def test_killed_run_resumes_from_its_checkpoint_and_completes(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bora.train", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and not list(checkpoints.glob("checkpoint-*")):
+    # Wait for a complete checkpoint (HF writes trainer_state.json last); the kill may still land mid-write of a
+    # later one, which resume must skip, as it must skip the half-written one we add below.
+    while time.time() < deadline and latest_checkpoint(checkpoints) is None:
         time.sleep(0.2)
-    time.sleep(0.5)  # let the checkpoint finish writing
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert list(checkpoints.glob("checkpoint-*")), "no checkpoint appeared before the kill"
+    assert latest_checkpoint(checkpoints) is not None, "no complete checkpoint before the kill"
+    (checkpoints / "checkpoint-290").mkdir(exist_ok=True)  # as if killed while writing step 290
     assert result_of(cfg.run_dir)["status"] == "running"  # a killed run is not a result
 
     rerun = run_cli(args, env={"BORA_OUTPUT_DIR": str(tmp_path)})
@@ -91,6 +94,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_completes(tmp_path):
     result = result_of(cfg.run_dir)
     assert result["status"] == "success" and result["train"]["global_steps"] == 300
     assert "checkpoint-" in result["train"]["resumed_from"]
+    assert "checkpoint-290" not in result["train"]["resumed_from"]
 
 
 def test_failed_run_is_recorded_and_exits_nonzero(tmp_path):

@@ -100,9 +100,26 @@ class RunPlan:
     checkpoint: Path | None = None
 
 
+def _is_complete(checkpoint: Path) -> bool:
+    # HF's Trainer writes trainer_state.json after the weights, optimizer and RNG state, so a checkpoint whose
+    # state file is missing or cut short was interrupted mid-write (e.g. the job was killed) and cannot resume.
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
-    steps = [(int(p.name.split("-")[-1]), p) for p in checkpoint_dir.glob("checkpoint-*") if p.name[11:].isdigit()]
-    return max(steps)[1] if steps else None
+    """The newest complete ``checkpoint-<step>`` folder; half-written ones are skipped with a message."""
+    steps = sorted(
+        ((int(p.name[11:]), p) for p in checkpoint_dir.glob("checkpoint-*") if p.name[11:].isdigit()), reverse=True
+    )
+    for _, path in steps:
+        if _is_complete(path):
+            return path
+        print(f"ignoring incomplete checkpoint {path} (no readable trainer_state.json)", flush=True)
+    return None
 
 
 def plan_run(run_dir: Path, config: dict[str, Any], force: bool, apply: bool = True) -> RunPlan:
