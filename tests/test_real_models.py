@@ -37,8 +37,9 @@ def _minilm_accuracy_and_majority(glue: Path, monkeypatch, tmp_path, task: str, 
 
 def test_minilm_lora_beats_the_majority_class_on_real_rte(tmp_path, monkeypatch, shared_glue):
     # 2 epochs and a 128-token cut instead of the paper's 10 epochs, to fit a CPU test budget. Measured with these
-    # settings: 0.560 (majority 0.527); 6 epochs gave 0.552. RTE is at the edge of what this 22M sentence-embedding
-    # model learns, so the margin is small: the SST-2 test below is the clear-signal check of the same pipeline.
+    # settings: 0.560 (majority 0.527); 6 epochs gave 0.552, and the full 10-epoch default 0.520 / 0.567 (seeds 0/1).
+    # RTE is at the edge of what this 22M sentence-embedding model learns, so this only checks the real pair-task
+    # path end to end with a small margin: the SST-2 test below is the clear-signal check of the same pipeline.
     accuracy, majority = _minilm_accuracy_and_majority(shared_glue, monkeypatch, tmp_path, "rte", "RTE",
                                                        "trainer.epochs=2", "task.max_length=128")
     assert accuracy >= majority + 0.02, f"accuracy {accuracy:.3f} vs majority {majority:.3f}"
