@@ -52,17 +52,17 @@ def test_force_keeps_the_previous_result_beside(tmp_path):
     assert len(kept) == 1 and json.loads(kept[0].read_text())["status"] == "success"
 
 
+def complete_checkpoint(path):
+    path.mkdir(parents=True)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": int(path.name.removeprefix("checkpoint-"))}))
+
+
 def test_unfinished_run_resumes_from_its_latest_checkpoint(tmp_path):
     write(tmp_path, "running")
     for step in (5, 40, 10):
         complete_checkpoint(tmp_path / "checkpoints" / f"checkpoint-{step}")
     plan = runs.plan_run(tmp_path, CONFIG, force=False)
     assert not plan.skip and plan.checkpoint.name == "checkpoint-40"
-
-
-def complete_checkpoint(path):
-    path.mkdir(parents=True)
-    (path / "trainer_state.json").write_text(json.dumps({"global_step": int(path.name[11:])}))
 
 
 def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(tmp_path, capsys):

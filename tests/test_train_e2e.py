@@ -86,7 +86,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_completes(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert latest_checkpoint(checkpoints) is not None, "no complete checkpoint before the kill"
-    (checkpoints / "checkpoint-290").mkdir(exist_ok=True)  # as if killed while writing step 290
+    (checkpoints / "checkpoint-290").mkdir()  # as if killed while writing step 290 (fails if the run got that far)
     assert result_of(cfg.run_dir)["status"] == "running"  # a killed run is not a result
 
     rerun = run_cli(args, env={"BORA_OUTPUT_DIR": str(tmp_path)})

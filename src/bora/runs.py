@@ -110,12 +110,13 @@ def _is_complete(checkpoint: Path) -> bool:
     return True
 
 
+CHECKPOINT_PREFIX = "checkpoint-"  # HF Trainer's folder name (not imported: transformers would slow bora.plan)
+
+
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     """The newest complete ``checkpoint-<step>`` folder; half-written ones are skipped with a message."""
-    steps = sorted(
-        ((int(p.name[11:]), p) for p in checkpoint_dir.glob("checkpoint-*") if p.name[11:].isdigit()), reverse=True
-    )
-    for _, path in steps:
+    steps = [(p.name.removeprefix(CHECKPOINT_PREFIX), p) for p in checkpoint_dir.glob(f"{CHECKPOINT_PREFIX}*")]
+    for _, path in sorted(((int(step), p) for step, p in steps if step.isdigit()), reverse=True):
         if _is_complete(path):
             return path
         print(f"ignoring incomplete checkpoint {path} (no readable trainer_state.json)", flush=True)
