@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from bora.errors import BoraError
+from bora.errors import BoraError, run_tool
 from bora.tasks.llm_adapters import TEST_FIELDS, TRAIN_FIELDS, read_records
 
 BASE_URL = "https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/main"
@@ -139,11 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.source is not None and not args.source.is_dir():
         parser.error(f"--source {args.source}: no such directory")
-    try:
-        done = prepare(args.out, args.base_url, args.source, args.allow_missing)
-    except BoraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_tool(lambda: _prepare(args))
+
+
+def _prepare(args) -> None:
+    done = prepare(args.out, args.base_url, args.source, args.allow_missing)
     print(f"{args.out}: {len(done['fetched'])} fetched, {len(done['verified'])} already there and verified, "
           f"{len(done['skipped'])} skipped; checksums in {args.out.name}.sha256")
 

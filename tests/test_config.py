@@ -1,14 +1,21 @@
 """The real conf/ tree composes for every model x method x task, and bad input fails with one clear line."""
 
+import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from bora.cli import load_config, preflight
+from bora.config import load_config, resolved
+from bora.config.identity import group_identity, run_identity
+from bora.config.schema import non_identity_keys
+from bora.config.sweep import preflight
 from bora.errors import BoraError
-from bora.paths import CONF_DIR
+from bora.paths import CONF_DIR, PROJECT_ROOT
+from bora.tasks.sources import data_record
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 TASKS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
@@ -59,9 +66,88 @@ def test_paper_settings_reach_the_trainer():
 
 def test_run_dir_is_a_deterministic_function_of_the_config():
     a = load_config(["model=llama-3-8b", "task=math", "method=bora", "seed=2", "experiment_name=x"])
-    assert a.run_dir.endswith("x/llama-3-8b/math/bora_r8_b16_a16_d0.05_QKV/seed=2")
+    identity = run_identity(resolved(a))
+    assert a.run_dir.endswith(f"x/llama-3-8b/math/bora_r8_b16_a16_d0.05_QKV/seed=2-{identity[:8]}")
     assert load_config(["method=bora", "method.use_exp=false"]).run_dir != load_config(["method=bora"]).run_dir
     assert a.run_dir == load_config(["model=llama-3-8b", "task=math", "method=bora", "seed=2", "experiment_name=x"]).run_dir
+
+
+@pytest.mark.parametrize("override", ["trainer.lr=1e-3", "trainer.epochs=3", "task.max_length=32",
+                                      "method.index_seed=2", "model.lr=1e-2", "trainer.warmup_ratio=0.1",
+                                      "task.max_train_samples=100", "trainer.max_grad_norm=0.5", "model.init_seed=1"])
+def test_every_key_that_changes_a_result_changes_the_run_dir(override):
+    base = ["method=sbora-fa"] if override.startswith("method.index_seed") else []
+    assert load_config([*base, override]).run_dir != load_config(base).run_dir
+
+
+@pytest.mark.parametrize("override", ["trainer.logging_steps=3", "trainer.save_steps=7", "trainer.dataloader_workers=1",
+                                      "logger=wandb", "force=true", "save_adapter=false", "trainer.torch_threads=1",
+                                      "task.data_dir=/elsewhere/glue", "trainer.device=cpu"])
+def test_what_cannot_change_a_result_is_not_identity(override):
+    """Location, logging and checkpoint cadence are not identity: the same run, the same directory."""
+    assert load_config([override]).run_dir == load_config([]).run_dir
+
+
+def test_the_same_data_through_another_spelling_of_its_path_is_the_same_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "glue").symlink_to(PROJECT_ROOT / "data" / "toy" / "glue")
+    relative = load_config(["task.data_dir=glue"])
+    absolute = load_config([f"task.data_dir={PROJECT_ROOT / 'data' / 'toy' / 'glue'}"])
+    assert relative.run_dir == absolute.run_dir
+    assert data_record(resolved(relative)["task"]) == data_record(resolved(absolute)["task"])  # checksums, no paths
+
+
+def test_identity_is_the_same_from_typed_and_plain_configs():
+    typed = resolved(load_config(["method=bora"]))
+    plain = json.loads(json.dumps(typed))
+    plain["method"]["alpha"] = int(plain["method"]["alpha"])  # 16 from plain YAML, 16.0 from the schema
+    assert run_identity(plain) == run_identity(typed)
+    assert group_identity({**typed, "seed": 5}) == group_identity(typed) != run_identity(typed)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("trainer.batch_size=0", "trainer.batch_size=0: must be >= 1"),
+        ("trainer.grad_accum=0", "trainer.grad_accum=0: must be >= 1"),
+        ("seed=-1", "seed=-1: must be in [0, 2**32)"),
+        ("trainer.logging_steps=0", "trainer.logging_steps=0: must be >= 1"),
+        ("trainer.lr_scheduler=nosuch", "'trainer.lr_scheduler': Invalid value 'nosuch', expected one of [linear,"),
+        ("trainer.eval_batch_size=0", "trainer.eval_batch_size=0: must be >= 1"),
+        ("task.max_eval_samples=0", "task.max_eval_samples=0: must be >= 1"),
+        ("task.max_eval_samples=-1", "task.max_eval_samples=-1: must be >= 1"),
+        ("task.max_new_tokens=0", "task.max_new_tokens=0: must be >= 1"),
+        ("trainer.lr=0", "trainer.lr=0.0: must be > 0"),
+        ("trainer.epochs=0", "trainer.epochs=0.0: must be > 0"),
+        ("task.max_length=0", "task.max_length=0: must be >= 8"),
+        ("model.dtype=float64", "'model.dtype': Invalid value 'float64', expected one of [float32, bfloat16, float16]"),
+        ("trainer.precision=fp8", "'trainer.precision': Invalid value 'fp8'"),
+        ("method.dropout=1.5", "method.dropout=1.5: must be in [0, 1)"),
+        ("trainer.warmup_ratio=1.5", "trainer.warmup_ratio=1.5: must be in [0, 1)"),
+        ("trainer.lr=nan", "trainer.lr=nan: must be a finite number"),
+    ],
+)
+def test_every_range_and_choice_is_checked_at_composition(override, expected):
+    with pytest.raises(BoraError) as info:
+        load_config([override])
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_epochs_zero_is_fine_when_max_steps_is_set():
+    assert load_config(["trainer.epochs=0", "trainer.max_steps=5"]).trainer.max_steps == 5
+
+
+def test_scheduler_choices_are_transformers_scheduler_names():
+    from transformers import SchedulerType
+
+    from bora.config.schema import Scheduler
+
+    assert {s.value for s in Scheduler} <= {s.value for s in SchedulerType}
+
+
+def test_schema_names_its_non_identity_keys():
+    assert {"output_dir", "run_dir", "logger", "task.data_dir", "trainer.logging_steps"} <= non_identity_keys()
+    assert not {"seed", "trainer.lr", "method.r", "task.max_length"} & non_identity_keys()
 
 
 @pytest.mark.parametrize(
@@ -86,6 +172,22 @@ def test_preflight_checks_every_value_of_a_sweep():
     preflight(["-m", "method=lora,bora", "seed=0,1"])
     with pytest.raises(BoraError, match="unknown method 'dorra'"):
         preflight(["-m", "method=lora,dorra", "seed=0,1"])
+    with pytest.raises(BoraError, match="trainer.lr=0.0: must be > 0"):  # a value sweep, not only config groups
+        preflight(["-m", "trainer.lr=1e-3,0", "seed=0,1"])
+    with pytest.raises(BoraError, match="seed=-2"):
+        preflight(["-m", "experiment=smoke", "seed=0,-2"])
+
+
+@pytest.mark.parametrize("override", ["trainer.batch_size=0", "trainer.lr_scheduler=nosuch", "model.dtype=x",
+                                      "task.max_new_tokens=0"])
+def test_train_stops_at_start_up_in_seconds_without_a_result(tmp_path, override):
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "bora.train", override], capture_output=True, text=True,
+                            env={**os.environ, "BORA_OUTPUT_DIR": str(tmp_path)})
+    assert time.perf_counter() - start < 10
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert override.split("=")[0] in result.stderr
+    assert not list(tmp_path.rglob("result.json"))
 
 
 def test_train_cli_exits_nonzero_with_one_line(tmp_path):
@@ -115,3 +217,23 @@ def test_conf_groups_are_named_after_the_sweep_axes():
     groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
     assert {"model", "method", "task", "trainer", "logger", "experiment", "hydra"} <= groups
     assert (Path(CONF_DIR) / "hydra" / "launcher").is_dir()
+
+
+def test_a_field_added_later_leaves_identities_unchanged_at_its_default(monkeypatch):
+    from bora.config import identity
+
+    config = resolved(load_config([]))
+    before = run_identity(config)
+    grown = json.loads(json.dumps(config))
+    grown["trainer"]["new_knob"] = 7  # as if the schema had gained trainer.new_knob (default 7, added=True)
+    monkeypatch.setattr(identity, "_ADDED", {"trainer.new_knob": 7})
+    assert run_identity(grown) == before
+    grown["trainer"]["new_knob"] = 8
+    assert run_identity(grown) != before
+
+
+def test_identities_are_stable_across_releases():
+    """A golden identity: if this changes, every recorded result leaves its table (mark new fields added=True)."""
+    config = resolved(load_config(["experiment=cpu-glue", "task=cpu/mrpc", "+experiment/rows/main=bora-r8-b16",
+                                   "seed=0"]))
+    assert run_identity(config)[:8] == "2532c35a"

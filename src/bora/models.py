@@ -46,6 +46,19 @@ def _source(value: str, key: str) -> str:
     return path
 
 
+def _from_hub(load, source: str, key: str):
+    """``load()`` of a hub id, with a failure to reach the hub (offline, firewalled, a wrong id) as one line."""
+    try:
+        return load()
+    except OSError as error:
+        if _is_local(source):
+            raise
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise BoraError(f"{key}={source}: cannot load it from the Hugging Face hub{offline}: {first}; download it "
+                        f"where the hub is reachable and pass {key}=/path/to/local/folder") from None
+
+
 def arch_config(model_cfg, **overrides) -> PretrainedConfig:
     """The model's architecture from ``model.arch`` (no files, no network)."""
     arch = dict(model_cfg.arch)
@@ -86,7 +99,8 @@ def load_tokenizer(model_cfg) -> PreTrainedTokenizerBase:
         return byte_tokenizer(model_cfg.kind)
     kwargs = {"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file and not model_cfg.tokenizer else {}
     key = "model.tokenizer" if model_cfg.tokenizer else "model.path"
-    tokenizer = AutoTokenizer.from_pretrained(_source(source, key), revision=model_cfg.revision, **kwargs)
+    path = _source(source, key)
+    tokenizer = _from_hub(lambda: AutoTokenizer.from_pretrained(path, revision=model_cfg.revision, **kwargs), path, key)
     if tokenizer.pad_token is None:  # llama-style tokenizers ship without one; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -104,7 +118,8 @@ def load_model(model_cfg, num_labels: int | None = None) -> torch.nn.Module:
         kwargs["num_labels"] = num_labels
         if num_labels == 1:
             kwargs["problem_type"] = "regression"
-    model = _auto_class(model_cfg.kind).from_pretrained(path, **kwargs)
+    auto = _auto_class(model_cfg.kind)
+    model = _from_hub(lambda: auto.from_pretrained(path, **kwargs), path, "model.path")
     if model_cfg.gguf_file and getattr(model, "hf_quantizer", None) is not None:
         if not all(p.dtype.is_floating_point for p in model.parameters()):
             raise BoraError(f"model.gguf_file={model_cfg.gguf_file}: weights stayed packed; training needs them "

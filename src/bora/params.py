@@ -11,8 +11,8 @@ import sys
 from typing import Sequence
 
 from bora.adapters import count_adapter_params, inject
-from bora.cli import load_config
-from bora.errors import BoraError
+from bora.config import load_config
+from bora.errors import run_tool
 from bora.models import build_from_arch
 
 # AdaLoRA's schedule needs a step count, but its parameter count (at init_r) does not depend on it.
@@ -29,12 +29,12 @@ def adapter_param_count(cfg, model=None) -> tuple[int, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     overrides = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = load_config(overrides)
-        count, names = adapter_param_count(cfg)
-    except BoraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_tool(lambda: _print_count(overrides))
+
+
+def _print_count(overrides: list[str]) -> None:
+    cfg = load_config(overrides)
+    count, names = adapter_param_count(cfg)
     method = cfg.method
     details = ", ".join(f"{k}={method[k]}" for k in ("r", "blocks", "heads", "alpha") if method.get(k) is not None)
     print(f"model: {cfg.model.name}  method: {method.name} ({details})  targets: {method.targets}")

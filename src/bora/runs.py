@@ -1,105 +1,204 @@
-"""One self-describing ``result.json`` per run: the source of truth for every table.
+"""A run directory's life: who may write it (a lock), what to do in it (skip, resume, start, rerun beside), and
+how a forced rerun replaces a success only once it has succeeded itself.
 
-The run directory is a deterministic function of the config (``cfg.run_dir``). A run whose result says success
-for the same config fingerprint is skipped; a different config in the same directory is refused rather than
-overwritten; an unfinished run (killed, failed) resumes from its last checkpoint.
+The directory is a function of the run's identity (``conf/config.yaml``: ``.../seed=<seed>-<identity[:8]>``), so
+two different configs never share one. Inside it:
+
+    result.json                  the record (bora.record.RunRecord): the source of truth for every table
+    adapter/  predictions/       what the run produced
+    checkpoints/                 while unfinished only: the trainable tensors, optimizer and RNG state to resume
+    .lock                        held by the one process training here (fcntl; released when it dies)
+    .attempt/                    a forced rerun of a success, trained here until it succeeds, then moved in
+    result.replaced-<time>.json, adapter.replaced-<time>/, ...   what a forced rerun replaced
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
+import fcntl
 import json
 import os
 import platform
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
+from bora.config.identity import differing_keys, identity_values
 from bora.errors import BoraError
 from bora.paths import PROJECT_ROOT
+from bora.record import RESULT_FILE, RunRecord, Status, Unreadable, read_record
 
-RESULT_FILE = "result.json"
-SCHEMA_VERSION = 1
-# Keys that cannot change what a run computes, so they are left out of its fingerprint.
-_NOT_IN_FINGERPRINT = {
-    "force", "logger", "output_dir", "run_dir", "save_adapter",
-    "trainer.logging_steps", "trainer.save_steps", "trainer.dataloader_workers",
-}
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_PREFIX = "checkpoint-"  # HF Trainer's folder name (not imported: transformers would slow bora.plan)
+ATTEMPT_DIR = ".attempt"
+LOCK_FILE = ".lock"
+PRODUCTS = ("adapter", "predictions")  # what a run writes besides result.json, kept with it when replaced
 _PACKAGES = ["torch", "transformers", "datasets", "peft", "accelerate", "hydra-core", "omegaconf", "evaluate",
-             "wandb", "safetensors", "tokenizers", "numpy", "bora"]
-
-
-def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
-
-
-def fingerprint(config: dict[str, Any]) -> str:
-    """A hash of everything in the resolved config that can change the result."""
-    kept = json.loads(json.dumps(config, default=str))  # a deep copy we may edit
-    kept.pop("hydra", None)
-    for dotted in _NOT_IN_FINGERPRINT:
-        *parents, leaf = dotted.split(".")
-        node = kept
-        for parent in parents:
-            node = node.get(parent, {})
-        node.pop(leaf, None)
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = sorted(set(a) | set(b))
-        return [d for k in keys for d in _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
+             "wandb", "safetensors", "tokenizers", "numpy", "pydantic", "bora"]
 
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# --- one process per run directory ---------------------------------------------------------------------------
+class RunLock:
+    """An exclusive ``fcntl`` lock on ``<run_dir>/.lock`` for as long as one process trains there.
+
+    A second process waits for it (saying who holds it), then re-decides (usually: skip, the run is done). The
+    kernel releases the lock when its holder dies, so a lock left by a killed process is simply taken over.
+    Creating the directory and the lock file is also where an unwritable output folder is reported, in one line.
+    """
+
+    def __init__(self, run_dir: Path, wait: bool = True):
+        self.run_dir = Path(run_dir)
+        self.wait = wait
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        path = self.run_dir / LOCK_FILE
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise unwritable(error, self.run_dir) from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            if not self.wait:
+                os.close(self._fd)
+                raise BoraError(f"{self.run_dir} is being trained by {holder}; wait for it or stop it") from None
+            print(f"waiting: {self.run_dir} is being trained by {holder}", flush=True)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"pid {os.getpid()} on {socket.gethostname()} since {now()}\n".encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
-def read_result(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / RESULT_FILE
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise BoraError(f"{path} is not valid JSON ({error}); move it away to rerun this run") from error
+def unwritable(error: OSError, where: Path) -> BoraError:
+    """An OS error writing outputs as one line naming the path and the fix."""
+    path = error.filename or where
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+              errno.ENOTDIR: "a part of it is a file, not a folder", errno.EEXIST: "a file is in the way"}.get(
+        error.errno, error.strerror or str(error))
+    return BoraError(f"cannot write {path}: {reason}; free space or pass a writable output_dir=... (BORA_OUTPUT_DIR)")
 
 
+# --- what to do in a run directory ----------------------------------------------------------------------------
 @dataclass
-class RunPlan:
-    """What to do with a run directory: skip (done), or train (resuming from ``checkpoint`` if set)."""
+class Decision:
+    """What one invocation does: skip (``previous`` is the success), or train into ``work_dir`` (``run_dir``, or
+    ``run_dir/.attempt`` for a forced rerun of a success), resuming from ``checkpoint`` if set."""
 
     skip: bool
-    previous: dict[str, Any] | None = None
+    work_dir: Path
+    previous: RunRecord | None = None
     checkpoint: Path | None = None
+    wandb_run_id: str | None = None
+
+    @property
+    def replaces(self) -> RunRecord | None:
+        """The success a forced rerun replaces once it has succeeded (None for an ordinary run)."""
+        return self.previous if not self.skip and self.previous is not None and self.previous.ok else None
 
 
+def read_existing(run_dir: Path) -> RunRecord | None:
+    try:
+        return read_record(run_dir)
+    except Unreadable as error:
+        raise BoraError(f"{error.path} is unreadable ({error.reason}); move it away to rerun this run") from None
+
+
+def decide(run_dir: Path, identity: str, config: dict, force: bool, data: dict, apply: bool = True) -> Decision:
+    """Skip a success of this identity; resume an unfinished run of it; with ``force``, rerun a success beside it.
+
+    With ``apply=False`` (data-parallel ranks other than 0) the same decision is made without touching files.
+    """
+    run_dir = Path(run_dir)
+    previous = read_existing(run_dir)
+    if previous is not None and previous.identity != identity:
+        changed = ", ".join(differing_keys(identity_values(previous.config), identity_values(config))[:5])
+        if previous.ok:
+            raise BoraError(f"{run_dir} already holds a successful run of a different config (differs at: "
+                            f"{changed or 'unknown keys'}); move it away or choose another output_dir")
+        if apply:  # an unfinished run of another config: its checkpoints cannot be resumed and are not a result
+            shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+        return Decision(skip=False, work_dir=run_dir, wandb_run_id=new_wandb_id(identity))
+    if previous is not None and previous.ok:
+        changed = changed_data(previous.data, data)
+        if changed and not force:
+            raise BoraError(f"{run_dir} succeeded on other data ({changed} has changed since); force=true reruns it")
+        if not force:
+            return Decision(skip=True, work_dir=run_dir, previous=previous)
+        attempt_dir = run_dir / ATTEMPT_DIR
+        attempt = read_existing(attempt_dir)
+        if attempt is not None and attempt.identity == identity and not attempt.ok:
+            return Decision(skip=False, work_dir=attempt_dir, previous=previous,
+                            checkpoint=latest_checkpoint(attempt_dir / CHECKPOINTS),
+                            wandb_run_id=attempt.wandb_run_id or new_wandb_id(identity))
+        if apply:
+            shutil.rmtree(attempt_dir, ignore_errors=True)
+        return Decision(skip=False, work_dir=attempt_dir, previous=previous, wandb_run_id=new_wandb_id(identity))
+    # Nothing yet, or unfinished (running = killed, failed, interrupted): resume from its last checkpoint if any.
+    wandb_run_id = previous.wandb_run_id if previous is not None and previous.wandb_run_id else new_wandb_id(identity)
+    return Decision(skip=False, work_dir=run_dir, checkpoint=latest_checkpoint(run_dir / CHECKPOINTS),
+                    wandb_run_id=wandb_run_id)
+
+
+def new_wandb_id(identity: str) -> str:
+    """A fresh W&B run id per attempt (a resumed attempt keeps its own; a forced rerun gets a new one)."""
+    return f"{identity[:8]}-{secrets.token_hex(3)}"
+
+
+def changed_data(before: dict, now: dict) -> str | None:
+    """The first data file whose checksum differs between two runs' ``data`` records (None if none differs)."""
+    old, new = before.get("sha256") or {}, now.get("sha256") or {}
+    for name in sorted(set(old) & set(new)):
+        if old[name] != new[name]:
+            return name
+    return None
+
+
+def promote(attempt_dir: Path, run_dir: Path, replaced: RunRecord) -> Path:
+    """Move a succeeded forced rerun into its run directory; keep what it replaces beside as ``*.replaced-<time>``.
+
+    The old result.json stays in place until the new one replaces it in a single rename, so a reader always sees
+    one complete success. Returns the path the old result was kept as.
+    """
+    stamp = (replaced.finished_at or now()).replace(":", "")
+    kept = run_dir / f"result.replaced-{stamp}.json"
+    shutil.copy2(run_dir / RESULT_FILE, kept)
+    for name in PRODUCTS:
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, run_dir / f"{name}.replaced-{stamp}")
+    for item in attempt_dir.iterdir():
+        if item.name not in (RESULT_FILE, CHECKPOINTS):
+            target = run_dir / item.name
+            if target.is_dir() and item.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    os.replace(attempt_dir / RESULT_FILE, run_dir / RESULT_FILE)
+    shutil.rmtree(attempt_dir, ignore_errors=True)
+    return kept
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------
 def _is_complete(checkpoint: Path) -> bool:
     # HF's Trainer writes trainer_state.json after the weights, optimizer and RNG state, so a checkpoint whose
     # state file is missing or cut short was interrupted mid-write (e.g. the job was killed) and cannot resume.
@@ -108,9 +207,6 @@ def _is_complete(checkpoint: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
-
-
-CHECKPOINT_PREFIX = "checkpoint-"  # HF Trainer's folder name (not imported: transformers would slow bora.plan)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -123,42 +219,21 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     return None
 
 
-def plan_run(run_dir: Path, config: dict[str, Any], force: bool, apply: bool = True) -> RunPlan:
-    """Decide from ``run_dir/result.json`` whether this run is done, must resume, or starts fresh.
-
-    With ``apply=False`` (data-parallel ranks other than 0) the same decision is made without touching files.
-    """
-    run_dir = Path(run_dir)
-    previous = read_result(run_dir)
-    checkpoints = run_dir / "checkpoints"
-    this = fingerprint(config)
-    if previous is None:
-        return RunPlan(skip=False, checkpoint=latest_checkpoint(checkpoints))
-    same = previous.get("config_fingerprint") == this
-    if previous.get("status") == "success":
-        if force:
-            if apply:
-                kept = run_dir / f"result.replaced-{previous.get('finished_at', now()).replace(':', '')}.json"
-                os.replace(run_dir / RESULT_FILE, kept)
-                shutil.rmtree(checkpoints, ignore_errors=True)
-                print(f"force=true: previous result kept as {kept}", flush=True)
-            return RunPlan(skip=False)
-        if same:
-            return RunPlan(skip=True, previous=previous)
-        changed = ", ".join(_diff_keys(previous.get("config", {}), config)[:5]) or "unknown keys"
-        raise BoraError(
-            f"{run_dir} already holds a successful run of a different config (differs at: {changed}); "
-            "choose another experiment_name=... or pass force=true to replace it"
-        )
-    if not same and checkpoints.exists():
-        # Checkpoints of an unfinished run with another config cannot be resumed; they are not a result.
-        if apply:
-            print(f"discarding checkpoints of an unfinished run with a different config in {checkpoints}", flush=True)
-            shutil.rmtree(checkpoints)
-        return RunPlan(skip=False, previous=previous)
-    return RunPlan(skip=False, previous=previous, checkpoint=latest_checkpoint(checkpoints))
+def status_of(run_dir: Path, identity: str) -> str:
+    """``done`` (a success of this identity), ``missing``, ``failed``, ``interrupted``, ``unfinished`` (running, or
+    killed), ``conflict`` (a success of another identity) or ``unreadable``: what ``bora.plan`` shows."""
+    try:
+        record = read_record(run_dir)
+    except Unreadable:
+        return "unreadable"
+    if record is None:
+        return "missing"
+    if record.ok:
+        return "done" if record.identity == identity else "conflict"
+    return {Status.RUNNING: "unfinished"}.get(record.status, str(record.status))
 
 
+# --- what a reader needs to trust a number -------------------------------------------------------------------
 def environment() -> dict[str, Any]:
     """Package versions, git commit and hardware: what a reader needs to trust or reproduce a number."""
     import torch
@@ -178,7 +253,7 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         hardware["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         hardware["cuda"] = torch.version.cuda
-    return {"versions": versions, "git": git_state(), "hardware": hardware, "command": sys.argv}
+    return {"versions": versions, "git": git_state(), "hardware": hardware, "command": list(sys.argv)}
 
 
 def git_state() -> dict[str, Any]:

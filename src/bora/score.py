@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from bora.errors import BoraError
+from bora.errors import BoraError, run_tool
 from bora.tasks import answers
 
 
@@ -54,14 +53,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", required=True, help="LLM-Adapters test-set folder name, e.g. gsm8k, ARC-Challenge")
     parser.add_argument("--predictions", required=True, type=Path, help="JSONL file with generation and answer")
     args = parser.parse_args(argv)
-    try:
-        answers.rule_for(args.dataset)
-        rows = read_predictions(args.predictions, args.dataset)
-    except BoraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    correct = count_correct(args.dataset, rows)
-    print(f"{args.dataset}: {correct}/{len(rows)} correct")
+    run_tool(lambda: _print_score(args.dataset, args.predictions))
+
+
+def _print_score(dataset: str, predictions: Path) -> None:
+    answers.rule_for(dataset)
+    rows = read_predictions(predictions, dataset)
+    correct = count_correct(dataset, rows)
+    print(f"{dataset}: {correct}/{len(rows)} correct")
     print(f"accuracy: {100 * correct / len(rows):.2f}")
 
 

@@ -1,14 +1,22 @@
 """The shared trainer: ``python -m bora.train [hydra overrides]`` or ``train(cfg) -> metrics``.
 
-One run = one model x method x task x seed. It writes ``<run_dir>/result.json`` (status, resolved config,
-metrics, parameter counts, times, memory, versions, git commit, hardware), skips a run that already succeeded
-with the same config, and resumes an unfinished one from its last checkpoint.
+One run = one model x method x task x seed. It writes ``<run_dir>/result.json`` (a ``bora.record.RunRecord``:
+status, resolved config, identity, data checksums, metrics, parameter counts, times, memory, versions, git commit,
+hardware), skips a run that already succeeded with the same identity, resumes an unfinished one from its last
+checkpoint, and with ``force=true`` reruns a success beside it, replacing it only once the rerun has succeeded.
+
+Statuses: ``success`` (the only one that enters a table), ``failed`` (an error, or diverged: exit code 1),
+``interrupted`` (Ctrl-C / SIGTERM: exit code 130 / 143, the rerun resumes), ``running`` (in progress, or killed).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import math
 import os
+import re
 import resource
 import shutil
 import sys
@@ -21,90 +29,150 @@ import torch
 from omegaconf import DictConfig
 
 from bora import runs
-from bora.cli import preflight
-from bora.errors import BoraError
+from bora.config.compose import load_config, resolved, split_command_line
+from bora.config.identity import group_identity, run_identity
+from bora.config.schema import validate
+from bora.config.sweep import preflight
+from bora.errors import BoraError, Diverged, Interrupted
 from bora.paths import CONF_DIR
+from bora.record import ErrorInfo, RunRecord, Status, write_record
 from bora.tasks import Metrics
+from bora.tasks.sources import data_record
 
 log = logging.getLogger("bora.train")
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 def train(cfg: DictConfig) -> Metrics:
     """Train and evaluate one run; return its per sub-task metrics (read from result.json when skipped)."""
+    from bora.training import StepControl, effective_precision
+
+    config = resolved(cfg)
+    validate(config)
     run_dir = Path(cfg.run_dir)
-    config = runs.resolved_config(cfg)
     is_main = _is_main_process()
-    plan = runs.plan_run(run_dir, config, cfg.force, apply=is_main)
-    if plan.skip:
-        print(f"skip: {run_dir} already succeeded with this config (force=true reruns it)", flush=True)
-        return plan.previous["metrics"]
-
-    result: dict[str, Any] = {
-        "schema_version": runs.SCHEMA_VERSION,
-        "status": "running",
-        "experiment": cfg.experiment_name,
-        "model": cfg.model.name,
-        "method": cfg.method.name,
-        "task": cfg.task.name,
-        "seed": cfg.seed,
-        "run_dir": str(run_dir),
-        "config_fingerprint": runs.fingerprint(config),
-        "config": config,
-        "started_at": runs.now(),
-        **runs.environment(),
-    }
-    if is_main:
-        runs.write_json_atomic(run_dir / runs.RESULT_FILE, result)
-    wandb_run = None
-    try:
-        if cfg.logger.name == "wandb" and is_main:
-            from bora.training import run_name
-            from bora.wandb_logger import WandbRun
-
-            wandb_run = WandbRun(cfg, config, run_name(cfg), result["config_fingerprint"], str(run_dir))
-        elif cfg.logger.name not in ("none", "wandb"):
-            raise BoraError(f"logger={cfg.logger.name!r}: use logger=none or logger=wandb")
-        result.update(_train_and_evaluate(cfg, run_dir, plan.checkpoint, wandb_run is not None))
-        result["status"] = "success"
-    except BaseException as error:
-        result["status"] = "failed"
-        result["error"] = {"type": type(error).__name__, "message": str(error), "traceback": traceback.format_exc()}
-        raise
-    finally:
-        result["finished_at"] = runs.now()
+    if cfg.trainer.torch_threads:
+        torch.set_num_threads(cfg.trainer.torch_threads)
+    precision, precision_notice = effective_precision(cfg)  # an impossible explicit precision stops here
+    identity = run_identity(config)
+    data = data_record(config["task"])
+    with runs.RunLock(run_dir) if is_main else contextlib.nullcontext():
+        decision = runs.decide(run_dir, identity, config, cfg.force, data, apply=is_main)
+        if decision.skip:
+            print(f"skip: {run_dir} already succeeded with this config (force=true reruns it)", flush=True)
+            return decision.previous.metrics or {}
+        if decision.replaces is not None:
+            print(f"force=true: rerunning in {decision.work_dir}; the previous success stays until this one succeeds",
+                  flush=True)
+        record = RunRecord(
+            status=Status.RUNNING, experiment=cfg.experiment_name, model=cfg.model.name, method=cfg.method.name,
+            task=cfg.task.name, seed=cfg.seed, run_dir=str(run_dir), identity=identity,
+            group=group_identity(config), config=config, started_at=runs.now(),
+            data=data, precision={"requested": str(cfg.trainer.precision), "used": precision},
+            notices=[precision_notice] if precision_notice else [], wandb_run_id=decision.wandb_run_id,
+            **runs.environment(),
+        )
+        work_dir = decision.work_dir
+        if precision_notice:
+            print(f"notice: {precision_notice}", flush=True)
         if is_main:
-            runs.write_json_atomic(run_dir / runs.RESULT_FILE, result)
-        if wandb_run is not None:
-            if result["status"] == "success":
-                wandb_run.log_final(_flat(result["metrics"]) | {"adapter_params": result["adapter_params"]})
-            wandb_run.finish(ok=result["status"] == "success")
-    if result["status"] == "success" and is_main:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # only needed to resume an unfinished run
-        print(f"done: {run_dir} {cfg.task.metric}={result['headline']['value']:.4f}", flush=True)
-    return result.get("metrics", {})
+            _write(work_dir, record)
+        control = StepControl()
+        control.install()
+        wandb_run = None
+        try:
+            if cfg.logger.name == "wandb" and is_main:
+                from bora.training import run_name
+                from bora.wandb_logger import WandbRun
+
+                wandb_run = WandbRun(cfg, config, run_name(cfg), decision.wandb_run_id, str(work_dir))
+            measured = _train_and_evaluate(cfg, work_dir, decision.checkpoint, wandb_run is not None, precision,
+                                           control)
+            record = RunRecord.model_validate({**record.model_dump(), **measured, "status": Status.SUCCESS,
+                                               "notices": record.notices + measured["notices"]})
+        except Interrupted as interrupted:
+            record.status = Status.INTERRUPTED
+            checkpoint = runs.latest_checkpoint(work_dir / runs.CHECKPOINTS)
+            where = f"at step {interrupted.step}" if interrupted.step is not None else "before training"
+            resume = f"rerun resumes from {checkpoint.name}" if checkpoint else "no checkpoint yet, a rerun starts over"
+            message = f"{run_dir}: interrupted {where} ({interrupted}); {resume}"
+            record.error = ErrorInfo(type="Interrupted", message=message, step=interrupted.step)
+            raise Interrupted(interrupted.signum, interrupted.step, message) from None
+        except Diverged as diverged:
+            record.status = Status.FAILED
+            record.error = ErrorInfo(type="Diverged", message=str(diverged), step=diverged.step)
+            raise BoraError(f"{run_dir}: {diverged}; the run is recorded as failed") from None
+        except OSError as error:
+            record.status = Status.FAILED
+            if error.errno not in _DISK_ERRORS:
+                record.error = _error_info(error)
+                raise
+            problem = runs.unwritable(error, work_dir)
+            record.error = ErrorInfo(type="OSError", message=str(problem))
+            raise problem from None
+        except BaseException as error:
+            record.status = Status.FAILED
+            record.error = _error_info(error)
+            raise
+        finally:
+            control.uninstall()
+            record.finished_at = runs.now()
+            if is_main:
+                _write(work_dir, record, quiet=record.status is not Status.SUCCESS)
+            if wandb_run is not None:
+                if record.ok:
+                    wandb_run.log_final(_flat(record.metrics) | {"adapter_params": record.adapter_params})
+                wandb_run.finish(ok=record.ok)
+        if is_main:
+            shutil.rmtree(work_dir / runs.CHECKPOINTS, ignore_errors=True)  # only needed to resume an unfinished run
+            if decision.replaces is not None:
+                kept = runs.promote(work_dir, run_dir, decision.replaces)
+                print(f"force=true: the previous result is kept as {kept}", flush=True)
+            value = record.headline.value if record.headline else None
+            shown = f"{value:.4f}" if value is not None else "undefined"
+            print(f"done: {run_dir} {cfg.task.metric}={shown}", flush=True)
+    return record.metrics or {}
 
 
-def _train_and_evaluate(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, use_wandb: bool) -> dict[str, Any]:
-    """Build model, adapters and data; train with HF Trainer; evaluate. Returns the result fields it measured."""
+def _write(work_dir: Path, record: RunRecord, quiet: bool = False) -> None:
+    try:
+        write_record(work_dir, record)
+    except OSError as error:
+        if not quiet:
+            raise runs.unwritable(error, work_dir) from None
+        print(f"error: could not record status {record.status} in {work_dir}: {runs.unwritable(error, work_dir)}",
+              file=sys.stderr, flush=True)
+
+
+def _error_info(error: BaseException) -> ErrorInfo:
+    return ErrorInfo(type=type(error).__name__, message=str(error), traceback=traceback.format_exc())
+
+
+def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None, use_wandb: bool, precision: str,
+                        control) -> dict[str, Any]:
+    """Build model, adapters and data; train with HF Trainer; evaluate. Returns the record fields it measured."""
     from transformers import set_seed
 
-    from bora.adapters import count_adapter_params, inject
+    from bora.adapters import count_adapter_params, inject, oversized_rank
+    from bora.adapters.stats import adapter_stats
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
-    from bora.training import AdapterStepHook, AdapterTrainer, training_arguments
+    from bora.training import AdapterStepHook, AdapterTrainer, mean_loss, training_arguments
 
+    notices: list[str] = []
     task = build_task(cfg.task)
     tokenizer = load_tokenizer(cfg.model)
     train_data = task.train_dataset(tokenizer)
     if len(train_data) == 0:
         raise BoraError(f"task {cfg.task.name}: the training split is empty; check task.data_dir / max_train_samples")
-    args = training_arguments(cfg, run_dir / "checkpoints", ["wandb"] if use_wandb else [])
+    args = training_arguments(cfg, work_dir / runs.CHECKPOINTS, ["wandb"] if use_wandb else [], precision)
 
     set_seed(cfg.seed)  # the head's and the adapters' initialisation depend on the run seed
     model = load_model(cfg.model, num_labels=task.num_labels)
     if cfg.model.kind == "decoder" and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     adapted = inject(model, cfg.method, cfg.model.targets, total_steps=_total_steps(cfg, args, len(train_data)))
+    notices += oversized_rank(model, cfg.method.r)
     _unfreeze_head(model, cfg.model.head_modules if task.kind != "generation" else [])
     if cfg.trainer.gradient_checkpointing:
         model.enable_input_require_grads()  # the frozen embeddings must still pass gradients to adapters
@@ -117,28 +185,46 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, checkpoint: Path | None,
         args=args,
         train_dataset=train_data,
         data_collator=task.data_collator(tokenizer),
-        callbacks=[AdapterStepHook(model)],
+        callbacks=[AdapterStepHook(model), control],
+        max_loss_ratio=cfg.trainer.max_loss_ratio,
     )
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    if checkpoint:
+        print(f"resuming {work_dir} from {checkpoint.name}", flush=True)
+    memory = PeakMemory()
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    control.training = True
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    control.training = False
     train_seconds = time.perf_counter() - start
-    peak_train = _peak_memory()
+    if control.signum is not None:
+        raise Interrupted(control.signum, trainer.state.global_step)
+    peak_train = memory.peak()
+    _check_finite_weights(model, trainer.state.global_step)
 
     if cfg.save_adapter and _is_main_process():
         from bora.adapters import save_adapters
 
-        save_adapters(model, run_dir / "adapter", cfg.method)
+        save_adapters(model, work_dir / "adapter", cfg.method)
 
     start = time.perf_counter()
     model.eval()
-    metrics = task.evaluate(model, tokenizer, cfg.trainer.eval_batch_size, run_dir)
+    metrics = task.evaluate(model, tokenizer, cfg.trainer.eval_batch_size, work_dir)
     eval_seconds = time.perf_counter() - start
+    undefined = dict(getattr(task, "undefined", {}))
+    for sub, values in metrics.items():
+        for name, value in values.items():
+            if value is not None and not math.isfinite(value):
+                raise Diverged(f"diverged: metric {sub}/{name} is {value} after training")
+            if value is None:
+                undefined.setdefault(f"{sub}/{name}", "undefined")
+    headline = task.headline(metrics)
+    stats, sigma_notices = adapter_stats(model)
+    notices += sigma_notices + [f"metric {key}: {why}" for key, why in undefined.items()]
     history = [entry for entry in trainer.state.log_history if "loss" in entry]
     return {
         "metrics": metrics,
-        "headline": {"metric": task.main_metric, "value": task.headline(metrics)},
+        "undefined_metrics": undefined,
+        "headline": {"metric": task.main_metric, "value": headline},
         "adapter_params": adapter_params,
         "trainable_params": trainable,
         "adapted_modules": len(adapted),
@@ -147,13 +233,22 @@ def _train_and_evaluate(cfg: DictConfig, run_dir: Path, checkpoint: Path | None,
             "global_steps": trainer.state.global_step,
             "epochs": trainer.state.epoch,
             "examples": len(train_data),
-            "mean_loss": output.training_loss,
+            "mean_loss": mean_loss(trainer.state.log_history),
             "resumed_from": str(checkpoint) if checkpoint else None,
             "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in history],
         },
         "eval": {"wall_time_s": round(eval_seconds, 3)},
-        "peak_memory": {"train": peak_train, "train_and_eval": _peak_memory()},
+        "peak_memory": {"train": peak_train, "train_and_eval": memory.peak()},
+        "adapter_stats": stats,
+        "notices": notices,
     }
+
+
+def _check_finite_weights(model: torch.nn.Module, step: int) -> None:
+    bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+    if bad:
+        raise Diverged(f"diverged by step {step}: {len(bad)} trainable tensors hold non-finite values "
+                       f"(first: {bad[0]})", step)
 
 
 def _total_steps(cfg: DictConfig, args, num_examples: int) -> int:
@@ -174,15 +269,45 @@ def _unfreeze_head(model: torch.nn.Module, head_modules: list[str]) -> None:
             param.requires_grad_(True)
 
 
-def _peak_memory() -> dict[str, Any]:
-    if torch.cuda.is_available():
-        return {"device": "cuda", "bytes": torch.cuda.max_memory_allocated(), "measure": "max_memory_allocated"}
-    # ru_maxrss is KiB on Linux; it is the process's peak, so earlier jobs of a sweep run in the same process count.
-    return {"device": "cpu", "bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "measure": "max RSS"}
+class PeakMemory:
+    """Peak memory of this run only, also when a sweep runs several in one process.
+
+    GPU: ``torch.cuda.max_memory_allocated`` after a reset. CPU: the process's peak resident set (``VmHWM``),
+    reset through ``/proc/self/clear_refs`` where Linux allows it; elsewhere the process's lifetime peak
+    (``ru_maxrss``, which then includes earlier runs of the same process), named as such in ``measure``.
+    """
+
+    def __init__(self):
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.resettable = _vm_hwm() is not None
+        except OSError:
+            self.resettable = False
+
+    def peak(self) -> dict[str, Any]:
+        if self.cuda:
+            return {"device": "cuda", "bytes": torch.cuda.max_memory_allocated(), "measure": "max_memory_allocated"}
+        if self.resettable:
+            return {"device": "cpu", "bytes": _vm_hwm(), "measure": "peak RSS of this run (VmHWM)"}
+        return {"device": "cpu", "bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "measure": "peak RSS of the process (ru_maxrss; earlier runs of a sweep count)"}
 
 
-def _flat(metrics: Metrics) -> dict[str, float]:
-    return {f"{sub}/{name}": value for sub, values in metrics.items() for name, value in values.items()}
+def _vm_hwm() -> int | None:
+    try:
+        match = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+def _flat(metrics: Metrics | None) -> dict[str, float]:
+    return {f"{sub}/{name}": value for sub, values in (metrics or {}).items() for name, value in values.items()
+            if value is not None}
 
 
 def _is_main_process() -> bool:
@@ -193,17 +318,27 @@ def _is_main_process() -> bool:
 def main() -> None:
     import hydra
 
+    from bora.errors import fail
+
     try:
         preflight(sys.argv[1:])
+        overrides, _, multirun = split_command_line(sys.argv[1:])
+        if not multirun:  # an impossible explicit precision is a start-up error too (sweeps: per job)
+            from bora.training import effective_precision
+
+            effective_precision(load_config(overrides))
     except BoraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(error))
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _run(cfg: DictConfig) -> Metrics:
         return train(cfg)
 
-    _run()
+    try:
+        _run()
+    except Interrupted as interrupted:
+        print(f"interrupted: {interrupted}", file=sys.stderr, flush=True)
+        sys.exit(interrupted.exit_code)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,32 @@
-"""The training loop: Hugging Face ``Trainer`` with our config mapped onto it.
+"""The training loop: Hugging Face ``Trainer`` with our config mapped onto it, and what guards it.
 
 Why HF Trainer: AdamW, linear decay with warm-up, gradient accumulation, bf16 autocast, seeding, resumable
 checkpoints (optimizer, scheduler, RNG state), W&B curves and multi-GPU data parallel through accelerate /
-torchrun all come from one well-kept loop. Our only change: checkpoints hold the trainable tensors (adapters and
-task head), not the frozen multi-GB base model.
+torchrun all come from one well-kept loop. What we add:
+- checkpoints hold the trainable tensors (adapters and task head), not the frozen multi-GB base model;
+- a diverged run stops at once: a non-finite loss or gradient, or a loss above ``trainer.max_loss_ratio`` times the
+  first step's, raises ``Diverged`` (HF would log the NaN as 0 and run on);
+- Ctrl-C / SIGTERM stop after the current step with a checkpoint (``Interrupted``), so the rerun resumes there;
+- a log entry at every checkpoint and at the last step, so the mean loss over a resumed run's steps is exact.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from bora.config.resolvers import method_tag
-from bora.errors import BoraError
+from bora.errors import BoraError, Diverged, Interrupted
 
 TRAINABLE_FILE = "trainable.safetensors"
-PRECISIONS = ("fp32", "bf16", "fp16")
 # Renamed in transformers 5.x; the old name still works there but warns.
 _CHECKPOINTING_ARG = (
     "activation_checkpointing"
@@ -34,7 +40,27 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 class AdapterTrainer(Trainer):
-    """``Trainer`` whose checkpoints store only ``requires_grad`` parameters (everything else is frozen)."""
+    """``Trainer`` whose checkpoints store only ``requires_grad`` parameters (everything else is frozen), and whose
+    every step checks its loss (``max_loss_ratio``: see ``Diverged``)."""
+
+    def __init__(self, *args, max_loss_ratio: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_loss_ratio = max_loss_ratio
+        self._reference_loss: float | None = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        value = float(loss)  # HF's own NaN filter syncs here as well
+        step = self.state.global_step + 1
+        if not math.isfinite(value):
+            raise Diverged(f"diverged at step {step} (loss={value})", step)
+        if self._reference_loss is None:
+            self._reference_loss = max(abs(value), _first_logged_loss(self.state.log_history) or 0.0)
+        limit = self.max_loss_ratio
+        if limit is not None and self._reference_loss > 0 and value > limit * self._reference_loss:
+            raise Diverged(f"diverged at step {step} (loss={value:.4g}, over {limit:g}x the first step's "
+                           f"{self._reference_loss:.4g}; trainer.max_loss_ratio)", step)
+        return loss
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         if not self.args.should_save:
@@ -60,6 +86,87 @@ class AdapterTrainer(Trainer):
                 params[name].copy_(tensor)
 
 
+def _first_logged_loss(history: list[dict]) -> float | None:
+    """The first logged loss of a resumed run (step 1 is logged: ``logging_first_step``)."""
+    return next((entry["loss"] for entry in history if "loss" in entry), None)
+
+
+def mean_loss(history: list[dict]) -> float | None:
+    """The mean training loss over every step, from HF's log history (restored on resume, so across attempts).
+
+    Each entry's ``loss`` is the mean over the steps since the previous entry; ``StepControl`` logs at every
+    checkpoint and at the last step, so the entries cover every step exactly once.
+    """
+    total, previous = 0.0, 0
+    for entry in history:
+        if "loss" in entry and entry["step"] > previous:
+            total += entry["loss"] * (entry["step"] - previous)
+            previous = entry["step"]
+    return total / previous if previous else None
+
+
+class StepControl(TrainerCallback):
+    """After each optimizer step: check the gradients were finite; on Ctrl-C / SIGTERM request a checkpoint and a
+    stop; log whenever a checkpoint is saved or training ends (exact mean loss across resumes).
+
+    Signals are caught only while ``training`` is set; outside training (data loading, evaluation) a signal stops
+    at once. Under data parallel the stop request is agreed by all ranks, so they stop at the same step.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.training = False
+        self.step: int | None = None  # the last completed optimizer step
+        self._previous: dict[int, object] = {}
+
+    # --- signals ---------------------------------------------------------------------------------------------
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if not self.training or self.signum is not None:  # outside training, or a second signal: stop now
+            raise Interrupted(signum, self.step)
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint "
+              "(signal again to stop at once)", flush=True)
+
+    def _stop_requested(self, args) -> bool:
+        flag = self.signum is not None
+        if args.world_size > 1 and torch.distributed.is_initialized():
+            device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
+                and torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+            tensor = torch.tensor([self.signum or 0], device=device)
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+            if tensor.item() and self.signum is None:
+                self.signum = int(tensor.item())
+            flag = bool(tensor.item())
+        return flag
+
+    # --- per step --------------------------------------------------------------------------------------------
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()):
+            raise Diverged(f"diverged at step {state.global_step + 1} (non-finite gradient)", state.global_step + 1)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
+        if self._stop_requested(args):
+            control.should_save = True
+            control.should_training_stop = True
+        if control.should_save or state.global_step >= state.max_steps:
+            control.should_log = True
+        return control
+
+
 class AdapterStepHook(TrainerCallback):
     """Calls the adapters' per-step hook (AdaLoRA's rank allocation) after each optimizer step."""
 
@@ -77,15 +184,38 @@ def run_name(cfg) -> str:
     return f"{cfg.experiment_name}/{cfg.model.name}/{cfg.task.name}/{method_tag(cfg.method)}/seed={cfg.seed}"
 
 
-def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str]) -> TrainingArguments:
+def uses_gpu(cfg) -> bool:
+    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
+        raise BoraError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
+    return cfg.trainer.device != "cpu" and torch.cuda.is_available()
+
+
+def effective_precision(cfg) -> tuple[str, str | None]:
+    """(the precision to train in, a notice when it is not the configured one).
+
+    A task's bf16 / fp16 *default* (the paper's setting, inherited through ``${task.precision}``) falls back to
+    fp32 on a machine without a GPU that supports it, with a notice the result records; an explicit
+    ``trainer.precision=bf16`` there is an error that says how to fix it.
+    """
+    requested = str(cfg.trainer.precision)
+    if requested == "fp32":
+        return requested, None
+    gpu = uses_gpu(cfg)
+    supported = gpu and (requested == "fp16" or torch.cuda.is_bf16_supported())
+    if supported:
+        return requested, None
+    where = "this GPU" if gpu else "a CPU"
+    if not OmegaConf.is_interpolation(cfg.trainer, "precision"):
+        raise BoraError(f"trainer.precision={requested} cannot train on {where}; use trainer.precision=fp32 "
+                        "(or run on a GPU that supports it)")
+    return "fp32", (f"precision: the task's default {requested} cannot train on {where}; trained in fp32 instead "
+                    f"(numbers may differ slightly from a {requested} run)")
+
+
+def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precision: str) -> TrainingArguments:
     """Map ``cfg.trainer`` (paper appendix B defaults via the task config) onto ``TrainingArguments``."""
     t = cfg.trainer
-    if t.precision not in PRECISIONS:
-        raise BoraError(f"trainer.precision={t.precision!r}: use one of {', '.join(PRECISIONS)}")
-    if t.device not in ("auto", "cpu", "cuda"):
-        raise BoraError(f"trainer.device={t.device!r}: use auto, cpu or cuda")
-    if t.device == "cuda" and not torch.cuda.is_available():
-        raise BoraError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
+    gpu = uses_gpu(cfg)
     # transformers >= 5 reads a float warmup_steps in [0, 1) as a ratio of the total steps.
     warmup = t.warmup_steps if t.warmup_steps > 0 else float(t.warmup_ratio)
     return TrainingArguments(
@@ -99,7 +229,7 @@ def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str]) -> Train
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size,
         gradient_accumulation_steps=t.grad_accum,
-        lr_scheduler_type=t.lr_scheduler,
+        lr_scheduler_type=str(t.lr_scheduler),
         warmup_steps=warmup,
         weight_decay=t.weight_decay,
         optim="adamw_torch",
@@ -107,18 +237,19 @@ def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str]) -> Train
         adam_beta2=t.adam_beta2,
         adam_epsilon=t.adam_eps,
         max_grad_norm=t.max_grad_norm,
-        bf16=t.precision == "bf16",
-        fp16=t.precision == "fp16",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         **{_CHECKPOINTING_ARG: t.gradient_checkpointing},
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # a NaN loss is a divergence (Diverged), never logged as something else
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=1,
         eval_strategy="no",
         report_to=report_to,
         dataloader_num_workers=t.dataloader_workers,
-        dataloader_pin_memory=t.device != "cpu" and torch.cuda.is_available(),  # pinning is for host-to-GPU copies
+        dataloader_pin_memory=gpu,  # pinning is for host-to-GPU copies
         use_cpu=t.device == "cpu",  # also what makes torchrun on CPUs data-parallel (accelerate MULTI_CPU)
         ddp_find_unused_parameters=False,  # every adapter parameter takes part in every step
         disable_tqdm=False,

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bora.adapters import adapter_parameters, inject
-from bora.cli import load_config
+from bora.config import load_config
 from bora.models import build_from_arch
 
 MERGEABLE = ["lora", "dora", "melora", "bora", "sbora-fa", "sbora-fb"]

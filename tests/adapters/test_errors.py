@@ -24,12 +24,8 @@ def assert_untouched(model, before: dict[str, torch.Tensor], flags: dict[str, bo
         ("bora", ["method.blocks=3"], r"method.blocks=3 does not divide layer model\.layers\.0\.self_attn\.q_proj"),
         ("melora", ["method.blocks=64", "method.targets=QK"], r"method.blocks=64 does not divide layer "
                                                                r"model\.layers\.0\.self_attn\.k_proj"),
-        ("bora", ["method.blocks=0"], r"method.blocks=0 must be a positive integer"),
-        ("lora", ["method.r=0"], r"method.r=0 must be a positive integer"),
-        ("dora", ["method.r=-2"], r"method.r=-2 must be a positive integer"),
         ("hydralora", ["method.heads=null"], r"method.heads=None must be a positive integer"),
         ("lora", ["method.targets=QX"], r"method.targets='QX': use letters from QKVOGUD"),
-        ("lora", ["method.dropout=1.5"], r"method.dropout=1.5 must be in \[0, 1\)"),
         ("sbora-fb", ["method.r=40", "method.targets=K"], r"method.r=40 exceeds the 32 outputs of layer "
                                                            r"model\.layers\.0\.self_attn\.k_proj"),
         ("peft", ["method.peft.peft_type=NOPE"], r"method.peft.peft_type='NOPE'"),
@@ -43,6 +39,23 @@ def test_bad_config_is_one_line_and_leaves_the_model_untouched(method, overrides
     with pytest.raises(BoraError, match=message) as error:
         inject(model, cfg.method, cfg.model.targets)
     assert "\n" not in str(error.value)
+    assert_untouched(model, before, flags)
+
+
+@pytest.mark.parametrize(("method", "change", "message"), [
+    ("bora", {"blocks": 0}, r"method.blocks=0 must be a positive integer"),
+    ("lora", {"r": 0}, r"method.r=0 must be a positive integer"),
+    ("dora", {"r": -2}, r"method.r=-2 must be a positive integer"),
+    ("lora", {"dropout": 1.5}, r"method.dropout=1.5 must be in \[0, 1\)"),
+])
+def test_layers_refuse_what_the_schema_refuses_for_library_callers(method, change, message):
+    """The config schema stops these at start-up; a library caller passing a config of its own is stopped too."""
+    cfg = config(method, "tiny-decoder")
+    model = base_model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    with pytest.raises(BoraError, match=message):
+        inject(model, _with(cfg.method, **change), cfg.model.targets)
     assert_untouched(model, before, flags)
 
 

@@ -11,10 +11,10 @@ import pytest
 
 import bora
 from bora import params
-from bora.cli import load_config
+from bora.config import load_config
 from bora.models import build_from_arch
 
-PAPER = Path(bora.__file__).parent / "paper_results"
+PAPER = Path(bora.__file__).parent / "report" / "paper_results"
 TABLES = ["table1_glue.csv", "table2_math.csv", "table3_commonsense.csv", "table4_efficiency.csv",
           "table8_target_modules.csv", "table9_rank_blocks.csv"]
 METHOD_NAMES = {"LoRA": "lora", "DoRA": "dora", "MELoRA": "melora", "HydraLoRA": "hydralora", "BoRA": "bora"}
@@ -81,6 +81,6 @@ def test_cli_prints_the_count_last(capsys):
 def test_cli_bad_input_is_one_line_and_non_zero(capsys):
     with pytest.raises(SystemExit) as exit_info:
         params.main(["model=roberta-base", "method=bora", "method.blocks=7", "task=rte"])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "method.blocks=7" in err and "roberta.encoder.layer.0" in err

@@ -1,42 +1,72 @@
-"""Synthetic ``result.json`` files shaped like the trainer's (``src/bora/train.py``), with numbers we choose."""
+"""Synthetic runs for table tests: real ``RunRecord`` files (the trainer's own writer), with numbers we choose.
+
+A run's config is composed exactly as ``python -m bora.train experiment=<plan> model=... task=... method=... seed=...``
+would compose it, so its identity is the one the experiment plans (or, with other overrides, one it does not).
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from bora import runs
-from bora.config.resolvers import method_tag
+from bora.config import load_config, resolved
+from bora.config.identity import group_identity, run_identity
+from bora.record import RunRecord, write_record
 
 MATH_SETS = ["AddSub", "MultiArith", "SingleEq", "gsm8k", "AQuA", "SVAMP"]
+# experiment_name -> the experiment file whose plan its runs follow by default
+PLANS = {"math": "table2", "glue": "table1", "commonsense": "table3", "efficiency": "table4"}
 
 
 def method(name: str, r: int = 8, blocks: int | None = None, heads: int | None = None, targets: str = "QKV",
            use_exp: bool = True, use_norm: bool = True) -> dict:
     return {"name": name, "r": r, "alpha": 2 * r, "dropout": 0.05, "targets": targets, "blocks": blocks,
-            "heads": heads, "use_exp": use_exp, "use_norm": use_norm, "peft": {}}
+            "heads": heads, "use_exp": use_exp, "use_norm": use_norm}
+
+
+def method_overrides(method_cfg: dict) -> list[str]:
+    values = [f"method={method_cfg['name']}"]
+    for key in ("r", "alpha", "dropout", "targets", "blocks", "heads", "use_exp", "use_norm"):
+        value = method_cfg.get(key)
+        values.append(f"method.{key}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}")
+    return values
+
+
+@functools.lru_cache(maxsize=None)
+def _config(plan: str, experiment: str, model: str, task: str, method_items: tuple, seed: int, extra: tuple,
+            root: str) -> dict:
+    overrides = [f"experiment={plan}", f"experiment_name={experiment}", f"model={model}", f"task={task}",
+                 *method_overrides(dict(method_items)), f"seed={seed}", f"output_dir={root}", *extra]
+    return resolved(load_config(overrides))
 
 
 def write_run(root: Path, experiment: str, model: str, task: str, method_cfg: dict, seed: int,
               metrics: dict | None = None, status: str = "success", adapter_params: int | None = 1000,
-              headline: float | None = None, train_s: float = 60.0, peak_bytes: int = 2**30) -> Path:
-    """One run directory ``root/<experiment>/<model>/<task>/<method_tag>/seed=<n>/result.json``."""
-    run_dir = Path(root) / experiment / model / task / method_tag(method_cfg) / f"seed={seed}"
-    config = {"experiment_name": experiment, "seed": seed, "model": {"name": model}, "task": {"name": task},
-              "method": method_cfg}
-    result = {"status": status, "experiment": experiment, "model": model, "method": method_cfg["name"],
-              "task": task, "seed": seed, "config": config, "config_fingerprint": runs.fingerprint(config)}
+              headline: float | None = None, train_s: float = 60.0, peak_bytes: int = 2**30, plan: str | None = None,
+              extra: tuple[str, ...] = ()) -> Path:
+    """One run's result.json in the run directory the trainer would use (``<root>/<experiment>/...``).
+
+    ``plan``: the experiment file whose settings the run follows (default ``PLANS[experiment]``, else ``smoke``);
+    ``extra``: more overrides (e.g. ``("trainer.lr=0.5",)``: a run the plan does not contain)."""
+    plan = plan or PLANS.get(experiment, "smoke")
+    config = _config(plan, experiment, model, task, tuple(sorted(method_cfg.items())), seed, tuple(extra),
+                     str(root))
+    fields = dict(status=status, experiment=experiment, model=model, method=method_cfg["name"], task=task,
+                  seed=seed, run_dir=config["run_dir"], identity=run_identity(config), group=group_identity(config),
+                  config=config, started_at="2026-01-01T00:00:00+00:00")
     if status == "success":
         metrics = metrics or {}
         value = headline if headline is not None else (metrics.get("average") or {}).get("accuracy")
-        result.update({
+        fields.update({
             "metrics": metrics, "headline": {"metric": "accuracy", "value": value}, "adapter_params": adapter_params,
-            "train": {"wall_time_s": train_s}, "eval": {"wall_time_s": 1.0},
+            "train": {"wall_time_s": train_s, "global_steps": 10, "epochs": 1.0, "examples": 160, "mean_loss": 1.0},
+            "eval": {"wall_time_s": 1.0},
             "peak_memory": {"train": {"device": "cuda", "bytes": peak_bytes, "measure": "max_memory_allocated"}},
         })
     elif status == "failed":
-        result["error"] = {"type": "RuntimeError", "message": "CUDA out of memory"}
-    runs.write_json_atomic(run_dir / runs.RESULT_FILE, result)
-    return run_dir
+        fields["error"] = {"type": "RuntimeError", "message": "CUDA out of memory"}
+    write_record(Path(config["run_dir"]), RunRecord.model_validate(fields))
+    return Path(config["run_dir"])
 
 
 def math_metrics(values: dict[str, float]) -> dict:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from synthetic_results import MATH_SETS, math_metrics, method, uniform_math, write_run
 
-from bora.aggregate import Column, load_results, per_seed, seed_stats, status_counts, summarize
+from bora.report.aggregate import Column, load_results, per_seed, seed_stats, status_counts, summarize
 
 BORA = method("bora", blocks=16)
 LORA = method("lora")
@@ -35,7 +35,7 @@ def test_load_results_reads_every_status(results):
 
 
 def test_load_results_can_limit_to_experiments(results, tmp_path):
-    write_run(tmp_path, "other", "m", "t", LORA, 0, {"t": {"accuracy": 1.0}})
+    write_run(tmp_path, "other", "tiny-encoder", "toy-cls", LORA, 0, {"toy-cls": {"accuracy": 1.0}})
     assert set(load_results(results, ["math"])["experiment"].dropna()) == {"math"}
     assert load_results(results, ["absent"]).empty
 
@@ -57,7 +57,7 @@ def test_a_missing_cell_is_missing_not_zero(tmp_path):
         metrics = uniform_math(0.6)
         if seed == 1:
             del metrics["SVAMP"]
-        write_run(tmp_path, "math", "m", "math", BORA, seed, metrics)
+        write_run(tmp_path, "math", "llama-3-8b", "math", BORA, seed, metrics)
     seeds = per_seed(load_results(tmp_path), COLUMNS, ["model"], average="Avg")
     assert seeds.set_index("seed").loc[1, "SVAMP"] != 0 and math.isnan(seeds.set_index("seed").loc[1, "SVAMP"])
     assert math.isnan(seeds.set_index("seed").loc[1, "Avg"])
@@ -78,7 +78,7 @@ def test_columns_from_separate_runs_join_per_seed(tmp_path):
 
 
 def test_run_fields_in_table_units(tmp_path):
-    write_run(tmp_path, "efficiency", "m", "math", LORA, 0, math_metrics({"AddSub": 0.5}), adapter_params=4_718_592,
+    write_run(tmp_path, "efficiency", "llama-3-8b", "math", LORA, 0, math_metrics({"AddSub": 0.5}), adapter_params=4_718_592,
               train_s=1110.0, peak_bytes=3 * 2**30)
     columns = [Column("params_M", source="adapter_params", scale=1e-6),
                Column("time_min", source="train_s", scale=1 / 60),
@@ -94,3 +94,34 @@ def test_summarize_every_metric(results):
     assert set(summary["subtask"]) == {*MATH_SETS, "average"}
     assert summarize(load_results(results).assign(status="failed")).empty
     assert isinstance(summarize(pd.DataFrame(columns=load_results(results).columns)), pd.DataFrame)
+
+
+def test_runs_of_different_configs_are_never_averaged(tmp_path):
+    """A seed-0 run with 1 epoch and a seed-1 run with 3 epochs and lr 1e-2 are two configurations of one seed each,
+    told apart by the keys that differ (an lr sweep reads side by side)."""
+    write_run(tmp_path, "default", "tiny-encoder", "toy-cls", LORA, 0, {"toy-cls": {"accuracy": 0.6}},
+              extra=("trainer.epochs=1",))
+    write_run(tmp_path, "default", "tiny-encoder", "toy-cls", LORA, 1, {"toy-cls": {"accuracy": 0.9}},
+              extra=("trainer.epochs=3", "trainer.lr=1e-2"))
+    summary = summarize(load_results(tmp_path)).set_index("setting")
+    assert list(summary["n"]) == [1, 1]
+    assert summary.loc["trainer.epochs=1.0 trainer.lr=0.003", "mean"] == pytest.approx(0.6)
+    assert summary.loc["trainer.epochs=3.0 trainer.lr=0.01", "mean"] == pytest.approx(0.9)
+
+
+def test_unreadable_files_are_listed_with_the_reason(tmp_path):
+    for name, text in [("a", "[]"), ("b", '{"schema_version": 9}'), ("c", '{"schema_version": 2, "metrics": "oops"}'),
+                       ("d", '{"status": "succ')]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(text)
+    runs = load_results(tmp_path)
+    assert list(runs["status"]) == ["unreadable"] * 4
+    assert ["list" in runs["error"][0], "schema_version 9" in runs["error"][1], "Field required" in runs["error"][2],
+            "truncated" in runs["error"][3]] == [True] * 4
+
+
+def test_a_forced_rerun_in_progress_is_not_a_result(tmp_path):
+    run_dir = write_run(tmp_path, "math", "llama-3-8b", "math", LORA, 0, uniform_math(0.5))
+    (run_dir / ".attempt").mkdir()
+    (run_dir / ".attempt" / "result.json").write_text((run_dir / "result.json").read_text())
+    assert len(load_results(tmp_path)) == 1

@@ -5,8 +5,8 @@ import math
 import pytest
 from synthetic_results import method, uniform_math, write_run
 
-from bora.aggregate import load_results
-from bora.claims import check_claims, render_claims, verdict
+from bora.report.aggregate import load_results
+from bora.report.claims import check_claims, render_claims, verdict
 
 LLMS = ["gemma-7b", "llama-3-8b", "qwen2.5-14b"]
 

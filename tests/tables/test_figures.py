@@ -4,14 +4,16 @@ import pytest
 import torch
 from synthetic_results import method, uniform_math, write_run
 
-from bora import runs
 from bora.adapters import adapter_layers, inject, save_adapters
-from bora.aggregate import load_results
-from bora.cli import load_config
-from bora.figures import (THRESHOLD, figure4_runs, plot_figure3b, plot_spectra, query_layer_spectra,
-                          singular_values, spectra)
+from bora.config import load_config, resolved
+from bora.config.identity import group_identity, run_identity
 from bora.models import build_from_arch
-from bora.tables import SPECS, compare
+from bora.record import RunRecord, write_record
+from bora.report.aggregate import load_results
+from bora.report.figures import (THRESHOLD, figure4_runs, plot_figure3b, plot_spectra, query_layer_spectra,
+                                 singular_values, spectra)
+from bora.report.specs import SPECS
+from bora.report.tables import compare
 
 
 def _trained_like(model_name: str, task: str, *overrides: str):
@@ -39,13 +41,13 @@ def test_factorised_singular_values_equal_a_full_svd(overrides):
 
 def _saved_run(root, model_name, task, *overrides):
     cfg, model = _trained_like(model_name, task, *overrides, f"output_dir={root}", "experiment_name=fig")
-    config = runs.resolved_config(cfg)
+    config = resolved(cfg)
     run_dir = root / "fig" / "run"
     save_adapters(model, run_dir / "adapter", cfg.method)
-    runs.write_json_atomic(run_dir / runs.RESULT_FILE, {
-        "status": "success", "experiment": "fig", "model": cfg.model.name, "task": cfg.task.name,
-        "method": cfg.method.name, "seed": 0, "config": config, "metrics": {},
-    })
+    write_record(run_dir, RunRecord(
+        status="success", experiment="fig", model=cfg.model.name, task=cfg.task.name, method=cfg.method.name, seed=0,
+        run_dir=str(run_dir), identity=run_identity(config), group=group_identity(config), config=config,
+        started_at="2026-01-01T00:00:00+00:00", metrics={}))
     return run_dir, model
 
 
@@ -88,10 +90,10 @@ def test_spectra_skip_runs_without_adapters(tmp_path):
 
 
 def test_figure4_reads_the_runs_of_its_experiment(tmp_path):
-    write_run(tmp_path, "math", "llama-3-8b", "math", method("lora", r=4), 0, {})  # in figure4.yaml's sweep
-    write_run(tmp_path, "math", "llama-3-8b", "math", method("bora", r=16, blocks=64), 0, {})  # in it
-    write_run(tmp_path, "math", "llama-3-8b", "math", method("lora", r=4), 1, {})  # seed 1: not in it
-    write_run(tmp_path, "math", "gemma-7b", "math", method("lora", r=4), 0, {})  # other model: not in it
+    write_run(tmp_path, "math", "llama-3-8b", "math", method("lora", r=4), 0, {}, plan="figure4")  # in its sweep
+    write_run(tmp_path, "math", "llama-3-8b", "math", method("bora", r=16, blocks=64), 0, {}, plan="figure4")  # in it
+    write_run(tmp_path, "math", "llama-3-8b", "math", method("lora", r=4), 1, {}, plan="figure4")  # seed 1: not in it
+    write_run(tmp_path, "math", "gemma-7b", "math", method("lora", r=4), 0, {}, plan="figure4")  # other model: not
     chosen = figure4_runs(load_results(tmp_path), tmp_path)
     assert sorted(zip(chosen["model"], chosen["method_tag"], chosen["seed"])) == [
         ("llama-3-8b", "bora_r16_b64_a32_d0.05_QKV", 0), ("llama-3-8b", "lora_r4_a8_d0.05_QKV", 0)]

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from bora import runs
-from bora.cli import load_config
-from bora.paper import paper_table, paper_tag
-from bora.plan import compose_jobs, expand_sweep, plan
+from bora.config import load_config, resolved
+from bora.config.identity import run_identity
+from bora.config.sweep import compose_jobs, expand_sweep
 from bora.plan import main as plan_main
-from bora.tables import SPECS
+from bora.plan import plan
+from bora.record import RunRecord, write_record
+from bora.report.paper import paper_table, paper_tag
+from bora.report.specs import SPECS
 
 # Experiments of the paper tables with a #Params column. seed=0 (and one GLUE task) keeps the test fast: the
 # count does not depend on either, and the full sweeps are checked by the tests below.
@@ -59,7 +61,7 @@ def test_fast_composition_equals_full_composition():
         jobs = expand_sweep([f"experiment={experiment}", *extra])
         configs = compose_jobs(jobs)
         for index in random.Random(0).sample(range(len(jobs)), 3):
-            full = runs.resolved_config(load_config(jobs[index]))
+            full = resolved(load_config(jobs[index]))
             assert json.dumps(configs[index], sort_keys=True) == json.dumps(full, sort_keys=True), jobs[index]
 
 
@@ -73,18 +75,25 @@ def test_status_of_each_run(tmp_path):
     overrides = ["experiment=smoke", f"output_dir={tmp_path}"]
     assert [r["status"] for r in plan(overrides, with_params=False)] == ["missing"] * 4
     configs = compose_jobs(expand_sweep(overrides))
-    other = json.loads(json.dumps(configs[3]))
-    other["trainer"]["lr"] = 0.5
     statuses = ["success", "failed", "running", "success"]
-    for config, status, fingerprinted in zip(configs, statuses, [*configs[:3], other]):
-        runs.write_json_atomic(Path(config["run_dir"]) / runs.RESULT_FILE,
-                               {"status": status, "config_fingerprint": runs.fingerprint(fingerprinted)})
+    identities = [run_identity(c) for c in configs[:3]] + ["another-identity"]
+    for config, status, identity in zip(configs, statuses, identities):
+        write_record(Path(config["run_dir"]), RunRecord(
+            status=status, experiment="smoke", model="m", method="lora", task="t", seed=0, run_dir="r",
+            identity=identity, group="g", config=config, started_at="2026-01-01T00:00:00+00:00"))
     statuses = [r["status"] for r in plan(overrides, with_params=False)]
     assert statuses == ["done", "failed", "unfinished", "conflict"]
 
 
+@pytest.mark.parametrize("sweep, planned", [(["seed=0,1,2"], 6), (["method=lora,bora", "seed=3"], 2),
+                                             (["trainer.lr=1e-3,3e-3"], 8)])
+def test_plan_expands_command_line_sweeps_as_multirun_does(sweep, planned):
+    rows = plan(["experiment=smoke", *sweep], with_params=False)
+    assert len(rows) == planned and len({r["run_dir"] for r in rows}) == planned
+
+
 def test_smoke_runs_are_done_after_make_smoke(smoke_outputs):
-    """The trainer's own result files: plan reproduces their config fingerprints exactly."""
+    """The trainer's own result files: plan reproduces their identities exactly."""
     for experiment in ["smoke", "smoke-llm"]:
         rows = plan([f"experiment={experiment}", f"output_dir={smoke_outputs}"], with_params=False)
         assert [r["status"] for r in rows] == ["done"] * 4
@@ -94,8 +103,10 @@ def test_cli_prints_csv_and_a_summary(tmp_path, capsys):
     plan_main(["experiment=smoke", f"output_dir={tmp_path}"])
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].startswith("model,task,method,r,blocks,heads,targets,method_tag,seed,adapter_params,status")
-    assert lines[1].startswith("tiny-encoder,toy-cls,lora,8,,,QV,lora_r8_a16_d0.05_QV,0,4096,missing")
+    assert lines[0].startswith("model,task,method,r,blocks,heads,targets,method_tag,seed,identity,adapter_params,"
+                               "status")
+    assert lines[1].startswith("tiny-encoder,toy-cls,lora,8,,,QV,lora_r8_a16_d0.05_QV,0,")
+    assert lines[1].split(",")[10:12] == ["4096", "missing"]
     assert len(lines) == 5 and err.strip() == "experiment=smoke: 4 runs planned: 4 missing"
     with pytest.raises(SystemExit) as exit_info:
         plan_main(["experiment=table99"])

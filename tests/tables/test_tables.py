@@ -1,16 +1,20 @@
 """Paper tables from synthetic result files: paper vs ours vs difference, seeds, missing cells, a golden rendering."""
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from synthetic_results import math_metrics, method, uniform_math, write_run
 
-from bora import render
-from bora.aggregate import load_results
-from bora.paper import paper_table
-from bora.tables import SPECS, compare, compare_table6, planned_seeds, render_paper_table
-from bora.tables import main as tables_main
+from bora.report import render
+from bora.report.aggregate import load_results
+from bora.report.paper import paper_table
+from bora.report.cli import render_paper_table
+from bora.report.specs import SPECS, planned_seeds
+from bora.report.tables import compare, compare_table6, excluded_runs
+from bora.report.cli import main as tables_main
 
 GOLDEN = Path(__file__).parent / "golden"
 BORA = method("bora", blocks=16)
@@ -55,7 +59,7 @@ def test_compare_puts_paper_ours_and_difference_side_by_side(tmp_path):
 
 def test_golden_markdown(tmp_path):
     """The rendered Markdown of a known set of results (tests/tables/golden/table7.md, reviewed by eye)."""
-    markdown, paths = render_paper_table("table7", table7_results(tmp_path), tmp_path / "tables")
+    markdown, paths = render_paper_table("table7", table7_results(tmp_path), tmp_path / "tables", root=tmp_path)
     expected = (GOLDEN / "table7.md").read_text()
     assert markdown + "\n" == expected
     assert [p.name for p in paths] == ["table7.md", "table7.tex", "table7.csv"]
@@ -65,6 +69,30 @@ def test_golden_markdown(tmp_path):
     assert "| ours  | —" in markdown  # qwen: nothing finished
     latex = paths[1].read_text()
     assert r"72.00 $\pm$2.00" in latex and r"62.00 $\pm$2.83 [2/3]" in latex and "| —" not in latex
+
+
+def test_a_table_takes_only_the_runs_its_experiment_plans(tmp_path):
+    """A forced rerun of seed 1 with another lr sits in the table's folders: listed as not in the table, with the
+    keys it differs at, and never averaged with the planned seeds."""
+    for seed, value in enumerate([0.70, 0.74]):
+        write_run(tmp_path, "math", "gemma-7b", "math", BORA, seed, uniform_math(value), plan="table7")
+    write_run(tmp_path, "math", "gemma-7b", "math", BORA, 2, uniform_math(0.10), extra=("trainer.lr=1e-2",))
+    runs = load_results(tmp_path)
+    frame = compare(SPECS["table7"], runs, planned=3).set_index(["model", "label", "column"])
+    cell = frame.loc[("gemma-7b", "BoRA", "Avg")]
+    assert (cell["ours"], cell["n"]) == pytest.approx((72.0, 2))
+    excluded = excluded_runs("table7", runs)
+    assert len(excluded) == 1 and "differs at trainer.lr" in excluded["reason"][0]
+    markdown, _ = render_paper_table("table7", runs, tmp_path / "tables", root=tmp_path)
+    assert "Not in the table (1 runs" in markdown and "seed=2-" in markdown
+
+
+def test_empty_or_missing_outputs_render_empty_tables(tmp_path, capsys):
+    for outputs in (tmp_path / "missing", tmp_path):
+        code, out, err = _cli(capsys, "--outputs", str(outputs), "--table", "table2")
+        assert code == 0 and err == "" and "no result.json found under" in out and "| ours " in out
+    code, out, _ = _cli(capsys, "--outputs", str(tmp_path / "missing"), "--problems")
+    assert code == 0 and "no problems: no result.json found" in out
 
 
 def test_glue_table_joins_task_runs_and_counts_params(tmp_path):
@@ -123,3 +151,15 @@ def test_cli_experiment_summary_and_errors(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "no result.json" in err
     code, _, err = _cli(capsys, "--outputs", str(tmp_path), "--table", "table99")
     assert code == 2 and "unknown table 'table99'" in err
+
+
+def test_rendering_tables_and_summaries_imports_neither_torch_nor_matplotlib(tmp_path):
+    table7_results(tmp_path)
+    script = ("import sys\nfrom bora.report.cli import main\n"
+              f"for args in (['--table', 'table7'], ['--experiment', 'math'], ['--table', 'claims']):\n"
+              f"    main(['--outputs', {str(tmp_path)!r}, *args])\n"
+              "heavy = sorted({'torch', 'matplotlib'} & set(sys.modules))\n"
+              "print('heavy modules:', heavy)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "heavy modules: []"

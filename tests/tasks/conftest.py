@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bora.cli import load_config
+from bora.config import load_config
 from bora.models import load_model, load_tokenizer
 
 @pytest.fixture(scope="session")

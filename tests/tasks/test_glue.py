@@ -9,11 +9,12 @@ import sklearn.metrics
 import torch
 from torch import nn
 
-from bora.cli import load_config
-from bora.errors import BoraError
+from bora.config import load_config
+from bora.errors import BoraError, Diverged
 from bora.models import load_model, load_tokenizer
 from bora.tasks import build_task
-from bora.tasks.glue import METRIC_MODULE, SPECS
+from bora.tasks.glue import METRIC_MODULE
+from bora.tasks.sources import SPECS
 
 # Two rows per task, written as the GLUE download script lays them out (a quote left open on purpose).
 TSV = {
@@ -125,7 +126,7 @@ def test_cola_row_with_wrong_field_count(tmp_path):
 
 
 def test_kind_must_match_the_glue_task(tmp_path):
-    with pytest.raises(BoraError, match="task.kind='classification'.*STS-B is regression"):
+    with pytest.raises(BoraError, match="task.kind=classification but GLUE STS-B is regression; set task.kind=regression"):
         glue_task("stsb", write_glue(tmp_path, "STS-B"), "task.kind=classification")
 
 
@@ -256,3 +257,27 @@ def test_real_glue_official_sizes(shared_glue):
     # published label counts (SOURCES.md): CoLA train 6023 acceptable (1), SST-2 37569 positive, MRPC 2474 paraphrases
     for name, positives in {"cola": 6023, "sst2": 37569, "mrpc": 2474}.items():
         assert sum(tasks[name].split("train")["label"]) == positives, name
+
+
+def test_a_correlation_of_constant_predictions_is_undefined_not_nan(tmp_path):
+    task = glue_task("stsb", write_glue(tmp_path, "STS-B"))
+    metric = evaluate.load(str(METRIC_MODULE), "stsb")
+    scores = task._score(metric, np.full(4, 2.5, dtype=np.float32), np.array([1.0, 2.0, 3.0, 4.0]), "stsb")
+    assert scores == {"pearson": None, "spearmanr": None}
+    assert task.undefined == {"stsb/pearson": "undefined: the model predicts one constant value",
+                              "stsb/spearmanr": "undefined: the model predicts one constant value"}
+    with pytest.raises(Diverged, match="non-finite scores on stsb"):
+        task._score(metric, np.array([np.nan, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0]), "stsb")
+
+
+def test_heldout_split_is_a_fixed_part_of_train_never_trained_on(tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    for name in ("train.tsv", "dev.tsv"):
+        (tmp_path / "SST-2" / name).write_text("sentence\tlabel\n" + "".join(
+            f"sentence number {i} .\t{i % 2}\n" for i in range(50)), encoding="utf-8")
+    task = glue_task("sst2", tmp_path, "task.eval_split=heldout", "task.heldout_fraction=0.2")
+    train, held = task.split("train"), task.split("_heldout")
+    assert (len(train), len(held)) == (40, 10) and not set(train["text_a"]) & set(held["text_a"])
+    again = glue_task("sst2", tmp_path, "task.eval_split=heldout", "task.heldout_fraction=0.2")
+    assert again.split("_heldout")["text_a"] == held["text_a"]  # the same rows for every run
+    assert task.eval_keys() == ["_heldout"] and glue_task("sst2", tmp_path).eval_keys() == [""]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bora import score
-from bora.cli import load_config
+from bora.config import load_config
 from bora.errors import BoraError
 from bora.tasks import build_task, llm_adapters
 from bora.tasks.generation import greedy_generate

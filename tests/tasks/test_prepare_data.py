@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from bora.cli import load_config
+from bora.config import load_config
 from bora.errors import BoraError
 
 RECORD = {"instruction": "q", "input": "", "output": "a", "answer": "1"}
@@ -99,7 +99,7 @@ def test_copy_from_a_local_folder(tmp_path, repo, capsys, prepare_data):
     out = tmp_path / "project" / "llm-adapters"
     with pytest.raises(SystemExit) as exit_info:
         prepare_data.main(["--out", str(out), "--source", str(source)])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2
     assert "math_10k.json not found; pass --allow-missing" in capsys.readouterr().err
     prepare_data.main(["--out", str(out), "--source", str(source), "--allow-missing"])
     assert "15 fetched, 0 already there and verified, 1 skipped" in capsys.readouterr().out

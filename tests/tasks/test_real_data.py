@@ -3,7 +3,7 @@ real `output` texts re-score without errors."""
 
 import pytest
 
-from bora.cli import load_config
+from bora.config import load_config
 from bora.tasks import answers, build_task
 from bora.tasks.llm_adapters import TEST_FIELDS, read_records
 

@@ -2,7 +2,7 @@
 
 import filecmp
 
-from bora.cli import load_config
+from bora.config import load_config
 from bora.models import load_tokenizer
 from bora.paths import DATA_DIR
 from bora.tasks import answers, build_task

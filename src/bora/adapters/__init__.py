@@ -18,6 +18,7 @@ from bora.adapters.inject import (
     inject_modules,
     merge_adapters,
     on_optimizer_step,
+    oversized_rank,
     target_patterns,
 )
 from bora.adapters.io import load_adapters, save_adapters
@@ -39,6 +40,7 @@ __all__ = [
     "load_adapters",
     "merge_adapters",
     "on_optimizer_step",
+    "oversized_rank",
     "save_adapters",
     "target_patterns",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from types import SimpleNamespace
 from typing import Iterator, Mapping
 
@@ -104,6 +105,20 @@ def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:
     for name, module in model.named_modules():
         if isinstance(module, AdapterLayer):
             yield name, module
+
+
+def oversized_rank(model: nn.Module, r: int) -> list[str]:
+    """A warning (as a one-item list) when ``method.r`` exceeds the width of an adapted layer: the update's rank
+    cannot exceed ``min(in, out)``, so the extra rank only adds parameters."""
+    narrow = [(name, layer) for name, layer in adapter_layers(model)
+              if r > min(layer.in_features, layer.out_features)]
+    if not narrow:
+        return []
+    name, layer = narrow[0]
+    message = (f"method.r={r} exceeds the width of {len(narrow)} adapted layers (e.g. {name}: "
+               f"{layer.out_features} x {layer.in_features}); the update's rank cannot exceed min(in, out)")
+    warnings.warn(message, stacklevel=2)
+    return [message]
 
 
 def adapter_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:

@@ -1,4 +1,7 @@
-"""Structured-config schema and OmegaConf resolvers. Importing this module registers both."""
+"""The config: typed schema, resolvers, composition with one-line errors, run identity and sweep expansion.
+
+Importing this package registers the schema and the resolvers with Hydra / OmegaConf.
+"""
 
 from bora.config.schema import (
     Config,
@@ -12,4 +15,7 @@ from bora.config.schema import (
 
 register_configs()
 
-__all__ = ["Config", "LoggerConfig", "MethodConfig", "ModelConfig", "TaskConfig", "TrainerConfig"]
+from bora.config.compose import load_config, resolved  # noqa: E402  (after the schema is registered)
+
+__all__ = ["Config", "LoggerConfig", "MethodConfig", "ModelConfig", "TaskConfig", "TrainerConfig", "load_config",
+           "resolved"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from omegaconf import DictConfig, OmegaConf
+
 # Order of the method hyperparameters in a run-directory name.
 _TAG_KEYS = [("r", "r"), ("blocks", "b"), ("heads", "h"), ("alpha", "a"), ("dropout", "d"), ("targets", "")]
 
@@ -15,7 +17,7 @@ def _fmt(value: Any) -> str:
 
 
 def method_tag(method: Mapping[str, Any]) -> str:
-    """A readable, collision-free directory name for a method and all its hyperparameters.
+    """A readable directory name for a method and its hyperparameters.
 
     ``bora_r8_b16_a16_d0.05_QKV``; BoRA ablations add ``noexp`` / ``nonorm``; a PEFT method adds its config.
     """
@@ -31,3 +33,18 @@ def method_tag(method: Mapping[str, Any]) -> str:
     for key, value in sorted((method.get("peft") or {}).items()):
         parts.append(f"{key}={_fmt(value)}")
     return "_".join(parts).replace("/", "-").replace(" ", "")
+
+
+def run_identity_resolver(*, _root_: DictConfig) -> str:
+    """``${run_identity:}``: the first digits of the run's identity (``bora.config.identity``), from its own config."""
+    from bora.config.identity import _DROPPED, DIR_LENGTH, run_identity
+
+    top = {key.split(".")[0] for key in _DROPPED if "." not in key}
+    values = {}
+    for key in _root_.keys():  # never touch run_dir (it holds this very interpolation) or the other dropped keys
+        if key in top:
+            continue
+        node = _root_[key]
+        values[key] = OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) \
+            else node
+    return run_identity(values)[:DIR_LENGTH]

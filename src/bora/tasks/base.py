@@ -15,10 +15,13 @@ import datasets
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from bora.errors import BoraError
+
 # Per sub-task metrics: {"rte": {"accuracy": 0.71}} or {"gsm8k": {"accuracy": 0.5}, ..., "average": {...}}.
-Metrics = dict[str, dict[str, float]]
+Metrics = dict[str, dict[str, float | None]]  # None: undefined for this run (Task.undefined says why)
 
 SLICE_SEED = 0  # a constant, not the run seed: every run and method trains on the same max_train_samples slice
+HELDOUT_SEED = 1234  # another constant: the held-out part of train is the same for every run (task.eval_split)
 
 
 def train_slice(dataset: datasets.Dataset, max_samples: int | None) -> datasets.Dataset:
@@ -26,6 +29,15 @@ def train_slice(dataset: datasets.Dataset, max_samples: int | None) -> datasets.
     if max_samples is None or max_samples >= len(dataset):
         return dataset
     return dataset.shuffle(seed=SLICE_SEED).select(range(max_samples)).flatten_indices()
+
+
+def split_heldout(dataset: datasets.Dataset, fraction: float) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """(the rest, a held-out ``fraction`` of the rows), drawn once with ``HELDOUT_SEED``, disjoint."""
+    held = max(1, round(len(dataset) * fraction))
+    if held >= len(dataset):
+        raise BoraError(f"task.heldout_fraction={fraction} leaves no training rows out of {len(dataset)}")
+    order = dataset.shuffle(seed=HELDOUT_SEED)
+    return order.select(range(held, len(order))).flatten_indices(), order.select(range(held)).flatten_indices()
 
 
 class Task(ABC):
@@ -60,7 +72,7 @@ class Task(ABC):
         """The metric the paper reports for this task (``task.metric``)."""
         return self.cfg.metric
 
-    def headline(self, metrics: Metrics) -> float:
+    def headline(self, metrics: Metrics) -> float | None:
         """The single number the paper's table shows: the entry named after the task (``task.name``; for MNLI the
         matched + mismatched overall) or, for several test sets, their ``average``."""
         if "average" in metrics:

@@ -1,6 +1,8 @@
 """GLUE on an encoder: the hub's GLUE dataset by default, or a folder in the GLUE download script's TSV layout.
 
 Evaluation is on the dev (validation) split(s): GLUE test labels are hidden, and the paper reports dev numbers.
+``task.eval_split=heldout`` instead scores a fixed, seeded part of the *training* set (``task.heldout_fraction``) and
+trains on the rest: the place to choose a protocol without ever looking at dev.
 Labels follow the hub dataset (nyu-mll/glue), so both sources give the same ids.
 """
 
@@ -8,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -19,53 +20,13 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from bora.errors import BoraError
-from bora.tasks.base import Metrics, Task, train_slice
+from bora.errors import BoraError, Diverged
+from bora.tasks.base import Metrics, Task, split_heldout, train_slice
+from bora.tasks.sources import GlueSpec, glue_spec
 
+HELDOUT = "_heldout"  # key suffix of the held-out part of train (task.eval_split=heldout)
 METRIC_MODULE = Path(__file__).parent / "metrics" / "bora_glue.py"
 csv.field_size_limit(sys.maxsize)  # a few GLUE sentences exceed csv's default field limit of 128 KiB
-
-
-@dataclass(frozen=True)
-class GlueSpec:
-    """Where a GLUE task keeps its texts and label, in the TSV files and on the hub."""
-
-    hub_config: str
-    tsv_texts: tuple[str | int, ...]  # header names (or column indices when there is no header)
-    tsv_label: str | int
-    hub_texts: tuple[str, ...]
-    labels: tuple[str, ...] | None  # TSV label strings in hub id order; None: a regression score
-    header: bool = True
-    dev_splits: tuple[tuple[str, str, str], ...] = (("", "dev.tsv", "validation"),)  # (key suffix, TSV, hub split)
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.labels) if self.labels else 1
-
-
-_PAIR = ("sentence1", "sentence2")
-_NLI = ("entailment", "not_entailment")
-SPECS = {
-    # CoLA TSV columns: source, label, original label, sentence (no header)
-    "CoLA": GlueSpec("cola", (3,), 1, ("sentence",), ("0", "1"), header=False),
-    "SST-2": GlueSpec("sst2", ("sentence",), "label", ("sentence",), ("0", "1")),
-    "MRPC": GlueSpec("mrpc", ("#1 String", "#2 String"), "Quality", _PAIR, ("0", "1")),
-    "STS-B": GlueSpec("stsb", _PAIR, "score", _PAIR, None),
-    "QQP": GlueSpec("qqp", ("question1", "question2"), "is_duplicate", ("question1", "question2"), ("0", "1")),
-    "MNLI": GlueSpec(
-        "mnli", _PAIR, "gold_label", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
-        dev_splits=(("_matched", "dev_matched.tsv", "validation_matched"),
-                    ("_mismatched", "dev_mismatched.tsv", "validation_mismatched")),
-    ),
-    "QNLI": GlueSpec("qnli", ("question", "sentence"), "label", ("question", "sentence"), _NLI),
-    "RTE": GlueSpec("rte", _PAIR, "label", _PAIR, _NLI),
-}
-
-
-def glue_spec(glue_task: str | None) -> GlueSpec:
-    if glue_task not in SPECS:
-        raise BoraError(f"task.glue_task={glue_task!r}: use one of {', '.join(SPECS)}")
-    return SPECS[glue_task]
 
 
 def read_tsv(path: Path, spec: GlueSpec) -> datasets.Dataset:
@@ -151,32 +112,45 @@ class GlueTask(Task):
         self.spec = glue_spec(task_cfg.glue_task)
         self.kind = "regression" if self.spec.labels is None else "classification"
         if task_cfg.kind != self.kind:
-            raise BoraError(f"task {task_cfg.name}: task.kind={task_cfg.kind!r} but GLUE {task_cfg.glue_task} is "
+            raise BoraError(f"task {task_cfg.name}: task.kind={task_cfg.kind} but GLUE {task_cfg.glue_task} is "
                             f"{self.kind}; set task.kind={self.kind}")
         self.num_labels = self.spec.num_labels
         if not task_cfg.data_dir and not task_cfg.hub_dataset:
             raise BoraError(f"task {task_cfg.name}: set task.data_dir (GLUE_DIR) or task.hub_dataset")
         self._splits: dict[str, datasets.Dataset] = {}
+        self.undefined: dict[str, str] = {}  # "<split>/<metric>" -> why it has no value
+
+    def eval_keys(self) -> list[str]:
+        """Keys of the splits ``evaluate`` scores: the dev split(s) (``""``, ``"_matched"``, ...) or ``"_heldout"``."""
+        if self.cfg.eval_split == "heldout":
+            return [HELDOUT]
+        return [key for key, _, _ in self.spec.dev_splits]
 
     def split(self, name: str) -> datasets.Dataset:
-        """Raw rows of ``train`` or a dev split key (``""``, ``"_matched"``, ...), read once."""
+        """Raw rows of ``train``, a dev split key (``""``, ``"_matched"``, ...) or ``"_heldout"``, read once."""
+        if self.cfg.eval_split == "heldout" and name in ("train", HELDOUT):
+            if name not in self._splits:
+                self._splits["train"], self._splits[HELDOUT] = split_heldout(
+                    self._read("train"), self.cfg.heldout_fraction)
+            return self._splits[name]
         if name not in self._splits:
-            files = {"train": ("train.tsv", "train")} | {key: (tsv, hub) for key, tsv, hub in self.spec.dev_splits}
-            tsv, hub_split = files[name]
-            if self.cfg.data_dir:
-                data = read_tsv(Path(self.cfg.data_dir) / self.cfg.glue_task / tsv, self.spec)
-            else:
-                hub_config = self.cfg.hub_config or self.spec.hub_config
-                data = load_hub_split(self.cfg.hub_dataset, hub_config, hub_split, self.spec)
-            self._splits[name] = data
+            self._splits[name] = self._read(name)
         return self._splits[name]
+
+    def _read(self, name: str) -> datasets.Dataset:
+        files = {"train": ("train.tsv", "train")} | {key: (tsv, hub) for key, tsv, hub in self.spec.dev_splits}
+        tsv, hub_split = files[name]
+        if self.cfg.data_dir:
+            return read_tsv(Path(self.cfg.data_dir) / self.cfg.glue_task / tsv, self.spec)
+        hub_config = self.cfg.hub_config or self.spec.hub_config
+        return load_hub_split(self.cfg.hub_dataset, hub_config, hub_split, self.spec)
 
     def _tokenize(self, data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, desc: str) -> datasets.Dataset:
         return data.map(encode_pairs, fn_kwargs={"tokenizer": tokenizer, "max_length": self.cfg.max_length},
                         batched=True, remove_columns=data.column_names, desc=desc)
 
     def train_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
-        for key, _, _ in self.spec.dev_splits:  # a broken dev file fails now, not after training
+        for key in self.eval_keys():  # a broken dev file fails now, not after training
             self.split(key)
         data = train_slice(self.split("train"), self.cfg.max_train_samples)
         return self._tokenize(data, tokenizer, f"tokenize {self.cfg.name} train")
@@ -212,16 +186,33 @@ class GlueTask(Task):
         metric = evaluate.load(str(METRIC_MODULE), self.spec.hub_config)
         metrics: Metrics = {}
         all_predictions, all_references = [], []
-        for key, _, _ in self.spec.dev_splits:
+        keys = self.eval_keys()
+        for key in keys:
             data = self.split(key)
             if self.cfg.max_eval_samples is not None:
                 data = data.select(range(min(self.cfg.max_eval_samples, len(data))))
-            predictions = self.predict(model, tokenizer, data, batch_size, f"{self.cfg.name}{key} dev")
+            desc = f"{self.cfg.name} held-out train" if key == HELDOUT else f"{self.cfg.name}{key} dev"
+            predictions = self.predict(model, tokenizer, data, batch_size, desc)
             references = np.asarray(data["label"])
-            metrics[f"{self.cfg.name}{key}"] = metric.compute(predictions=predictions, references=references)
+            label = self.cfg.name if key == HELDOUT else f"{self.cfg.name}{key}"  # the held-out part is the task
+            metrics[label] = self._score(metric, predictions, references, label)
             all_predictions.append(predictions)
             all_references.append(references)
-        if len(self.spec.dev_splits) > 1:
-            metrics[self.cfg.name] = metric.compute(predictions=np.concatenate(all_predictions),
-                                                    references=np.concatenate(all_references))
+        if len(keys) > 1:
+            metrics[self.cfg.name] = self._score(metric, np.concatenate(all_predictions),
+                                                 np.concatenate(all_references), self.cfg.name)
         return metrics
+
+    def _score(self, metric, predictions: np.ndarray, references: np.ndarray, key: str) -> dict[str, float | None]:
+        """The metric's values; a correlation of constant predictions is undefined: None, with the reason kept in
+        ``self.undefined`` (never NaN). Non-finite predictions mean the model diverged."""
+        if not np.isfinite(predictions).all():
+            raise Diverged(f"diverged: the model predicts non-finite scores on {key}")
+        scores: dict[str, float | None] = dict(metric.compute(predictions=predictions, references=references))
+        for name, value in scores.items():
+            if value is not None and not np.isfinite(value):
+                constant = np.ptp(predictions) == 0 or np.ptp(references) == 0
+                self.undefined[f"{key}/{name}"] = ("undefined: the model predicts one constant value"
+                                                   if constant else f"not a number ({value})")
+                scores[name] = None
+        return scores

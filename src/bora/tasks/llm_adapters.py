@@ -15,10 +15,10 @@ from torch import nn
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 from bora.errors import BoraError
-from bora.paths import DATA_DIR
 from bora.tasks import answers
 from bora.tasks.base import Metrics, Task, train_slice
 from bora.tasks.generation import greedy_generate
+from bora.tasks.sources import llm_adapters_dir
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,12 @@ class ReasoningTask(Task):
             raise BoraError(f"task {task_cfg.name}: set task.train_file (a JSON file in task.data_dir)")
         if not task_cfg.test_sets:
             raise BoraError(f"task {task_cfg.name}: task.test_sets is empty; name at least one test set")
+        if task_cfg.eval_split != "dev":
+            raise BoraError(f"task.eval_split={task_cfg.eval_split!r}: LLM-Adapters tasks score their test sets only; "
+                            "use task.eval_split=dev")
         for name in task_cfg.test_sets:
             answers.rule_for(name)
-        self.data_dir = Path(task_cfg.data_dir) if task_cfg.data_dir else DATA_DIR / "llm-adapters"
+        self.data_dir = llm_adapters_dir(task_cfg)
         self._tests: dict[str, list[dict]] = {}
 
     def test_records(self, name: str) -> list[dict]:

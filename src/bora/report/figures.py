@@ -8,7 +8,6 @@ weightless stand-ins, so no base weights are loaded.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -22,12 +21,12 @@ from omegaconf import OmegaConf  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bora.aggregate import successful  # noqa: E402
-from bora.paper import METHODS  # noqa: E402
+from bora.record import read_record  # noqa: E402
+from bora.report.aggregate import successful  # noqa: E402
+from bora.report.paper import METHODS  # noqa: E402
 
 THRESHOLD = 0.005
 PAPER_RESULTS = {"glue", "math", "commonsense", "efficiency"}  # experiment_names of the paper tables
-FIGURES = ["figure3b", "figure4"]
 DISPLAY_NAMES = {name: label for label, (name, _) in METHODS.items()}  # lora -> LoRA
 
 
@@ -61,7 +60,7 @@ def query_layer_spectra(run_dir: Path | str) -> pd.DataFrame:
     from bora.tasks import build_task
 
     run_dir = Path(run_dir)
-    cfg = OmegaConf.create(json.loads((run_dir / "result.json").read_text())["config"])
+    cfg = OmegaConf.create(read_record(run_dir).config)
     model = build_from_arch(cfg.model, build_task(cfg.task).num_labels, device="meta")
     queries = find_targets(model, target_patterns("Q", cfg.model.targets))
     for name in queries:
@@ -121,12 +120,10 @@ def plot_spectra(frame: pd.DataFrame, path: Path, title: str) -> Path:
 
 
 def figure4_runs(runs: pd.DataFrame, outputs: Path) -> pd.DataFrame:
-    """The runs of conf/experiment/figure4.yaml (by their run directories under ``outputs``)."""
-    from bora.plan import expand_sweep, compose_jobs
+    """The runs of conf/experiment/figure4.yaml (stored under experiment_name math, with its identities)."""
+    from bora.report.specs import membership
 
-    overrides = ["experiment=figure4", f"output_dir={outputs}"]
-    planned = {Path(config["run_dir"]).resolve() for config in compose_jobs(expand_sweep(overrides))}
-    return runs[[Path(d).resolve() in planned for d in runs["run_dir"]]]
+    return membership(runs, "math", "figure4")[0]
 
 
 def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
@@ -166,7 +163,7 @@ def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
 def render_figure(name: str, runs: pd.DataFrame, out_dir: Path, outputs: Path) -> list[Path]:
     """``figure3b`` or ``figure4`` into ``out_dir`` (PNG, plus the plotted numbers as CSV); ``outputs``: the runs'
     root. Returns the paths written."""
-    from bora.tables import paper_comparison
+    from bora.report.tables import paper_comparison
 
     out_dir = Path(out_dir)
     if name == "figure3b":

@@ -7,10 +7,23 @@ seeds finished than planned) and the difference ours - paper. Missing numbers ar
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
+from bora.report.aggregate import status_counts
+
 MISSING = "—"
+
+
+def write_outputs(stem: Path, markdown: str, latex: str, frame: pd.DataFrame) -> list[Path]:
+    """``<stem>.md``, ``<stem>.tex`` and ``<stem>.csv``; returns the paths written."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".md"), stem.with_suffix(".tex"), stem.with_suffix(".csv")]
+    paths[0].write_text(markdown + "\n")
+    paths[1].write_text(latex + "\n")
+    frame.to_csv(paths[2], index=False)
+    return paths
 
 
 def number(value, digits: int = 2) -> str:
@@ -72,9 +85,23 @@ def legend(spec) -> str:
             f"diff: ours - paper; {MISSING}: no finished run.")
 
 
-def comparison_markdown(frame: pd.DataFrame, spec) -> str:
+def excluded_markdown(excluded: pd.DataFrame | None, root: Path | None = None) -> str:
+    """The runs found in a table's folders that it does not take, one line each with the reason (paths relative to
+    the outputs ``root`` when given)."""
+    if excluded is None or excluded.empty:
+        return ""
+
+    def shown(path: str) -> str:
+        return str(Path(path).relative_to(root)) if root is not None and Path(path).is_relative_to(root) else path
+
+    lines = [f"- `{shown(row.run_dir)}`: {row.reason}" for row in excluded.itertuples()]
+    return f"\n\nNot in the table ({len(lines)} runs found in its folders):\n" + "\n".join(lines)
+
+
+def comparison_markdown(frame: pd.DataFrame, spec, excluded: pd.DataFrame | None = None,
+                        root: Path | None = None) -> str:
     body = comparison_rows(frame, spec).to_markdown(index=False, disable_numparse=True)
-    return f"### {spec.title}\n\n{body}\n\n{legend(spec)}"
+    return f"### {spec.title}\n\n{body}\n\n{legend(spec)}{excluded_markdown(excluded, root)}"
 
 
 def latex_table(display: pd.DataFrame, caption: str) -> str:
@@ -99,15 +126,18 @@ def comparison_latex(frame: pd.DataFrame, spec) -> str:
 
 
 def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per model x task: one row per method configuration, one column per sub-task metric (mean ±std, x100)."""
+    """Per model x task: one row per configuration (method, plus the ``setting`` that tells configs apart), one
+    column per sub-task metric (mean ±std, x100)."""
     tables = {}
     for (experiment, model, task), part in summary.groupby(["experiment", "model", "task"], sort=True):
         rows = {}
+        show_setting = part["setting"].astype(bool).any()
         for _, line in part.iterrows():
-            row = rows.setdefault(line["method_tag"], {"method": line["method_tag"],
-                                                       "#Params": f"{int(line['adapter_params']):,}"
-                                                       if not pd.isna(line["adapter_params"]) else MISSING,
-                                                       "seeds": int(line["n"])})
+            head = {"method": line["method_tag"]} | ({"setting": line["setting"]} if show_setting else {})
+            row = rows.setdefault(line["group"], {**head,
+                                                  "#Params": f"{int(line['adapter_params']):,}"
+                                                  if not pd.isna(line["adapter_params"]) else MISSING,
+                                                  "seeds": int(line["n"])})
             row["seeds"] = min(row["seeds"], int(line["n"]))
             cell = number(100 * line["mean"])
             if not pd.isna(line["std"]):
@@ -118,8 +148,6 @@ def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
-    from bora.aggregate import status_counts
-
     if summary.empty:
         return f"(no successful runs; runs by status: {status_counts(runs)})"
     parts = [f"### {title}\n\n{table.to_markdown(index=False, disable_numparse=True)}"

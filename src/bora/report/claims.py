@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import pandas as pd
 
-from bora.aggregate import per_seed
-from bora.paper import paper_table, paper_tag
-from bora.render import number
-from bora.tables import KEYS, SPECS, write_outputs
+from bora.report.aggregate import per_seed
+from bora.report.paper import paper_table, paper_tag
+from bora.report.render import latex_table, number, write_outputs
+from bora.report.specs import KEYS, SPECS, membership
 
 LLMS = ["gemma-7b", "llama-3-8b", "qwen2.5-14b"]
 ROBERTA = ["roberta-base", "roberta-large"]
@@ -33,8 +33,9 @@ VERDICT_RULES = (
 class Cells:
     """Per-seed values of one cell of a paper table: from our runs (``runs`` given) or from the paper (one seed)."""
 
-    def __init__(self, runs: pd.DataFrame | None = None):
+    def __init__(self, runs: pd.DataFrame | None = None, overrides: Sequence[str] = ()):
         self.runs = runs
+        self.overrides = tuple(overrides)
         self._frames: dict[str, pd.DataFrame] = {}
 
     def _frame(self, table: str) -> pd.DataFrame:
@@ -45,7 +46,7 @@ class Cells:
                 frame["method_tag"] = [paper_tag(row, spec.targets) for _, row in frame.iterrows()]
                 frame["seed"] = 0
             else:
-                runs = self.runs[self.runs["experiment"] == spec.experiment_name]
+                runs = membership(self.runs, spec.experiment_name, spec.experiment, self.overrides)[0]
                 frame = per_seed(runs, spec.columns, KEYS, spec.average)
             self._frames[table] = frame
         return self._frames[table]
@@ -152,9 +153,9 @@ def verdict(kind: str, mean: float, std: float, n: int) -> str:
     return ("supported" if mean > spread else "within noise") + note
 
 
-def check_claims(runs: pd.DataFrame) -> pd.DataFrame:
+def check_claims(runs: pd.DataFrame, overrides: Sequence[str] = ()) -> pd.DataFrame:
     """One row per claim: the paper's text, its value recomputed from its tables, ours (mean, std, seeds), verdict."""
-    paper, ours = Cells(), Cells(runs)
+    paper, ours = Cells(), Cells(runs, overrides)
     rows = []
     for claim in CLAIMS:
         recomputed = claim.statistic(paper).dropna()
@@ -173,10 +174,8 @@ def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
                          "seeds": frame["seeds"].astype(str), "verdict": frame["verdict"]})
 
 
-def render_claims(runs: pd.DataFrame, out_dir: Path) -> tuple[str, list[Path]]:
-    from bora.render import latex_table
-
-    frame = check_claims(runs)
+def render_claims(runs: pd.DataFrame, out_dir: Path, overrides: Sequence[str] = ()) -> tuple[str, list[Path]]:
+    frame = check_claims(runs, overrides)
     display = claims_display(frame)
     markdown = f"### Claims check\n\n{display.to_markdown(index=False, disable_numparse=True)}\n\n{VERDICT_RULES}"
     latex = latex_table(display, f"Claims check. {VERDICT_RULES}")

@@ -1,0 +1,179 @@
+"""The run record: one typed ``result.json`` per run, written by ``bora.train`` and read by everything else.
+
+``RunRecord`` is the single definition of the file's shape (pydantic validates it both ways): plan, the tables,
+the claims and the tests all read runs through ``read_record``. A file that is not valid JSON, has the wrong shape,
+holds a NaN, or has another ``schema_version`` is ``Unreadable`` (with the reason), never half-read.
+
+Light on purpose (pydantic only): rendering tables from records must not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+RESULT_FILE = "result.json"
+SCHEMA_VERSION = 2  # 1: before run identity (directories without the identity suffix)
+
+
+class Status(str, Enum):
+    RUNNING = "running"  # in progress, or killed without a chance to say so (SIGKILL, power loss)
+    SUCCESS = "success"  # trained and evaluated; the only status that enters a table
+    FAILED = "failed"  # an error, or diverged (non-finite / exploding loss, non-finite weights or metrics)
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM (e.g. SLURM pre-emption); a rerun resumes from its checkpoint
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Headline(_Part):
+    metric: str
+    value: Optional[float]  # None when the metric is undefined for this run (see RunRecord.undefined_metrics)
+
+
+class LossPoint(_Part):
+    step: int
+    loss: float
+
+
+class TrainStats(_Part):
+    wall_time_s: float
+    global_steps: int
+    epochs: float
+    examples: int
+    mean_loss: Optional[float]  # over every step of the run, resumed attempts included
+    resumed_from: Optional[str] = None
+    loss_history: list[LossPoint] = []
+
+
+class Memory(_Part):
+    device: str
+    bytes: int
+    measure: str
+
+
+class ErrorInfo(_Part):
+    type: str
+    message: str
+    traceback: Optional[str] = None
+    step: Optional[int] = None  # the optimizer step it happened at, when known
+
+
+class RunRecord(_Part):
+    schema_version: int = SCHEMA_VERSION
+    status: Status
+    experiment: str
+    model: str
+    method: str
+    task: str
+    seed: int
+    run_dir: str
+    identity: str  # bora.config.identity.run_identity of `config`
+    group: str  # the same without the seed: the runs averaged into one table cell
+    config: dict[str, Any]  # the resolved config
+    started_at: str
+    finished_at: Optional[str] = None
+    data: dict[str, Any] = {}  # what data the run read: source and SHA-256 of each local file
+    # {sub task: {metric: value}}, natural units; None where the metric is undefined (reason in undefined_metrics)
+    metrics: Optional[dict[str, dict[str, Optional[float]]]] = None
+    undefined_metrics: dict[str, str] = {}  # "<sub task>/<metric>" -> why it has no value
+    headline: Optional[Headline] = None
+    adapter_params: Optional[int] = None
+    trainable_params: Optional[int] = None
+    adapted_modules: Optional[int] = None
+    train: Optional[TrainStats] = None
+    eval: Optional[dict[str, float]] = None
+    peak_memory: dict[str, Memory] = {}
+    precision: dict[str, str] = {}  # requested and used (a bf16 default falls back to fp32 on a CPU)
+    adapter_stats: dict[str, Any] = {}  # e.g. BoRA's Sigma per layer (bora.adapters.stats)
+    notices: list[str] = []  # warnings a reader of the number should see
+    error: Optional[ErrorInfo] = None
+    replaces: Optional[str] = None  # a forced rerun: the previous success, kept beside as this file
+    wandb_run_id: Optional[str] = None
+    versions: dict[str, str] = {}
+    git: dict[str, Any] = {}
+    hardware: dict[str, Any] = {}
+    command: list[str] = []
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SUCCESS
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
+
+
+class Unreadable(Exception):
+    """A result.json that cannot be trusted: its path and why."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def parse_record(payload: Any, path: Path | str = RESULT_FILE) -> RunRecord:
+    if not isinstance(payload, dict):
+        raise Unreadable(Path(path), f"expected a JSON object, found {type(payload).__name__}")
+    version = payload.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise Unreadable(Path(path), f"schema_version {version!r}, this bora reads {SCHEMA_VERSION} "
+                                     "(rerun the run to rewrite it)")
+    try:
+        return RunRecord.model_validate(payload)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Unreadable(Path(path), f"{where}: {first['msg']}") from None
+
+
+def read_record(path: Path | str) -> RunRecord | None:
+    """The record at ``path`` (a result.json or a run directory); None if there is none; ``Unreadable`` if bad."""
+    path = Path(path)
+    if path.is_dir() or path.name != RESULT_FILE:
+        path = path / RESULT_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise Unreadable(path, f"cannot read it ({error})") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise Unreadable(path, f"not valid JSON ({error.msg} at line {error.lineno}); truncated?") from None
+    return parse_record(payload, path)
+
+
+def write_record(path: Path | str, record: RunRecord) -> None:
+    """Validate, then write atomically: a temporary file in the same folder, then rename (readers never see half a
+    file). A NaN anywhere is an error here, not a bare ``NaN`` in JSON."""
+    path = Path(path)
+    if path.is_dir() or path.name != RESULT_FILE:
+        path = path / RESULT_FILE
+    text = RunRecord.model_validate(record.model_dump()).to_json()
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
