@@ -7,11 +7,15 @@ TORCH_SPEC ?= torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 # Jobs that must never touch a hub (the tiny-model smoke, the tests) run with $(OFFLINE).
 
-.PHONY: install demo smoke tables test data list clean-smoke
+.PHONY: install demo smoke tables test data list clean-smoke notebook wandb-sync
 
 install: $(VENV)/.installed
 
+# The default TORCH_SPEC is the CPU wheel: on a machine with an NVIDIA GPU that would silently lose the GPU, so stop
+# and say how to choose (TORCH_SPEC=torch for the CUDA build; TORCH_SPEC=torch==2.13.0 to keep the CPU wheel there).
 $(VENV)/.installed: pyproject.toml
+	@if [ "$(origin TORCH_SPEC)" = "file" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "error: this machine has an NVIDIA GPU; run 'make install TORCH_SPEC=torch' for the CUDA build of torch (or TORCH_SPEC=torch==2.13.0 to keep the CPU wheel)" >&2; exit 2; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
@@ -51,15 +55,47 @@ $(addprefix reproduce-,$(PAPER)): reproduce-%:
 	done
 	@for table in $(call renders,$*); do $(OFFLINE) $(PY) -m bora.tables --table $$table || exit 1; done
 
+## Studies at CPU scale, committed under results/<study>/ (result.json per run): `make reproduce-cpu-glue` runs the
+## missing runs of conf/experiment/cpu-glue-protocol.yaml (how its protocol was chosen, on held-out train) and of
+## cpu-glue.yaml (real MiniLM on real GLUE: set GLUE_DIR, about 5 hours on 2 cores), then renders both;
+## `make readme` writes the rendered study tables into the README (a test checks they agree).
+STUDIES := cpu-glue
+SWEEPS_cpu-glue := cpu-glue-protocol cpu-glue
+.PHONY: $(addprefix reproduce-,$(STUDIES)) readme
+$(addprefix reproduce-,$(STUDIES)): reproduce-%:
+	@for experiment in $(SWEEPS_$*); do \
+		echo "python -m bora.train -m experiment=$$experiment"; $(PY) -m bora.train -m experiment=$$experiment || exit 1; \
+	done
+	$(OFFLINE) $(PY) -m bora.tables --experiment $*-protocol --outputs results
+	$(OFFLINE) $(PY) -m bora.tables --table $* --outputs results
+
+readme:
+	$(OFFLINE) $(PY) scripts/update_readme.py
+
 ## What each reproduce target runs, and how many of its runs are done (python -m bora.plan experiment=X for the list).
 list:
 	@$(foreach t,$(PAPER),echo "reproduce-$(t): $(foreach e,$(call sweeps,$(t)),bora.train -m experiment=$(e);) \
 		$(foreach r,$(call renders,$(t)),bora.tables --table $(r);)";)
-	@$(OFFLINE) $(PY) -m bora.plan --summaries $(subst $(space),$(comma),$(EXPERIMENTS) smoke smoke-llm)
+	@$(foreach t,$(STUDIES),echo "reproduce-$(t): $(foreach e,$(SWEEPS_$(t)),bora.train -m experiment=$(e);) \
+		bora.tables --table $(t) --outputs results";)
+	@$(OFFLINE) $(PY) -m bora.plan --summaries $(subst $(space),$(comma),$(EXPERIMENTS) $(foreach t,$(STUDIES),$(SWEEPS_$(t))) smoke smoke-llm)
 
 ## The test suite (offline; under 15 minutes on 2 CPU cores).
 test: install
 	$(OFFLINE) $(PY) -m pytest -q
+
+## Execute the notebook (default notebooks/tables.ipynb) in place, headless, on the runs under OUTPUTS (default
+## outputs; e.g. after make smoke).
+OUTPUTS ?= outputs
+NOTEBOOK ?= notebooks/tables.ipynb
+notebook: install
+	BORA_OUTPUT_DIR=$(abspath $(OUTPUTS)) $(OFFLINE) $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=1200 $(NOTEBOOK)
+
+## Upload the offline W&B runs (logger=wandb writes <run_dir>/wandb/offline-run-*) found under OUTPUTS.
+wandb-sync: install
+	@runs="$$(find $(OUTPUTS) -type d -name 'offline-run-*' -path '*/wandb/*' 2>/dev/null)"; \
+	if [ -z "$$runs" ]; then echo "no offline W&B runs under $(OUTPUTS)"; else $(VENV)/bin/wandb sync $$runs; fi
 
 ## Fetch the LLM-Adapters training and test files into data/llm-adapters (once; checksummed).
 data: install

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars also in notebooks (tqdm.auto warns there without ipywidgets)
 
 from bora.errors import BoraError, run_tool
 from bora.tasks.llm_adapters import TEST_FIELDS, TRAIN_FIELDS, read_records

@@ -301,3 +301,41 @@ def test_torchrun_data_parallel_on_cpus_writes_one_result(tmp_path):
     result = json.loads(results[0].read_text())
     steps_per_epoch = math.ceil(result["train"]["examples"] / (2 * result["config"]["trainer"]["batch_size"]))
     assert result["status"] == "success" and result["train"]["epochs"] == pytest.approx(8 / steps_per_epoch)
+
+
+@pytest.mark.parametrize("method", ["bora", "dora"])
+def test_export_of_a_trained_glue_run_reloads_in_peft_with_its_head(tmp_path, method):
+    """`bora export`: a standard PEFT adapter with the trained classifier in modules_to_save; PEFT's reload gives the
+    trained model's logits (the command itself checks to 1e-5 and says so)."""
+    import torch
+    from peft import PeftModel
+
+    from bora.export import export_run
+    from bora.models import load_model
+
+    cfg = load_config([f"output_dir={tmp_path}", f"method={method}", *FAST])
+    train(cfg)
+    diff = export_run(Path(cfg.run_dir), tmp_path / "peft")
+    assert diff <= 1e-5
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["modules_to_save"] == ["classifier"] and config["task_type"] == "SEQ_CLS"
+    base = load_model(cfg.model, num_labels=2)
+    untrained_head = base.classifier.out_proj.weight.clone()
+    reloaded = PeftModel.from_pretrained(base, str(tmp_path / "peft")).eval()
+    head = reloaded.base_model.model.classifier.modules_to_save["default"].out_proj.weight
+    assert not torch.equal(head, untrained_head)  # the trained head came along
+    with pytest.raises(BoraError, match="exists and is not empty"):
+        export_run(Path(cfg.run_dir), tmp_path / "peft")
+
+
+def test_export_of_a_generation_run_and_the_cli(tmp_path):
+    args = ["model=tiny-decoder", "task=toy-math", "method=bora", "trainer.max_steps=6", "task.max_eval_samples=2",
+            "task.max_new_tokens=4"]
+    cfg = load_config([f"output_dir={tmp_path}", *args])
+    train(cfg)
+    done = subprocess.run([sys.executable, "-m", "bora.cli", "export", cfg.run_dir, str(tmp_path / "peft")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("max_abs_logit_diff: ")
+    assert float(done.stdout.strip().split()[-1]) <= 1e-5
+    assert json.loads((tmp_path / "peft" / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"

@@ -24,16 +24,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import pandas as pd
-import torch
-from torch import nn
-from torch.profiler import ProfilerActivity, profile
-from tqdm import tqdm
+# The profiler (kineto) prints "USDT: ... profiler_start / profiler_stop" on every use below level 6.
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
-from bora.adapters import inject, merge_adapters, on_optimizer_step
-from bora.config import load_config
-from bora.errors import run_tool
-from bora.models import build_from_arch
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bora.adapters import inject, merge_adapters, on_optimizer_step  # noqa: E402
+from bora.config import load_config  # noqa: E402
+from bora.errors import run_tool  # noqa: E402
+from bora.models import build_from_arch  # noqa: E402
 
 # Bench label -> config overrides. The first two are the references of every ratio.
 METHODS = {
@@ -241,7 +244,7 @@ def bench_merged_inference(base: nn.Module, overrides: list[str], task: str, inp
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bora.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bora bench", description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--tokens", type=int, default=512, help="tokens per step in the single-layer bench")
     parser.add_argument("--rounds", type=int, default=10, help="timed steps per method (interleaved)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-TOOLS = ["train", "params", "plan", "score", "tables", "bench"]
+TOOLS = ["train", "params", "plan", "score", "tables", "export", "bench"]
 
 
 def main() -> None:
@@ -14,3 +14,7 @@ def main() -> None:
     tool = sys.argv.pop(1)
     module = __import__(f"bora.{tool}", fromlist=["main"])
     module.main()
+
+
+if __name__ == "__main__":
+    main()

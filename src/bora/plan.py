@@ -82,7 +82,8 @@ def summary(rows: list[dict], name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="bora plan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=table2 seed=0")
     parser.add_argument("--summary", action="store_true", help="print only the summary line (to stdout)")
     parser.add_argument("--summaries", metavar="A,B,...", help="the summary line of each of these experiments")

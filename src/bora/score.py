@@ -49,7 +49,7 @@ def count_correct(test_set: str, rows: list[dict]) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bora.score", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bora score", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, help="LLM-Adapters test-set folder name, e.g. gsm8k, ARC-Challenge")
     parser.add_argument("--predictions", required=True, type=Path, help="JSONL file with generation and answer")
     args = parser.parse_args(argv)

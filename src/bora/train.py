@@ -40,6 +40,15 @@ from bora.tasks import Metrics
 from bora.tasks.sources import data_record
 
 log = logging.getLogger("bora.train")
+
+
+def say(message: str) -> None:
+    """A line about the run: through logging under Hydra (the console, labelled with the run, and train.log),
+    printed otherwise (a library call without logging set up)."""
+    if logging.getLogger().handlers:
+        log.info(message)
+    else:
+        print(message, flush=True)
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
@@ -59,11 +68,10 @@ def train(cfg: DictConfig) -> Metrics:
     with runs.RunLock(run_dir) if is_main else contextlib.nullcontext():
         decision = runs.decide(run_dir, identity, config, cfg.force, data, apply=is_main)
         if decision.skip:
-            print(f"skip: {run_dir} already succeeded with this config (force=true reruns it)", flush=True)
+            say(f"skip: {run_dir} already succeeded with this config (force=true reruns it)")
             return decision.previous.metrics or {}
         if decision.replaces is not None:
-            print(f"force=true: rerunning in {decision.work_dir}; the previous success stays until this one succeeds",
-                  flush=True)
+            say(f"force=true: rerunning in {decision.work_dir}; the previous success stays until this one succeeds")
         record = RunRecord(
             status=Status.RUNNING, experiment=cfg.experiment_name, model=cfg.model.name, method=cfg.method.name,
             task=cfg.task.name, seed=cfg.seed, run_dir=str(run_dir), identity=identity,
@@ -74,7 +82,7 @@ def train(cfg: DictConfig) -> Metrics:
         )
         work_dir = decision.work_dir
         if precision_notice:
-            print(f"notice: {precision_notice}", flush=True)
+            say(f"notice: {precision_notice}")
         if is_main:
             _write(work_dir, record)
         control = StepControl()
@@ -127,10 +135,12 @@ def train(cfg: DictConfig) -> Metrics:
             shutil.rmtree(work_dir / runs.CHECKPOINTS, ignore_errors=True)  # only needed to resume an unfinished run
             if decision.replaces is not None:
                 kept = runs.promote(work_dir, run_dir, decision.replaces)
-                print(f"force=true: the previous result is kept as {kept}", flush=True)
+                say(f"force=true: the previous result is kept as {kept}")
             value = record.headline.value if record.headline else None
             shown = f"{value:.4f}" if value is not None else "undefined"
-            print(f"done: {run_dir} {cfg.task.metric}={shown}", flush=True)
+            summary = f"loss {record.train.mean_loss:.4f}, " if record.train and record.train.mean_loss else ""
+            say(f"done: {run_dir} {cfg.task.metric}={shown} ({summary}{record.train.global_steps} steps, "
+                f"{record.train.wall_time_s:.0f} s training)")
     return record.metrics or {}
 
 
@@ -157,7 +167,7 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     from bora.adapters.stats import adapter_stats
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
-    from bora.training import AdapterStepHook, AdapterTrainer, mean_loss, training_arguments
+    from bora.training import AdapterStepHook, AdapterTrainer, mean_loss, training_arguments, use_own_logging
 
     notices: list[str] = []
     task = build_task(cfg.task)
@@ -188,8 +198,9 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
         callbacks=[AdapterStepHook(model), control],
         max_loss_ratio=cfg.trainer.max_loss_ratio,
     )
+    use_own_logging(trainer)
     if checkpoint:
-        print(f"resuming {work_dir} from {checkpoint.name}", flush=True)
+        say(f"resuming {work_dir} from {checkpoint.name} (step {checkpoint.name.removeprefix('checkpoint-')})")
     memory = PeakMemory()
     start = time.perf_counter()
     control.training = True
@@ -217,6 +228,8 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
                 raise Diverged(f"diverged: metric {sub}/{name} is {value} after training")
             if value is None:
                 undefined.setdefault(f"{sub}/{name}", "undefined")
+            else:
+                log.info("eval %s %s = %.4f", sub, name, value)
     headline = task.headline(metrics)
     stats, sigma_notices = adapter_stats(model)
     notices += sigma_notices + [f"metric {key}: {why}" for key, why in undefined.items()]

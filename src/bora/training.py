@@ -12,6 +12,9 @@ torchrun all come from one well-kept loop. What we add:
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import math
 import os
 import signal
@@ -21,11 +24,17 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import Trainer, TrainerCallback, TrainingArguments
+
+# transformers prints "[INFO] Running in WANDB offline mode" when it is first imported with WANDB_MODE=offline, also
+# for runs that do not use W&B (logger=none); the run's record says which logger it used.
+with contextlib.redirect_stdout(io.StringIO()):
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers.trainer_callback import ProgressCallback
 
 from bora.config.resolvers import method_tag
 from bora.errors import BoraError, Diverged, Interrupted
 
+log = logging.getLogger("bora.train")
 TRAINABLE_FILE = "trainable.safetensors"
 # Renamed in transformers 5.x; the old name still works there but warns.
 _CHECKPOINTING_ARG = (
@@ -167,6 +176,30 @@ class StepControl(TrainerCallback):
         return control
 
 
+class LogHistory(TrainerCallback):
+    """Each logged step (loss, gradient norm, learning rate) as one line of the run's log: the console, labelled
+    with the run, and <run_dir>/train.log (instead of the dict HF's progress bar prints)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
+            log.info("step %d: %s", state.global_step, shown)
+
+
+class ProgressBar(ProgressCallback):
+    """HF's progress bar without its printed log dicts (``LogHistory`` logs them)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+def use_own_logging(trainer: Trainer) -> None:
+    """Swap HF's progress bar for ``ProgressBar`` (when it shows one) and add ``LogHistory``."""
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ProgressBar)
+    trainer.add_callback(LogHistory)
+
+
 class AdapterStepHook(TrainerCallback):
     """Calls the adapters' per-step hook (AdaLoRA's rank allocation) after each optimizer step."""
 
@@ -212,6 +245,17 @@ def effective_precision(cfg) -> tuple[str, str | None]:
                     f"(numbers may differ slightly from a {requested} run)")
 
 
+def side_by_side() -> bool:
+    """Whether this run is a job of a launcher that runs several at once on this machine (progress bars of
+    parallel jobs would interleave on one terminal; each logged step is labelled instead)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return "joblib" in str(HydraConfig.get().launcher.get("_target_", "")).lower()
+    except (ImportError, ValueError):  # not under Hydra (a library call)
+        return False
+
+
 def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precision: str) -> TrainingArguments:
     """Map ``cfg.trainer`` (paper appendix B defaults via the task config) onto ``TrainingArguments``."""
     t = cfg.trainer
@@ -252,5 +296,5 @@ def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precisio
         dataloader_pin_memory=gpu,  # pinning is for host-to-GPU copies
         use_cpu=t.device == "cpu",  # also what makes torchrun on CPUs data-parallel (accelerate MULTI_CPU)
         ddp_find_unused_parameters=False,  # every adapter parameter takes part in every step
-        disable_tqdm=False,
+        disable_tqdm=side_by_side(),
     )

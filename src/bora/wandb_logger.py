@@ -29,7 +29,7 @@ class WandbRun:
         )
 
     def log_final(self, summary: dict[str, float]) -> None:
-        self.run.log({f"final/{k}": v for k, v in summary.items()})
+        """Final metrics into the run's summary, once each (logging them as well would store every key twice)."""
         self.run.summary.update(summary)
 
     def finish(self, ok: bool) -> None:

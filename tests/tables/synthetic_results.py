@@ -43,15 +43,17 @@ def _config(plan: str, experiment: str, model: str, task: str, method_items: tup
 def write_run(root: Path, experiment: str, model: str, task: str, method_cfg: dict, seed: int,
               metrics: dict | None = None, status: str = "success", adapter_params: int | None = 1000,
               headline: float | None = None, train_s: float = 60.0, peak_bytes: int = 2**30, plan: str | None = None,
-              extra: tuple[str, ...] = ()) -> Path:
+              extra: tuple[str, ...] = (), adapter_stats: dict | None = None) -> Path:
     """One run's result.json in the run directory the trainer would use (``<root>/<experiment>/...``).
 
     ``plan``: the experiment file whose settings the run follows (default ``PLANS[experiment]``, else ``smoke``);
-    ``extra``: more overrides (e.g. ``("trainer.lr=0.5",)``: a run the plan does not contain)."""
+    ``extra``: more overrides (e.g. ``("trainer.lr=0.5",)``: a run the plan does not contain); ``task`` is the task
+    config to compose (``cpu/mrpc``); the record names the task as the config does (``mrpc``)."""
     plan = plan or PLANS.get(experiment, "smoke")
     config = _config(plan, experiment, model, task, tuple(sorted(method_cfg.items())), seed, tuple(extra),
                      str(root))
-    fields = dict(status=status, experiment=experiment, model=model, method=method_cfg["name"], task=task,
+    fields = dict(status=status, experiment=experiment, model=model, method=method_cfg["name"],
+                  task=config["task"]["name"],
                   seed=seed, run_dir=config["run_dir"], identity=run_identity(config), group=group_identity(config),
                   config=config, started_at="2026-01-01T00:00:00+00:00")
     if status == "success":
@@ -62,6 +64,7 @@ def write_run(root: Path, experiment: str, model: str, task: str, method_cfg: di
             "train": {"wall_time_s": train_s, "global_steps": 10, "epochs": 1.0, "examples": 160, "mean_loss": 1.0},
             "eval": {"wall_time_s": 1.0},
             "peak_memory": {"train": {"device": "cuda", "bytes": peak_bytes, "measure": "max_memory_allocated"}},
+            "adapter_stats": adapter_stats or {},
         })
     elif status == "failed":
         fields["error"] = {"type": "RuntimeError", "message": "CUDA out of memory"}

@@ -1,5 +1,8 @@
 """Figures: singular values of saved adapters (Figure 4) and accuracy against blocks (Figure 3(b)), as PNG files."""
 
+import matplotlib
+import matplotlib.axes
+import matplotlib.ticker
 import pytest
 import torch
 from synthetic_results import method, uniform_math, write_run
@@ -97,3 +100,35 @@ def test_figure4_reads_the_runs_of_its_experiment(tmp_path):
     chosen = figure4_runs(load_results(tmp_path), tmp_path)
     assert sorted(zip(chosen["model"], chosen["method_tag"], chosen["seed"])) == [
         ("llama-3-8b", "bora_r16_b64_a32_d0.05_QKV", 0), ("llama-3-8b", "lora_r4_a8_d0.05_QKV", 0)]
+
+
+def test_a_sigma_blow_up_is_clipped_and_marked_not_flattening_the_rest(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from bora.report import figures
+
+    assert figures._outlier_ceiling(pd.Series([1.0, 2.0, 3.0])) is None
+    assert figures._outlier_ceiling(pd.Series([1.0, 2.0, 3.0, 5e10])) == pytest.approx(2.5 * figures.OUTLIER_FACTOR)
+    frame = pd.DataFrame([
+        {"label": label, "model": "m", "task": "t", "method": method, "r": 8, "blocks": blocks, "layer": layer,
+         "above_threshold": 8, "sum_squared": value}
+        for label, method, blocks, values in [("LoRA r=8", "lora", float("nan"), [0.01, 0.02]),
+                                              ("BoRA r=8 b=16", "bora", 16, [0.03, 5e10])]
+        for layer, value in enumerate(values)])
+    drawn = []
+    real_annotate = matplotlib.axes.Axes.annotate
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate",
+                        lambda self, text, *a, **k: drawn.append(text) or real_annotate(self, text, *a, **k))
+    legends = []
+    real_legend = matplotlib.axes.Axes.legend
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend",
+                        lambda self, *a, **k: legends.append(self) or real_legend(self, *a, **k))
+    figures.plot_spectra(frame, tmp_path / "s.png", "test")
+    assert drawn == ["5e+10"] and len(legends) == 2  # the outlier's true value is written; a legend per panel
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    figures._log_axis(ax)
+    assert ax.yaxis.get_major_formatter()(0.0112, 0) == "0.0112"  # not 1.12x10^-2
+    assert isinstance(ax.yaxis.get_minor_formatter(), matplotlib.ticker.NullFormatter)
+    plt.close(fig)

@@ -1,5 +1,6 @@
 """The Makefile's reproduce targets run the right sweeps and render the right tables (checked with make -n)."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -34,3 +35,41 @@ def test_every_experiment_file_has_a_target():
     listing = _dry_run("list")
     for experiment in experiments:
         assert f"bora.train -m experiment={experiment};" in listing
+
+
+def test_study_target_runs_its_protocol_and_its_sweep_then_renders_from_results():
+    commands = _dry_run("reproduce-cpu-glue")
+    assert "for experiment in cpu-glue-protocol cpu-glue;" in commands
+    assert "bora.tables --experiment cpu-glue-protocol --outputs results" in commands
+    assert "bora.tables --table cpu-glue --outputs results" in commands
+
+
+def _fake_tool(folder: Path, name: str, script: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(f"#!/bin/sh\n{script}\n")
+    (folder / name).chmod(0o755)
+
+
+def test_install_on_a_gpu_machine_stops_before_installing_the_cpu_wheel(tmp_path):
+    _fake_tool(tmp_path / "fakebin", "nvidia-smi", "echo 'GPU 0: NVIDIA H100'")
+    env = {**os.environ, "PATH": f"{tmp_path / 'fakebin'}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["make", "--no-print-directory", "install", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and not (tmp_path / "venv").exists()
+    assert "this machine has an NVIDIA GPU; run 'make install TORCH_SPEC=torch'" in done.stderr
+
+
+def test_wandb_sync_finds_every_offline_run(tmp_path):
+    venv = tmp_path / "venv"
+    _fake_tool(venv / "bin", "wandb", 'echo "wandb $@"')
+    (venv / ".installed").touch()
+    for run in ["exp/m/t/lora/seed=0-abc/wandb/offline-run-1", "exp/m/t/bora/seed=1-def/wandb/offline-run-2"]:
+        (tmp_path / "outputs" / run).mkdir(parents=True)
+    done = subprocess.run(["make", "--no-print-directory", "-o", f"{venv}/.installed", "wandb-sync", f"VENV={venv}",
+                           f"OUTPUTS={tmp_path / 'outputs'}"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    line = [x for x in done.stdout.splitlines() if x.startswith("wandb sync")][0]
+    assert line.count("offline-run-") == 2
+    empty = subprocess.run(["make", "--no-print-directory", "-o", f"{venv}/.installed", "wandb-sync", f"VENV={venv}",
+                            f"OUTPUTS={tmp_path / 'none'}"], cwd=ROOT, capture_output=True, text=True)
+    assert "no offline W&B runs under" in empty.stdout

@@ -47,3 +47,17 @@ def test_notebook_executes_on_the_smoke_results(smoke_outputs, monkeypatch):
     assert "runs under" in text and "tiny-encoder on toy-cls" in text and "Claims check" in text
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # Figure 3(b) and the smoke singular values
+
+
+def test_make_notebook_executes_it_headless_in_place(smoke_outputs, tmp_path):
+    notebook = tmp_path / "notebooks" / "tables.ipynb"
+    notebook.parent.mkdir()
+    notebook.write_text((ROOT / "notebooks" / "tables.ipynb").read_text())
+    done = subprocess.run(["make", "--no-print-directory", "notebook", f"OUTPUTS={smoke_outputs}",
+                           f"NOTEBOOK={notebook}", f"VENV={Path(sys.executable).parents[1]}"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    executed = nbformat.read(notebook, as_version=4)
+    outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    text = "\n".join(str(o.get("text", "")) for o in outputs)
+    assert outputs and "runs under" in text and "TqdmWarning" not in text and "IProgress" not in text

@@ -1,6 +1,7 @@
 """Paper tables from synthetic result files: paper vs ours vs difference, seeds, missing cells, a golden rendering."""
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,7 +147,7 @@ def test_cli_experiment_summary_and_errors(tmp_path, capsys):
     code, out, _ = _cli(capsys, "--outputs", str(tmp_path), "--experiment", "math")
     assert code == 0 and "gemma-7b on math" in out and "72.00 ±2.00" in out and "'failed': 1" in out
     assert out.rstrip().endswith("(only successful runs enter the table)")  # the table ends the output
-    assert (tmp_path / "tables" / "summary-math.md").is_file()
+    assert (Path(os.environ["BORA_OUTPUT_DIR"]) / "tables" / "summary-math.md").is_file()  # rendered files: scratch
     code, _, err = _cli(capsys, "--outputs", str(tmp_path), "--experiment", "nothing")
     assert code == 2 and err.count("\n") == 1 and "no result.json" in err
     code, _, err = _cli(capsys, "--outputs", str(tmp_path), "--table", "table99")

@@ -25,10 +25,13 @@ from bora.errors import BoraError
 PEFT_WEIGHTS = "adapter_model.safetensors"
 
 
-def export_peft_lora(model: nn.Module, directory: str | os.PathLike, *, base_model_name_or_path: str | None = None,
-                     task_type: str | None = None) -> None:
+def export_peft_lora(model: nn.Module, directory: str | os.PathLike, *, heads: list[str] | None = None,
+                     base_model_name_or_path: str | None = None, task_type: str | None = None) -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` that ``peft.PeftModel.from_pretrained``
-    loads onto the base model, giving the same outputs as ``model``."""
+    loads onto the base model, giving the same outputs as ``model``.
+
+    ``heads``: the task-head modules to save with it (PEFT's ``modules_to_save``); default: the modules outside the
+    adapters with trainable parameters (a reloaded adapter has a frozen head: name it, as ``bora export`` does)."""
     from peft import LoraConfig
 
     if peft_method.tuner_of(model) is not None:
@@ -48,7 +51,7 @@ def export_peft_lora(model: nn.Module, directory: str | os.PathLike, *, base_mod
             tensors[f"{prefix}.lora_magnitude_vector"] = layer.magnitude.float()
         ranks[name] = lora_A.shape[0]
         alphas[name] = layer.scaling * lora_A.shape[0]
-    heads = _trained_heads(model)
+    heads = _trained_heads(model) if heads is None else list(heads)
     for head in heads:
         tensors.update({f"base_model.model.{head}.{k}": v for k, v in model.get_submodule(head).state_dict().items()})
     rank, alpha = Counter(ranks.values()).most_common(1)[0][0], Counter(alphas.values()).most_common(1)[0][0]

@@ -142,6 +142,29 @@ def seed_stats(seeds: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return stats.rename(columns={"count": "n"}).reset_index()
 
 
+DISPLAY_NAMES = {"lora": "LoRA", "dora": "DoRA", "melora": "MELoRA", "hydralora": "HydraLoRA", "bora": "BoRA",
+                 "sbora-fa": "SBoRA-FA", "sbora-fb": "SBoRA-FB", "peft": "PEFT"}
+
+
+def method_name(method: dict) -> str:
+    """A method as a paper prints it: ``BoRA (r=8, b=16, QKV)``, ``BoRA w/o Exp (r=8, b=16, QV)``,
+    ``MELoRA (r=8, N=4, QV)``, ``HydraLoRA (r=4, 3 heads, QV)``, ``PEFT ADALORA (r=8, QKV)``."""
+    name = DISPLAY_NAMES.get(method.get("name"), str(method.get("name")))
+    if method.get("name") == "peft":
+        name = f"PEFT {(method.get('peft') or {}).get('peft_type', '')}".strip()
+    if method.get("name") == "bora" and not method.get("use_exp", True):
+        name += " w/o Exp"
+    if method.get("name") == "bora" and not method.get("use_norm", True):
+        name += " w/o Norm"
+    parts = [f"r={method.get('r')}"]
+    if method.get("blocks"):
+        parts.append(f"{'N' if method.get('name') == 'melora' else 'b'}={method['blocks']}")
+    if method.get("heads"):
+        parts.append(f"{method['heads']} heads")
+    parts.append(str(method.get("targets")))
+    return f"{name} ({', '.join(parts)})"
+
+
 def varying_keys(configs: Sequence[dict]) -> list[str]:
     """The identity keys whose values differ between some of ``configs`` (an lr sweep: ``trainer.lr``)."""
     values = [identity_values(c, drop_seed=True) for c in configs]
@@ -167,7 +190,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     ``trainer.lr=0.001``) beyond the method, empty when the method alone does.
     """
     ok = successful(runs)
-    columns = [*CONFIG_KEYS, "group", "setting", "subtask", "metric", "mean", "std", "n", "adapter_params"]
+    columns = [*CONFIG_KEYS, "method_name", "group", "setting", "subtask", "metric", "mean", "std", "n",
+               "adapter_params"]
     if ok.empty:
         return pd.DataFrame(columns=columns)
     settings: dict[str, str] = {}
@@ -177,7 +201,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         for _, run in firsts.iterrows():
             settings[run["group"]] = " ".join(f"{k}={_dotted(run['config'], k)}" for k in keys)
     rows = [
-        {**{k: run[k] for k in CONFIG_KEYS}, "group": run["group"], "setting": settings[run["group"]],
+        {**{k: run[k] for k in CONFIG_KEYS}, "method_name": method_name(run["config"]["method"]),
+         "group": run["group"], "setting": settings[run["group"]],
          "seed": run["seed"], "subtask": subtask, "metric": metric, "value": value,
          "adapter_params": run["adapter_params"]}
         for _, run in ok.iterrows()
@@ -188,7 +213,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=columns)
     long = pd.DataFrame(rows)
-    grouped = long.groupby([*CONFIG_KEYS, "group", "setting", "subtask", "metric"], sort=True, dropna=False)
+    grouped = long.groupby([*CONFIG_KEYS, "method_name", "group", "setting", "subtask", "metric"], sort=True,
+                           dropna=False)
     stats = grouped.agg(mean=("value", "mean"), std=("value", "std"), n=("seed", "nunique"),
                         adapter_params=("adapter_params", "first"))
     return stats.reset_index()[columns]

@@ -25,6 +25,7 @@ from bora.report.specs import PAPER_TABLES
 from bora.report.tables import excluded_runs, paper_comparison, table_spec
 
 FIGURES = ["figure3b", "figure4"]
+STUDIES = ["cpu-glue"]  # bora.report.study.STUDIES (named here so that --help does not import scipy)
 
 
 def render_paper_table(name: str, runs: pd.DataFrame, out_dir: Path, overrides=(), root: Path | None = None
@@ -63,10 +64,12 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="overrides the tables' sweeps ran with (default: none)")
     parser.add_argument("--outputs", default=os.environ.get("BORA_OUTPUT_DIR", "outputs"), help="the runs' root")
-    parser.add_argument("--out", default=None, help="where tables go (default: <outputs>/tables)")
+    parser.add_argument("--out", default=None, help="where tables go (default: $BORA_OUTPUT_DIR/tables, else "
+                                                    "outputs/tables: rendered files are scratch)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--experiment", help="summarise one experiment_name's runs (printed)")
-    group.add_argument("--table", help=f"one of {', '.join(PAPER_TABLES)}, {', '.join(FIGURES)}, claims (printed)")
+    group.add_argument("--table", help=f"one of {', '.join(PAPER_TABLES)}, {', '.join(FIGURES)}, claims, or a study: "
+                                       f"{', '.join(STUDIES)} (printed)")
     group.add_argument("--problems", action="store_true", help="list the runs that did not succeed, and why")
     args = parser.parse_args(argv)
     run_tool(lambda: _print(args))
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _print(args) -> None:
     outputs = Path(args.outputs)
-    out_dir = Path(args.out) if args.out else outputs / "tables"
+    out_dir = Path(args.out) if args.out else Path(os.environ.get("BORA_OUTPUT_DIR", "outputs")) / "tables"
     text, written = _run(args, outputs, out_dir)
     if written:
         print(f"wrote {len(written)} files into {out_dir}: {', '.join(p.name for p in written)}\n")
@@ -99,6 +102,11 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
     if args.table in PAPER_TABLES:
         markdown, written = render_paper_table(args.table, runs, out_dir, args.overrides, outputs)
         return f"{markdown}\n\n({found})", written
+    if args.table in STUDIES:
+        from bora.report.study import render_study
+
+        markdown, written = render_study(args.table, runs, out_dir)
+        return f"{markdown}\n\n({found})", written
     if args.table in FIGURES:
         from bora.report import figures
 
@@ -110,7 +118,7 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
         return claims.render_claims(runs, out_dir, args.overrides)
     if args.table:
         raise BoraError(f"unknown table {args.table!r}; choose one of: {', '.join(PAPER_TABLES)}, "
-                        f"{', '.join(FIGURES)}, claims")
+                        f"{', '.join(FIGURES)}, claims, {', '.join(STUDIES)}")
     written = render_all(runs, outputs, out_dir, args.overrides)
     counts = status_counts(runs) if not runs.empty else {}
     return (f"rendered {len(PAPER_TABLES)} paper tables, the figures, the claims check and each experiment's summary "

@@ -93,24 +93,57 @@ def spectra(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+OUTLIER_FACTOR = 100.0  # a run's sum of squares this far above the median of its panel is drawn at the panel's edge
+
+
+def _outlier_ceiling(values: pd.Series) -> float | None:
+    """The y limit above which a point is an outlier (a Sigma blow-up): ``OUTLIER_FACTOR`` x the panel's median,
+    or None when nothing is that far out."""
+    positive = values[values > 0]
+    if positive.empty:
+        return None
+    ceiling = float(positive.median()) * OUTLIER_FACTOR
+    return ceiling if (positive > ceiling).any() else None
+
+
+def _log_axis(ax) -> None:
+    """Log scale with plain tick labels (0.01, 1, 100), not 1.12x10^-2 mantissas on minor ticks."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_spectra(frame: pd.DataFrame, path: Path, title: str) -> Path:
-    """Two panels per model x task: effective rank and sum of squared singular values against the layer index."""
+    """Two panels per model x task: effective rank and sum of squared singular values against the layer index, each
+    with its own legend. A layer whose sum of squares is more than ``OUTLIER_FACTOR`` x the panel's median (a Sigma
+    blow-up) is drawn on the panel's upper edge as a red triangle with its value, so it does not flatten the rest."""
     groups = list(frame.groupby(["model", "task"], sort=True))
-    fig, axes = plt.subplots(len(groups), 2, figsize=(12, 3.8 * len(groups)), squeeze=False)
+    fig, axes = plt.subplots(len(groups), 2, figsize=(13, 4.2 * len(groups)), squeeze=False)
     for row, ((model, task), part) in enumerate(groups):
+        ceiling = _outlier_ceiling(part["sum_squared"])
         for label, run in part.sort_values(["method", "r", "blocks"]).groupby("label", sort=False):
             style = "-" if run["method"].iloc[0] == "bora" else "--"
-            axes[row, 0].plot(run["layer"], run["above_threshold"], style, marker="o", ms=3, label=label)
-            axes[row, 1].plot(run["layer"], run["sum_squared"], style, marker="o", ms=3, label=label)
+            line, = axes[row, 0].plot(run["layer"], run["above_threshold"], style, marker="o", ms=3, label=label)
+            values = run["sum_squared"] if ceiling is None else run["sum_squared"].clip(upper=ceiling)
+            axes[row, 1].plot(run["layer"], values, style, marker="o", ms=3, color=line.get_color(), label=label)
+            if ceiling is not None:
+                for layer, value in zip(run["layer"], run["sum_squared"]):
+                    if value > ceiling:
+                        axes[row, 1].plot([layer], [ceiling], "^", color="red", ms=8)
+                        axes[row, 1].annotate(f"{value:.2g}", (layer, ceiling), textcoords="offset points",
+                                              xytext=(0, -12), ha="center", fontsize=7, color="red")
         axes[row, 0].set_ylabel(f"singular values > {THRESHOLD}")
         axes[row, 1].set_ylabel("sum of squared singular values")
-        axes[row, 1].set_yscale("log")  # spans orders of magnitude across r, b and layers
+        _log_axis(axes[row, 1])  # spans orders of magnitude across r, b and layers
+        if ceiling is not None:
+            axes[row, 1].text(0.01, 0.99, f"red: clipped at {ceiling:.2g} ({OUTLIER_FACTOR:g}x the median), true value "
+                              "below it", transform=axes[row, 1].transAxes, va="top", fontsize=7, color="red")
         for ax in axes[row]:
             ax.set_title(f"{model} on {task}")
             ax.set_xlabel("query layer")
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-        axes[row, 1].legend(fontsize=8, ncol=2)
+            ax.legend(fontsize=7, ncol=2, title="LoRA dashed, BoRA solid", title_fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,24 +160,28 @@ def figure4_runs(runs: pd.DataFrame, outputs: Path) -> pd.DataFrame:
 
 
 def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
-    """Table 9's Avg against b, one colour per r: ours (mean ± std over seeds, solid), the paper's (dashed).
+    """Table 9's Avg against b, one colour per r: ours (mean ± std over seeds, solid, circles), the paper's (dashed,
+    crosses); the legend draws each entry as its lines are drawn.
 
-    ``frame`` is ``bora.tables.compare`` of Table 9; LoRA sits at the left end (x = "LoRA").
+    ``frame`` is ``bora.report.tables.compare`` of Table 9; LoRA sits at the left end (x = "LoRA").
     """
+    from matplotlib.lines import Line2D
+
     avg = frame[frame["column"] == "Avg"].copy()
     avg["b"] = avg["b"].fillna(1).astype(int)
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    handles = []
     for index, (r, part) in enumerate(avg.sort_values("b").groupby("r")):
         color = f"C{index}"
         ax.plot(part["b"], part["paper"], "--", color=color, alpha=0.6, marker="x")
         ours = part.dropna(subset=["ours"])
         if len(ours):
             ax.errorbar(ours["b"], ours["ours"], yerr=ours["spread"].fillna(0), color=color, marker="o", capsize=3)
-        ax.plot([], [], "-", color=color, label=f"r={r}")
+        handles.append(Line2D([], [], color=color, lw=6, label=f"r={r}"))
     if avg["ours"].isna().all():
         ax.text(0.02, 0.97, "no runs of ours yet (make reproduce-table9)", transform=ax.transAxes, va="top", fontsize=9)
-    ax.plot([], [], "k--", alpha=0.6, label="paper")
-    ax.plot([], [], "ko-", label="ours (±std)")
+    handles += [Line2D([], [], color="k", ls="--", marker="x", alpha=0.6, label="paper"),
+                Line2D([], [], color="k", ls="-", marker="o", label="ours (±std)")]
     ax.set_xscale("log", base=2)
     ticks = sorted(avg["b"].unique())
     ax.set_xticks(ticks, ["LoRA" if b == 1 else str(b) for b in ticks])
@@ -152,7 +189,7 @@ def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("Avg accuracy (%)")
     ax.set_title("Figure 3(b): LLaMA-3-8B on Math10K, accuracy vs blocks per rank")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(handles=handles, fontsize=8, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -7,6 +7,7 @@ seeds finished than planned) and the difference ours - paper. Missing numbers ar
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -104,21 +105,35 @@ def comparison_markdown(frame: pd.DataFrame, spec, excluded: pd.DataFrame | None
     return f"### {spec.title}\n\n{body}\n\n{legend(spec)}{excluded_markdown(excluded, root)}"
 
 
-def latex_table(display: pd.DataFrame, caption: str) -> str:
-    """A booktabs tabular of a display frame (strings), with LaTeX's special characters escaped."""
-    def escape(text) -> str:
-        text = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
-        for char, replacement in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                                  ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}")]:
-            text = text.replace(char, replacement)
-        return text.replace("±", r"$\pm$").replace(MISSING, "--")
+WIDE = 7  # tables with more columns are scaled to the text width (\\resizebox; needs \\usepackage{graphicx})
 
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(caption)}}}",
-             r"\begin{tabular}{" + "l" * len(display.columns) + "}", r"\toprule",
-             " & ".join(escape(c) for c in display.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(escape(v) for v in row) + r" \\" for row in display.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines)
+
+def _numeric(column: pd.Series) -> bool:
+    """A column of numbers as rendered here (``72.00 ±2.00 [2/3]``, ``+0.52``, ``4,718,592``, ``—``)."""
+    cells = [str(v) for v in column if str(v) not in ("", MISSING, "nan", "None")]
+    return bool(cells) and all(re.match(r"^[+\-−]?[\d.,]+(\s|$|%)", c) for c in cells)
+
+
+def latex_table(display: pd.DataFrame, caption: str) -> str:
+    """A booktabs table of a display frame (strings) through pandas' Styler: LaTeX's special characters escaped,
+    number columns right-aligned, ``±`` as ``$\\pm$``, missing as ``--``, and scaled to the text width when wide."""
+    frame = display.fillna("").astype(str).replace({MISSING: "--"})
+    column_format = "".join("r" if _numeric(display[c]) else "l" for c in display.columns)
+    styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    latex = styler.to_latex(caption=_escape(caption), column_format=column_format, hrules=True, position="t",
+                            position_float="centering")
+    latex = latex.replace("±", r"$\pm$")
+    if len(display.columns) > WIDE:
+        latex = latex.replace("\\begin{tabular}", "\\resizebox{\\textwidth}{!}{%\n\\begin{tabular}", 1)
+        latex = latex.replace("\\end{tabular}", "\\end{tabular}}", 1)
+    return latex.rstrip()
+
+
+def _escape(text: str) -> str:
+    for char, replacement in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                              ("$", r"\$"), ("{", r"\{"), ("}", r"\}")]:
+        text = text.replace(char, replacement)
+    return text.replace("±", r"$\pm$").replace(MISSING, "--")
 
 
 def comparison_latex(frame: pd.DataFrame, spec) -> str:
@@ -133,7 +148,7 @@ def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
         rows = {}
         show_setting = part["setting"].astype(bool).any()
         for _, line in part.iterrows():
-            head = {"method": line["method_tag"]} | ({"setting": line["setting"]} if show_setting else {})
+            head = {"method": line["method_name"]} | ({"setting": line["setting"]} if show_setting else {})
             row = rows.setdefault(line["group"], {**head,
                                                   "#Params": f"{int(line['adapter_params']):,}"
                                                   if not pd.isna(line["adapter_params"]) else MISSING,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars also in notebooks (tqdm.auto warns there without ipywidgets)
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 

@@ -17,7 +17,7 @@ import evaluate
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars also in notebooks (tqdm.auto warns there without ipywidgets)
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from bora.errors import BoraError, Diverged

@@ -1,0 +1,65 @@
+"""Write each study's table, rendered from its committed result files, into the README (`make readme`).
+
+The README holds the rendered Markdown of every study between ``<!-- study:<name> -->`` and ``<!-- /study:<name> -->``;
+tests/test_readme_results.py renders the same from results/ and fails when the two differ, so the README's numbers
+are always what the committed files give.
+
+    python scripts/update_readme.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from bora.errors import BoraError, run_tool
+from bora.paths import PROJECT_ROOT
+from bora.report.aggregate import load_results
+from bora.report.study import STUDIES, render_study
+
+README = PROJECT_ROOT / "README.md"
+
+
+def block_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- study:{re.escape(name)} -->\n)(.*?)(\n<!-- /study:{re.escape(name)} -->)", re.S)
+
+
+def rendered(name: str) -> str:
+    """The study's Markdown from its committed results (nothing is written into the checkout)."""
+    study = STUDIES[name]
+    runs = load_results(PROJECT_ROOT / study.results, [study.experiment_name])
+    with tempfile.TemporaryDirectory() as scratch:
+        return render_study(name, runs, Path(scratch))[0]
+
+
+def readme_block(name: str, text: str) -> str | None:
+    match = block_pattern(name).search(text)
+    return match.group(2) if match else None
+
+
+def update(check: bool) -> None:
+    text = README.read_text(encoding="utf-8")
+    for name in STUDIES:
+        if readme_block(name, text) is None:
+            raise BoraError(f"README.md has no <!-- study:{name} --> ... <!-- /study:{name} --> block")
+        fresh = rendered(name)
+        if check and readme_block(name, text) != fresh:
+            raise BoraError(f"README.md's {name} table differs from results/; run `make readme`")
+        text = block_pattern(name).sub(lambda m: m.group(1) + fresh + m.group(3), text)
+    if not check:
+        README.write_text(text, encoding="utf-8")
+        print(f"README.md: {', '.join(STUDIES)} tables written from results/")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 2 when the README is out of date")
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    run_tool(lambda: update(args.check))
+
+
+if __name__ == "__main__":
+    main()

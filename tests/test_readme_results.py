@@ -1,0 +1,41 @@
+"""The README's study tables are exactly what the committed result files give (results/<study>/)."""
+
+import importlib.util
+
+import pytest
+
+from bora.config.identity import run_identity
+from bora.paths import PROJECT_ROOT
+from bora.record import read_record
+from bora.report.aggregate import load_results
+from bora.report.specs import planned
+from bora.report.study import STUDIES
+
+spec = importlib.util.spec_from_file_location("update_readme", PROJECT_ROOT / "scripts" / "update_readme.py")
+update_readme = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(update_readme)
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_readme_table_equals_the_committed_results(name):
+    block = update_readme.readme_block(name, (PROJECT_ROOT / "README.md").read_text(encoding="utf-8"))
+    assert block is not None, f"README.md lacks the {name} block"
+    assert block == update_readme.rendered(name), "README is out of date with results/: run `make readme`"
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_committed_results_are_the_planned_runs_and_all_succeeded(name):
+    """Every committed run is one the study plans (identity), succeeded, and names its config and data checksums."""
+    study = STUDIES[name]
+    root = PROJECT_ROOT / study.results / study.experiment_name
+    if not root.is_dir():
+        pytest.skip(f"no committed results under {root} yet")
+    runs = load_results(PROJECT_ROOT / study.results, [study.experiment_name])
+    assert set(runs["identity"]) <= {run_identity(config) for config in planned(study.experiment)}
+    # Only successes are committed; a run still in progress (a local checkout mid-study) is the one exception.
+    bad = runs[~runs["status"].isin(["success", "running"])]
+    assert bad.empty, bad[["run_dir", "status", "error"]]
+    for run_dir in runs.loc[runs["status"] == "success", "run_dir"]:
+        record = read_record(run_dir)
+        assert record.data["source"] == "local" and len(record.data["sha256"]) == 2  # train.tsv and dev.tsv
+        assert record.config["model"]["name"] == study.model and record.git.get("commit")
