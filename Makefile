@@ -40,8 +40,9 @@ tables:
 ## Paper artefacts: `make reproduce-table1` ... `reproduce-table9`, `reproduce-figure4` run the missing runs of that
 ## sweep (conf/experiment/<name>.yaml; finished runs are skipped), then render it. Paper-scale runs need GPUs.
 ## Tables 5 and 6 are the standard deviations of Tables 1 and 2-3 (same runs); Figure 3(b) comes with Table 9.
-PAPER := table1 table2 table3 table4 table5 table6 table7 table8 table9 figure4
-EXPERIMENTS := table1 table2 table3 table4 table7 table8 table9 figure4
+## `make reproduce-sbora-math` / `reproduce-sbora-commonsense`: the SBoRA paper's own experiments, its protocol.
+PAPER := table1 table2 table3 table4 table5 table6 table7 table8 table9 figure4 sbora-math sbora-commonsense
+EXPERIMENTS := table1 table2 table3 table4 table7 table8 table9 figure4 sbora-math sbora-commonsense
 SWEEPS_table5 := table1
 SWEEPS_table6 := table2 table3
 sweeps = $(or $(SWEEPS_$(1)),$(1))

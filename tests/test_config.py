@@ -226,7 +226,7 @@ def test_a_field_added_later_leaves_identities_unchanged_at_its_default(monkeypa
     before = run_identity(config)
     grown = json.loads(json.dumps(config))
     grown["trainer"]["new_knob"] = 7  # as if the schema had gained trainer.new_knob (default 7, added=True)
-    monkeypatch.setattr(identity, "_ADDED", {"trainer.new_knob": 7})
+    monkeypatch.setattr(identity, "_ADDED", {**identity._ADDED, "trainer.new_knob": 7})
     assert run_identity(grown) == before
     grown["trainer"]["new_knob"] = 8
     assert run_identity(grown) != before

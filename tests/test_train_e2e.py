@@ -339,3 +339,36 @@ def test_export_of_a_generation_run_and_the_cli(tmp_path):
     assert done.stdout.strip().splitlines()[-1].startswith("max_abs_logit_diff: ")
     assert float(done.stdout.strip().split()[-1]) <= 1e-5
     assert json.loads((tmp_path / "peft" / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+
+
+def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path):
+    """task.val_size (LLM-Adapters' val_set_size): the held-out loss is scored at every checkpoint and the saved
+    adapter is the one where it was lowest; lr 0.1 makes it rise after step 20, so the best is not the last."""
+    import torch
+
+    from bora.adapters import inject, load_adapters
+    from bora.models import load_model, load_tokenizer
+    from bora.tasks import build_task
+
+    cfg = load_config([f"output_dir={tmp_path}", "model=tiny-decoder", "task=toy-math", "task.val_size=40",
+                       "trainer.max_steps=40", "trainer.eval_steps=5", "trainer.lr=0.1", "task.max_eval_samples=2",
+                       "task.max_new_tokens=2"])
+    train(cfg)
+    result = result_of(cfg.run_dir)
+    validation = result["train"]["validation"]
+    assert result["train"]["examples"] == 360 and validation["examples"] == 40
+    losses = {point["step"]: point["loss"] for point in validation["loss_history"]}
+    assert sorted(losses) == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert validation["best_step"] < 40 and validation["best_loss"] == min(losses.values()) < losses[40]
+
+    tokenizer = load_tokenizer(cfg.model)
+    task = build_task(cfg.task)
+    held_out = task.validation_dataset(tokenizer)
+    model = load_model(cfg.model)
+    inject(model, cfg.method, cfg.model.targets)
+    load_adapters(model, Path(cfg.run_dir) / "adapter")
+    model.eval()
+    batch = task.data_collator(tokenizer)([held_out[i] for i in range(len(held_out))])
+    with torch.no_grad():
+        loss = model(**batch).loss.item()
+    assert loss == pytest.approx(validation["best_loss"], abs=1e-3)  # the saved adapter is the best checkpoint's

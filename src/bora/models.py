@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -106,12 +107,53 @@ def load_tokenizer(model_cfg) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def quantization_config(model_cfg):
+    """``model.quantization`` as transformers' ``BitsAndBytesConfig`` (None for a dense base).
+
+    nf4 is QLoRA's recipe, which the QSBoRA scripts use too: 4-bit NormalFloat, double quantisation, compute in the
+    model's dtype. bitsandbytes runs it on CUDA and, from 0.48 on, on CPUs (slowly: for tests).
+    """
+    if model_cfg.quantization is None:
+        return None
+    if model_cfg.kind != "decoder":
+        raise BoraError(f"model.quantization={model_cfg.quantization} is for decoder models (QLoRA, QSBoRA); "
+                        f"{model_cfg.name} is an {model_cfg.kind}: drop model.quantization")
+    if model_cfg.gguf_file:
+        raise BoraError(f"model.quantization={model_cfg.quantization} with model.gguf_file: a GGUF model is already "
+                        "quantised; drop one of them")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise BoraError(f"model.quantization={model_cfg.quantization} needs bitsandbytes: pip install -e '.[quant]'")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=DTYPES[model_cfg.dtype])
+
+
+def _quantized_device_map():
+    # bitsandbytes quantises while loading onto the device the weights will live on; one process = one device
+    # (under torchrun: this rank's GPU), as QLoRA's device_map={"": local_rank}.
+    if torch.cuda.is_available():
+        return {"": int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))}
+    return {"": "cpu"}
+
+
 def load_model(model_cfg, num_labels: int | None = None) -> torch.nn.Module:
-    """The pretrained model (``path``) or, for tiny models (``path: null``), one built from ``arch``."""
+    """The pretrained model (``path``) or, for tiny models (``path: null``), one built from ``arch``;
+    with ``model.quantization`` its linear layers load 4-bit (the head and embeddings stay in ``dtype``)."""
+    quantization = quantization_config(model_cfg)
     if model_cfg.path is None:
-        return build_from_arch(model_cfg, num_labels)
+        model = build_from_arch(model_cfg, num_labels)
+        if quantization is None:
+            return model
+        with tempfile.TemporaryDirectory() as folder:  # bitsandbytes quantises while loading: go through a folder
+            model.save_pretrained(folder)
+            auto = _auto_class(model_cfg.kind)
+            return auto.from_pretrained(folder, dtype=DTYPES[model_cfg.dtype], quantization_config=quantization,
+                                        device_map=_quantized_device_map())
     path = _source(model_cfg.path, "model.path")
     kwargs = {"dtype": DTYPES[model_cfg.dtype], "revision": model_cfg.revision}
+    if quantization is not None:
+        kwargs.update(quantization_config=quantization, device_map=_quantized_device_map())
     if model_cfg.gguf_file:
         kwargs["gguf_file"] = model_cfg.gguf_file
     if model_cfg.kind == "encoder":

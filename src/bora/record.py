@@ -46,6 +46,14 @@ class LossPoint(_Part):
     loss: float
 
 
+class Validation(_Part):
+    """The held-out examples of ``task.val_size``: their loss at each checkpoint, and the one training ended on."""
+    examples: int
+    loss_history: list[LossPoint] = []
+    best_step: Optional[int] = None
+    best_loss: Optional[float] = None
+
+
 class TrainStats(_Part):
     wall_time_s: float
     global_steps: int
@@ -54,6 +62,7 @@ class TrainStats(_Part):
     mean_loss: Optional[float]  # over every step of the run, resumed attempts included
     resumed_from: Optional[str] = None
     loss_history: list[LossPoint] = []
+    validation: Optional[Validation] = None  # task.val_size > 0 only
 
 
 class Memory(_Part):

@@ -175,7 +175,9 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     train_data = task.train_dataset(tokenizer)
     if len(train_data) == 0:
         raise BoraError(f"task {cfg.task.name}: the training split is empty; check task.data_dir / max_train_samples")
-    args = training_arguments(cfg, work_dir / runs.CHECKPOINTS, ["wandb"] if use_wandb else [], precision)
+    val_data = task.validation_dataset(tokenizer)
+    args = training_arguments(cfg, work_dir / runs.CHECKPOINTS, ["wandb"] if use_wandb else [], precision,
+                              validation=val_data is not None)
 
     set_seed(cfg.seed)  # the head's and the adapters' initialisation depend on the run seed
     model = load_model(cfg.model, num_labels=task.num_labels)
@@ -183,6 +185,10 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
         model.config.pad_token_id = tokenizer.pad_token_id
     adapted = inject(model, cfg.method, cfg.model.targets, total_steps=_total_steps(cfg, args, len(train_data)))
     notices += oversized_rank(model, cfg.method.r)
+    if getattr(model, "is_quantized", False):
+        # HF's Trainer refuses a quantized model unless adapters are attached; it only recognises PEFT's, so say
+        # ours are (the flag transformers itself sets when it loads adapters).
+        model._hf_peft_config_loaded = True
     _unfreeze_head(model, cfg.model.head_modules if task.kind != "generation" else [])
     if cfg.trainer.gradient_checkpointing:
         model.enable_input_require_grads()  # the frozen embeddings must still pass gradients to adapters
@@ -194,6 +200,7 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
         model=model,
         args=args,
         train_dataset=train_data,
+        eval_dataset=val_data,
         data_collator=task.data_collator(tokenizer),
         callbacks=[AdapterStepHook(model), control],
         max_loss_ratio=cfg.trainer.max_loss_ratio,
@@ -249,12 +256,24 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
             "mean_loss": mean_loss(trainer.state.log_history),
             "resumed_from": str(checkpoint) if checkpoint else None,
             "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in history],
+            # task.val_size: the held-out loss at each checkpoint, and the checkpoint training ended on
+            "validation": None if val_data is None else {
+                "examples": len(val_data),
+                "loss_history": [{"step": e["step"], "loss": e["eval_loss"]}
+                                 for e in trainer.state.log_history if "eval_loss" in e],
+                "best_step": _step_of(trainer.state.best_model_checkpoint),
+                "best_loss": trainer.state.best_metric,
+            },
         },
         "eval": {"wall_time_s": round(eval_seconds, 3)},
         "peak_memory": {"train": peak_train, "train_and_eval": memory.peak()},
         "adapter_stats": stats,
         "notices": notices,
     }
+
+
+def _step_of(checkpoint: str | None) -> int | None:
+    return None if checkpoint is None else int(Path(checkpoint).name.removeprefix(runs.CHECKPOINT_PREFIX))
 
 
 def _check_finite_weights(model: torch.nn.Module, step: int) -> None:

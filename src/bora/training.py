@@ -80,6 +80,10 @@ class AdapterTrainer(Trainer):
         save_file(trainable_state(model), os.path.join(output_dir, TRAINABLE_FILE))
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
+    def _load_best_model(self) -> None:
+        # load_best_model_at_end: HF looks for full-model weight files; ours hold the trainable tensors only.
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         model = self.accelerator.unwrap_model(model if model is not None else self.model)
         saved = load_file(os.path.join(resume_from_checkpoint, TRAINABLE_FILE))
@@ -256,8 +260,12 @@ def side_by_side() -> bool:
         return False
 
 
-def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precision: str) -> TrainingArguments:
-    """Map ``cfg.trainer`` (paper appendix B defaults via the task config) onto ``TrainingArguments``."""
+def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precision: str,
+                       validation: bool = False) -> TrainingArguments:
+    """Map ``cfg.trainer`` (paper appendix B defaults via the task config) onto ``TrainingArguments``.
+
+    ``validation``: the task holds out a validation set (``task.val_size``): its loss is scored at every checkpoint
+    and training ends on the checkpoint where it was lowest, as LLM-Adapters' finetune.py does."""
     t = cfg.trainer
     gpu = uses_gpu(cfg)
     # transformers >= 5 reads a float warmup_steps in [0, 1) as a ratio of the total steps.
@@ -288,9 +296,13 @@ def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precisio
         logging_first_step=True,
         logging_nan_inf_filter=False,  # a NaN loss is a divergence (Diverged), never logged as something else
         save_strategy="steps",
-        save_steps=t.save_steps,
+        save_steps=t.eval_steps if validation else t.save_steps,  # the best checkpoint must be one that was saved
         save_total_limit=1,
-        eval_strategy="no",
+        eval_strategy="steps" if validation else "no",
+        eval_steps=t.eval_steps if validation else None,
+        load_best_model_at_end=validation,
+        metric_for_best_model="loss" if validation else None,
+        greater_is_better=False if validation else None,
         report_to=report_to,
         dataloader_num_workers=t.dataloader_workers,
         dataloader_pin_memory=gpu,  # pinning is for host-to-GPU copies

@@ -15,7 +15,8 @@ from bora.record import RunRecord, write_record
 
 MATH_SETS = ["AddSub", "MultiArith", "SingleEq", "gsm8k", "AQuA", "SVAMP"]
 # experiment_name -> the experiment file whose plan its runs follow by default
-PLANS = {"math": "table2", "glue": "table1", "commonsense": "table3", "efficiency": "table4"}
+PLANS = {"math": "table2", "glue": "table1", "commonsense": "table3", "efficiency": "table4",
+         "sbora-math": "sbora-math", "sbora-commonsense": "sbora-commonsense"}
 
 
 def method(name: str, r: int = 8, blocks: int | None = None, heads: int | None = None, targets: str = "QKV",

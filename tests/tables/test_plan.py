@@ -18,7 +18,10 @@ from bora.report.specs import SPECS
 # Experiments of the paper tables with a #Params column. seed=0 (and one GLUE task) keeps the test fast: the
 # count does not depend on either, and the full sweeps are checked by the tests below.
 PARAM_TABLES = {"table1": ["seed=0", "task=rte"], "table2": ["seed=0"], "table3": ["seed=0"], "table4": ["seed=0"],
-                "table8": ["seed=0"], "table9": ["seed=0"]}
+                "table8": ["seed=0"], "table9": ["seed=0"], "sbora-math": [], "sbora-commonsense": []}
+# Printed #Params that disagree with the same adapter elsewhere in the same source (not with our count).
+MISPRINTS = {("sbora-math", "llama-7b", "dora_r32_a64_d0.05_QKVUD"):
+             "the SBoRA README prints 57.4M here and 57.0M in its commonsense table for the same adapter (ours 56.98M)"}
 
 
 def _paper_rounding(text: str) -> float:
@@ -36,6 +39,8 @@ def test_planned_params_match_every_paper_row(table):
         key = (row["model"], paper_tag(row, spec.targets))
         assert key in planned, f"{table}: paper row {key} is not in conf/experiment/{spec.experiment}.yaml's sweep"
         params = planned[key] / 1e6
+        if (table, *key) in MISPRINTS:
+            continue
         assert abs(params - float(row["params_M"])) <= _paper_rounding(row["params_M"]), (table, key, planned[key])
     assert len(planned) == len(paper)  # nothing planned that the table does not show
 

@@ -10,7 +10,7 @@ from bora import score
 from bora.config import load_config
 from bora.errors import BoraError
 from bora.tasks import build_task, llm_adapters
-from bora.tasks.generation import greedy_generate
+from bora.tasks.generation import batched_generate
 from bora.tasks.llm_adapters import alpaca_prompt, read_records
 
 PROMPT = (  # LLM-Adapters finetune.py generate_prompt, typed out independently of the implementation
@@ -152,8 +152,8 @@ def test_batched_generation_equals_one_at_a_time(tiny_decoder):
     prompts = [alpaca_prompt("Add 2 and 3."), alpaca_prompt("What is the sum of twelve and forty one, please?"),
                "Hi", alpaca_prompt("x", "some input")]
     model.train()
-    batched = greedy_generate(model, tokenizer, prompts, batch_size=4, max_new_tokens=6)
-    single = [greedy_generate(model, tokenizer, [p], batch_size=1, max_new_tokens=6)[0] for p in prompts]
+    batched = batched_generate(model, tokenizer, prompts, batch_size=4, max_new_tokens=6)
+    single = [batched_generate(model, tokenizer, [p], batch_size=1, max_new_tokens=6)[0] for p in prompts]
     assert batched == single and all(batched)
     assert tokenizer.padding_side == "right" and model.training  # both restored
 
@@ -167,17 +167,27 @@ def test_greedy_generation_is_argmax_decoding(tiny_decoder):
             next_id = model(input_ids=ids).logits[0, -1].argmax()
             ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
     expected = tokenizer.decode(ids[0, -5:], skip_special_tokens=True)
-    assert greedy_generate(model, tokenizer, [prompt], batch_size=1, max_new_tokens=5) == [expected]
+    assert batched_generate(model, tokenizer, [prompt], batch_size=1, max_new_tokens=5) == [expected]
+
+
+def test_beam_search_batched_equals_one_at_a_time_and_differs_from_greedy_somewhere(tiny_decoder):
+    _, model, tokenizer = tiny_decoder
+    prompts = [alpaca_prompt(q) for q in ("Add 2 and 3.", "What is twelve and forty one?", "Is 7 odd?", "x y z")]
+    beams = batched_generate(model, tokenizer, prompts, batch_size=4, max_new_tokens=8, num_beams=4)
+    single = [batched_generate(model, tokenizer, [p], batch_size=1, max_new_tokens=8, num_beams=4)[0] for p in prompts]
+    greedy = batched_generate(model, tokenizer, prompts, batch_size=4, max_new_tokens=8)
+    assert beams == single and all(beams)
+    assert beams != greedy  # the setting reaches generate()
 
 
 def test_evaluate_scores_and_saves_predictions(data_dir, tiny_decoder, tmp_path, monkeypatch, capsys):
     generations = {"Add 2 and 3.": "2 + 3 = 5. The answer is 5", "Add 10 and 1.": "The answer is 12",
                    "Is 2 even?": "the correct answer is true"}
 
-    def fake_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc):
+    def fake_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams):
         return [next(g for q, g in generations.items() if q in p) for p in prompts]
 
-    monkeypatch.setattr(llm_adapters, "greedy_generate", fake_generate)
+    monkeypatch.setattr(llm_adapters, "batched_generate", fake_generate)
     task = reasoning(data_dir)
     metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2, out_dir=tmp_path / "run")
     assert metrics == {"gsm8k": {"accuracy": 0.5}, "boolq": {"accuracy": 1.0}, "average": {"accuracy": 0.75}}

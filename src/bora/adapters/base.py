@@ -19,6 +19,20 @@ from torch import nn
 from bora.errors import BoraError
 
 
+def is_4bit(weight: torch.Tensor) -> bool:
+    """Whether a weight is a packed 4-bit bitsandbytes parameter (its values need ``dense_weight``)."""
+    return getattr(weight, "quant_state", None) is not None
+
+
+def dense_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A weight as an ordinary float tensor: dequantised when it is a 4-bit bitsandbytes parameter."""
+    if not is_4bit(weight):
+        return weight
+    import bitsandbytes.functional as bnb_functional
+
+    return bnb_functional.dequantize_4bit(weight.data, weight.quant_state)
+
+
 class AdapterLayer(nn.Module):
     """A frozen ``base_layer`` plus a trainable update: ``forward(x) = base_layer(x) + update(dropout(x))``."""
 
@@ -58,6 +72,10 @@ class AdapterLayer(nn.Module):
         """An uninitialised float32 adapter parameter on the base weight's device."""
         return nn.Parameter(torch.empty(*shape, device=self.base_layer.weight.device, dtype=torch.float32))
 
+    def base_weight(self) -> torch.Tensor:
+        """The frozen base weight ``W`` as a float32 matrix (dequantised from a 4-bit base)."""
+        return dense_weight(self.base_layer.weight).float()
+
     @property
     def merged(self) -> bool:
         return self._weight_before_merge is not None
@@ -85,6 +103,10 @@ class AdapterLayer(nn.Module):
         if self.merged:
             return
         weight = self.base_layer.weight
+        if is_4bit(weight):
+            raise BoraError(f"{self.name or 'this layer'}: the base weight is 4-bit (model.quantization); merging "
+                            "would re-quantise dW away. Keep the adapter unmerged, or load the base unquantised "
+                            "(model.quantization=null) and merge there")
         self._weight_before_merge = weight.detach().clone()
         weight.data = (weight.float() + self.delta_weight().to(weight.device)).to(weight.dtype)
 

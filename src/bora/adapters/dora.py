@@ -16,12 +16,12 @@ class DoraLayer(LoraLayer):
     def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
         super().__init__(base_layer, method_cfg, name)
         with torch.no_grad():
-            self.magnitude = nn.Parameter(self.base_layer.weight.float().norm(dim=1))
+            self.magnitude = nn.Parameter(self.base_weight().norm(dim=1))
 
     @torch.no_grad()
     def weight_norm(self) -> torch.Tensor:
         """``||W + s B A||`` per output row, float32, outside the graph."""
-        return (self.base_layer.weight.float() + (self.B @ self.A) * self.scaling).norm(dim=1)
+        return (self.base_weight() + (self.B @ self.A) * self.scaling).norm(dim=1)
 
     def _rescale(self) -> torch.Tensor:
         return self.magnitude / self.weight_norm()
@@ -31,7 +31,7 @@ class DoraLayer(LoraLayer):
         return (rescale - 1) * base_out + rescale * super().update(x)
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
-        base_out = nn.functional.linear(x, self.base_layer.weight.to(x.dtype))
+        base_out = nn.functional.linear(x, self.base_weight().to(x.dtype))
         return self._dora_output(base_out, x, self._rescale())
 
     def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -43,7 +43,7 @@ class DoraLayer(LoraLayer):
         return result + self._dora_output(base_out, x, self._rescale()).to(result.dtype)
 
     def delta_weight(self) -> torch.Tensor:
-        weight = self.base_layer.weight.float()
+        weight = self.base_weight()
         rescale = self._rescale().unsqueeze(1)
         return rescale * (weight + super().delta_weight()) - weight
 

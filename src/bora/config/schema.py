@@ -52,6 +52,10 @@ class DType(Choice):
     float16 = "float16"
 
 
+class Quantization(Choice):
+    nf4 = "nf4"  # QLoRA's 4-bit NormalFloat, double quantisation (bitsandbytes)
+
+
 class TaskKind(Choice):
     classification = "classification"
     regression = "regression"
@@ -153,7 +157,10 @@ class ModelConfig:
     targets: Dict[str, Optional[str]] = field(default_factory=dict)
     head_modules: List[str] = field(default_factory=list)  # trained fully with the task head (classification)
     lr: float = field(default=MISSING, metadata=check(above(0)))  # the paper's learning rate for this model
-    dtype: DType = DType.float32  # dtype of the frozen base weights
+    dtype: DType = DType.float32  # dtype of the frozen base weights (and the compute dtype of a quantized base)
+    # null: the base in `dtype`; nf4: a 4-bit NormalFloat base (QLoRA; with method=sbora-fa it is QSBoRA-FA).
+    # Adapters stay float32 on top of it.
+    quantization: Optional[Quantization] = field(default=None, metadata=check(added=True))
 
 
 @dataclass
@@ -204,6 +211,12 @@ class TaskConfig:
     # Generation tasks (LLM-Adapters format)
     train_on_inputs: bool = False  # false: loss on the response only (the BoRA authors' setting)
     max_new_tokens: int = field(default=256, metadata=check(at_least(1)))
+    # LLM-Adapters' val_set_size: examples of the training file held out (train_test_split, seed 42, as its
+    # finetune.py); their loss is scored every trainer.eval_steps and the run ends on the checkpoint with the lowest
+    # (load_best_model_at_end). 0: train on every example, end on the last step.
+    val_size: int = field(default=0, metadata=check(at_least(0), added=True))
+    # 1: greedy search (batched); > 1: beam search, as LLM-Adapters' evaluate.py (4 beams)
+    num_beams: int = field(default=1, metadata=check(at_least(1), added=True))
 
 
 @dataclass
@@ -227,6 +240,9 @@ class TrainerConfig:
     logging_steps: int = field(default=10, metadata=keep_out(at_least(1)))
     # checkpoint interval; a killed run resumes from the last checkpoint
     save_steps: int = field(default=200, metadata=keep_out(at_least(1)))
+    # With task.val_size > 0: the held-out loss is scored, and a checkpoint saved, every eval_steps optimizer steps;
+    # the run ends on the best one, so this is part of the result (save_steps is not).
+    eval_steps: int = field(default=200, metadata=check(at_least(1), added=True))
     dataloader_workers: int = field(default=0, metadata=keep_out(at_least(0)))
     device: Device = field(default=Device.auto, metadata=keep_out())  # where it runs, like the hardware
     torch_threads: Optional[int] = field(default=None, metadata=keep_out(at_least(1)))  # null: torch's default

@@ -104,6 +104,14 @@ def _grid_gain(cells: Cells, r: int) -> pd.Series:
     return cells("table9", "llama-3-8b", method="BoRA", r=r, b=2) - cells("table9", "llama-3-8b", method="LoRA", r=r)
 
 
+def _sbora_gain(cells: Cells, table: str, model: str) -> pd.Series:
+    """SBoRA-FA (r=64) minus the better of LoRA (r=32) and DoRA (r=32): the same #Params (56.1M on LLaMA-7B)."""
+    baselines = pd.concat([cells(table, model, method=m, r=32) for m in ("LoRA", "DoRA")], axis=1)
+    return cells(table, model, method="SBoRA-FA", r=64) - baselines.max(axis=1, skipna=False)
+
+
+SBORA_SAME_PARAMS = "SBoRA-FA (r=64) minus the better of LoRA and DoRA (r=32, about the same #Params), Avg"
+
 CLAIMS = [
     Claim("math_bora_vs_lora", "Math: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over the three LLMs", "2.4",
           "gain", lambda c: _gain(c, "table2", LLMS, BORA_16, {**LORA, "r": 8})),
@@ -132,6 +140,15 @@ CLAIMS = [
     Claim("grid_every_rank", "Ranks x blocks: smallest BoRA (b=2) minus LoRA gain over r = 2 ... 64 (LLaMA-3-8B)",
           "BoRA better at every rank, even b=2", "gain",
           lambda c: _min_over([2, 4, 8, 16, 32, 64], lambda r: _grid_gain(c, r))),
+    # The SBoRA paper (arXiv 2407.05413): its abstract's gains of SBoRA-FA over LoRA and DoRA.
+    Claim("sbora_math_llama7b", f"SBoRA paper, arithmetic: {SBORA_SAME_PARAMS}, LLaMA-7B", "+2.8", "gain",
+          lambda c: _sbora_gain(c, "sbora-math", "llama-7b")),
+    Claim("sbora_math_llama3", f"SBoRA paper, arithmetic: {SBORA_SAME_PARAMS}, LLaMA-3-8B", "+2.0", "gain",
+          lambda c: _sbora_gain(c, "sbora-math", "llama-3-8b")),
+    Claim("sbora_commonsense_llama7b", f"SBoRA paper, commonsense: {SBORA_SAME_PARAMS}, LLaMA-7B", "+2.9", "gain",
+          lambda c: _sbora_gain(c, "sbora-commonsense", "llama-7b")),
+    Claim("sbora_commonsense_llama3", f"SBoRA paper, commonsense: {SBORA_SAME_PARAMS}, LLaMA-3-8B", "+1.7",
+          "gain", lambda c: _sbora_gain(c, "sbora-commonsense", "llama-3-8b")),
     Claim("time_parity", "Efficiency: BoRA (r=8, b=16) / LoRA (r=8) training time (LLaMA-3-8B)",
           "on par (18.6 vs 18.5)", "parity", lambda c: _ratio(c, "time_min")),
     Claim("memory_parity", "Efficiency: BoRA (r=8, b=16) / LoRA (r=8) peak memory (LLaMA-3-8B)",

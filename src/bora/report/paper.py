@@ -23,6 +23,8 @@ METHODS = {
     "MELoRA": ("melora", {"blocks": 4}),  # 4 mini LoRAs of rank r
     "HydraLoRA": ("hydralora", {"heads": 3}),  # 3 B heads of rank r
     "BoRA": ("bora", {}),
+    "SBoRA-FA": ("sbora-fa", {}),  # the SBoRA paper's tables (sbora_*.csv)
+    "SBoRA-FB": ("sbora-fb", {}),
 }
 VARIANTS = {"BoRA": {}, "BoRA w/o Exp": {"use_exp": False}, "BoRA w/o Norm": {"use_norm": False}}  # Table 7
 PAPER_DROPOUT = 0.05  # appendix B; alpha = 2r

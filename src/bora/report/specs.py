@@ -80,6 +80,12 @@ SPECS = {spec.name: spec for spec in [
           "table7", params=False),
     _math("table8", "Table 8: target modules, LLaMA-3-8B on Math10K", "table8_target_modules.csv", "table8"),
     _math("table9", "Table 9: ranks x blocks, LLaMA-3-8B on Math10K", "table9_rank_blocks.csv", "table9"),
+    # The SBoRA paper (arXiv 2407.05413), numbers as its repository's README reports them; its own protocol.
+    TableSpec("sbora-math", "SBoRA: arithmetic reasoning (math_10k), LLaMA-7B and LLaMA-3-8B, q k v up down",
+              "sbora_math.csv", "sbora-math", "sbora-math", "QKVUD", MATH_COLUMNS),
+    TableSpec("sbora-commonsense", "SBoRA: commonsense reasoning (commonsense_170k), LLaMA-7B and LLaMA-3-8B, "
+              "q k v up down", "sbora_commonsense.csv", "sbora-commonsense", "sbora-commonsense", "QKVUD",
+              COMMONSENSE_COLUMNS),
 ]}
 # Table 6: the std of each reasoning table's Avg column, per model (columns <benchmark>_<model>).
 TABLE6 = TableSpec("table6", "Table 6: standard deviation of the average accuracy over seeds, math and commonsense",

@@ -53,6 +53,10 @@ class Task(ABC):
         ``token_type_ids`` where the tokenizer makes them), truncated to ``task.max_length``; sliced to
         ``task.max_train_samples`` after a shuffle with a fixed seed, so every run and method sees the same slice."""
 
+    def validation_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset | None:
+        """Tokenized held-out training examples whose loss picks the checkpoint (``task.val_size``), or None."""
+        return None
+
     @abstractmethod
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> Callable[[list[dict[str, Any]]], dict]:
         """Pads a list of ``train_dataset`` rows into a batch (labels padded with -100 for generation)."""

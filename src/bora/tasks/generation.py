@@ -1,4 +1,5 @@
-"""Batched greedy decoding for the generation tasks: left padding, attention mask, only the new tokens decoded."""
+"""Batched decoding for the generation tasks (greedy or beam search): left padding, attention mask, only the new
+tokens decoded."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from tqdm import tqdm  # text bars also in notebooks (tqdm.auto warns there with
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 
-def greedy_generate(
+def batched_generate(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     batch_size: int,
     max_new_tokens: int,
     desc: str = "generate",
+    num_beams: int = 1,
 ) -> list[str]:
     """The decoded continuation of every prompt (special tokens dropped), in the order of ``prompts``.
+
+    ``num_beams`` 1 is greedy search; more is beam search (LLM-Adapters' evaluate.py uses 4), deterministic too.
 
     Prompts are batched longest first, so similar lengths share a batch (little padding) and an out-of-memory
     error shows in the first batch rather than at the end.
@@ -25,7 +29,7 @@ def greedy_generate(
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,
-        num_beams=1,
+        num_beams=num_beams,
         use_cache=True,
         pad_token_id=pad_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -115,6 +115,9 @@ class GlueTask(Task):
             raise BoraError(f"task {task_cfg.name}: task.kind={task_cfg.kind} but GLUE {task_cfg.glue_task} is "
                             f"{self.kind}; set task.kind={self.kind}")
         self.num_labels = self.spec.num_labels
+        if task_cfg.val_size or task_cfg.num_beams != 1:
+            raise BoraError(f"task.val_size / task.num_beams are LLM-Adapters settings; GLUE task {task_cfg.name} "
+                            "evaluates on its dev split (a held-out part of train: task.eval_split=heldout)")
         if not task_cfg.data_dir and not task_cfg.hub_dataset:
             raise BoraError(f"task {task_cfg.name}: set task.data_dir (GLUE_DIR) or task.hub_dataset")
         self._splits: dict[str, datasets.Dataset] = {}

@@ -17,7 +17,7 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 from bora.errors import BoraError
 from bora.tasks import answers
 from bora.tasks.base import Metrics, Task, train_slice
-from bora.tasks.generation import greedy_generate
+from bora.tasks.generation import batched_generate
 from bora.tasks.sources import llm_adapters_dir
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,12 @@ def tokenize_examples(examples: dict, tokenizer: PreTrainedTokenizerBase, max_le
     return batch
 
 
+VAL_SPLIT_SEED = 42  # LLM-Adapters' finetune.py: train_test_split(test_size=val_set_size, seed=42)
+
+
 class ReasoningTask(Task):
-    """Train on ``task.train_file``; test by greedy generation on every ``task.test_sets`` entry."""
+    """Train on ``task.train_file``; test by generation (greedy, or ``task.num_beams`` beams) on every
+    ``task.test_sets`` entry."""
 
     kind = "generation"
     num_labels = None
@@ -112,6 +116,7 @@ class ReasoningTask(Task):
             answers.rule_for(name)
         self.data_dir = llm_adapters_dir(task_cfg)
         self._tests: dict[str, list[dict]] = {}
+        self._rows: tuple[datasets.Dataset, datasets.Dataset | None] | None = None
 
     def test_records(self, name: str) -> list[dict]:
         """A test set's records (the first ``task.max_eval_samples``), gold answers checked against its rule."""
@@ -125,26 +130,45 @@ class ReasoningTask(Task):
             self._tests[name] = records[: self.cfg.max_eval_samples]
         return self._tests[name]
 
-    def train_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
-        records = read_records(self.data_dir / self.cfg.train_file, TRAIN_FIELDS)
-        for name in self.cfg.test_sets:  # a broken test file fails now, not after training
-            self.test_records(name)
-        raw = datasets.Dataset.from_dict({field: [r[field] for r in records] for field in TRAIN_FIELDS})
-        raw = train_slice(raw, self.cfg.max_train_samples)
-        dataset = raw.map(
+    def _split(self) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+        """The training rows and the ``task.val_size`` held-out rows (LLM-Adapters' split: seed 42), read once."""
+        if self._rows is None:
+            records = read_records(self.data_dir / self.cfg.train_file, TRAIN_FIELDS)
+            raw = datasets.Dataset.from_dict({field: [r[field] for r in records] for field in TRAIN_FIELDS})
+            held_out = None
+            if self.cfg.val_size:
+                if self.cfg.val_size >= len(raw):
+                    raise BoraError(f"task.val_size={self.cfg.val_size} leaves no training rows out of {len(raw)} "
+                                    f"in {self.cfg.train_file}; use a smaller task.val_size")
+                parts = raw.train_test_split(test_size=self.cfg.val_size, shuffle=True, seed=VAL_SPLIT_SEED)
+                raw, held_out = parts["train"], parts["test"]
+            self._rows = (train_slice(raw, self.cfg.max_train_samples), held_out)
+        return self._rows
+
+    def _tokenized(self, raw: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, desc: str) -> datasets.Dataset:
+        return raw.map(
             tokenize_examples,
             fn_kwargs={"tokenizer": tokenizer, "max_length": self.cfg.max_length,
                        "train_on_inputs": self.cfg.train_on_inputs},
             batched=True,
             remove_columns=raw.column_names,
-            desc=f"tokenize {self.cfg.train_file}",
+            desc=desc,
         )
+
+    def train_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
+        for name in self.cfg.test_sets:  # a broken test file fails now, not after training
+            self.test_records(name)
+        dataset = self._tokenized(self._split()[0], tokenizer, f"tokenize {self.cfg.train_file}")
         no_target = sum(all(label == IGNORE_INDEX for label in labels) for labels in dataset["labels"])
         if no_target:  # kept, as LLM-Adapters keeps them, but never silently
             log.warning("%d of %d training examples of %s have no response token left after the cut at "
                         "task.max_length=%d; they add nothing to the loss",
                         no_target, len(dataset), self.cfg.train_file, self.cfg.max_length)
         return dataset
+
+    def validation_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset | None:
+        held_out = self._split()[1]
+        return None if held_out is None else self._tokenized(held_out, tokenizer, "tokenize the validation rows")
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
         return DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8, label_pad_token_id=IGNORE_INDEX,
@@ -157,7 +181,8 @@ class ReasoningTask(Task):
         metrics: Metrics = {}
         for name, records in tests.items():
             prompts = [alpaca_prompt(r["instruction"], r.get("input") or "") for r in records]
-            generations = greedy_generate(model, tokenizer, prompts, batch_size, self.cfg.max_new_tokens, desc=name)
+            generations = batched_generate(model, tokenizer, prompts, batch_size, self.cfg.max_new_tokens, desc=name,
+                                          num_beams=self.cfg.num_beams)
             rows = []
             for index, (record, generation) in enumerate(zip(records, generations)):
                 prediction, correct = answers.score(name, generation, record["answer"])
