@@ -372,3 +372,18 @@ def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path):
     with torch.no_grad():
         loss = model(**batch).loss.item()
     assert loss == pytest.approx(validation["best_loss"], abs=1e-3)  # the saved adapter is the best checkpoint's
+
+
+def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
+    """trainer.gradient_checkpointing (Qwen2.5-14B's default, to fit one 80 GB GPU) trades compute for memory only:
+    the adapters still get their gradients, and the losses match a run without it."""
+    args = ["model=tiny-decoder", "task=toy-math", "method=bora", "trainer.max_steps=4", "trainer.logging_steps=1",
+            "task.max_eval_samples=2", "task.max_new_tokens=2"]
+    losses = {}
+    for flag in ("false", "true"):
+        cfg = load_config([f"output_dir={tmp_path / flag}", f"trainer.gradient_checkpointing={flag}", *args])
+        train(cfg)
+        losses[flag] = [p["loss"] for p in result_of(cfg.run_dir)["train"]["loss_history"]]
+    assert len(losses["true"]) == 4 and losses["true"][-1] < losses["true"][0]
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-4)
+    assert load_config(["model=qwen2.5-14b", "task=math"]).trainer.gradient_checkpointing  # the model's default

@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=512, help="tokens per step in the single-layer bench")
     parser.add_argument("--rounds", type=int, default=10, help="timed steps per method (interleaved)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--model", default="minilm", help="model config of the small-model bench")
+    parser.add_argument("--model", default=None,
+                        help="model config of the small-model bench (default minilm; with --eval tiny-decoder)")
     parser.add_argument("--layers", type=int, default=None, help="override the model's number of layers")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=64)
@@ -258,6 +259,10 @@ def main(argv: list[str] | None = None) -> None:
                              "stalls every small op, which swamps the ratios; 0 = torch's choice)")
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--eval", action="store_true",
+                        help="generation time instead of training steps: LoRA, BoRA block form, BoRA LoRA form, "
+                             "merged (bora.bench_eval); last line bora_eval_time_x_lora: X")
+    parser.add_argument("--new-tokens", type=int, default=32, help="--eval: tokens generated per row")
     args = parser.parse_args(argv)
     run_tool(lambda: _bench(args))
 
@@ -268,10 +273,16 @@ def _bench(args) -> None:
     labels = ["lora", "peft-lora"] + [m for m in args.methods if m not in ("lora", "peft-lora")]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average before: "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
+    if args.eval:
+        from bora.bench_eval import bench_generation
+
+        bench_generation(args.model or "tiny-decoder", args.layers, args.batch, args.length, args.new_tokens,
+                         args.rounds, args.warmup)
+        return
     if not args.skip_layers:
         bench_layers(labels, args.tokens, args.rounds, args.warmup)
     if not args.skip_model:
-        bench_model(labels, args.model, args.batch, args.length, args.rounds, args.warmup, args.layers)
+        bench_model(labels, args.model or "minilm", args.batch, args.length, args.rounds, args.warmup, args.layers)
     print(f"\nload average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 

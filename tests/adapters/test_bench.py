@@ -23,3 +23,12 @@ def test_bench_runs_and_reports_ratios(capsys):
     assert "time x lora" in out and "mem x peft-lora" in out and "bora merged" in out
     rows = [line for line in out.splitlines() if line.startswith("| bora ")]
     assert rows and all(float(cell) > 0 for cell in rows[0].strip("|").split("|")[1:])
+
+
+def test_eval_bench_compares_generation_forms_and_ends_with_the_ratio(capsys):
+    bench.main(["--eval", "--rounds", "2", "--warmup", "1", "--batch", "2", "--length", "8", "--new-tokens", "4"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "bora, LoRA form" in "\n".join(lines) and "bora merged" in "\n".join(lines)
+    assert "generate the same tokens: True" in lines[-2]  # the LoRA form is exact, so greedy decoding agrees
+    name, value = lines[-1].split(": ")
+    assert name == "bora_eval_time_x_lora" and float(value) > 0

@@ -193,3 +193,56 @@ def test_block_update_passes_gradcheck(with_mix, block_path):
     result, x, A, B = leaf(2, 3, 8), leaf(2, 3, 12), leaf(2, 12), leaf(8, 2)
     mix = leaf(4, 4, 2) if with_mix else None
     assert torch.autograd.gradcheck(lambda *t: add_block_update(*t, scaling=1.5, blocks=4), (result, x, A, B, mix))
+
+
+@pytest.mark.parametrize("cls, fields", [(BoraLayer, {}), (BoraLayer, {"use_exp": False}),
+                                         (BoraLayer, {"use_norm": False}), (MeloraLayer, {"name": "melora"})])
+def test_evaluation_runs_the_equivalent_lora_and_equals_the_training_form(cls, fields):
+    """Frozen BoRA / MELoRA evaluate as the rank-b r LoRA of eq. 6, built once: same outputs as the block form."""
+    adapter = layer(cls, m=32, n=24, dropout=0.1, **fields)
+    x = torch.randn(3, 5, 24)
+    adapter.eval()
+    with torch.no_grad():
+        block_form = adapter.add_update(adapter.base_layer(x), x)
+        lora_form = adapter(x)
+        cached = adapter._lora_form
+        assert cached is not None and adapter(x).equal(lora_form) and adapter._lora_form is cached  # reused
+    torch.testing.assert_close(lora_form, block_form, rtol=1e-5, atol=1e-5)
+
+    with torch.no_grad():
+        adapter.B.mul_(2.0)  # an optimizer step or a load: the next call rebuilds the factors
+        rebuilt = adapter(x)
+        torch.testing.assert_close(rebuilt, adapter.add_update(adapter.base_layer(x), x), rtol=1e-5, atol=1e-5)
+    assert not rebuilt.allclose(lora_form)
+    adapter.train()
+    assert adapter._lora_form is None  # training drops the cache
+    assert adapter(x).requires_grad  # and runs the block form with its graph
+
+
+def test_evaluation_under_autocast_uses_the_autocast_dtype_like_the_training_form():
+    adapter = layer(BoraLayer, m=32, n=32).eval()
+    x = torch.randn(4, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        lora_form = adapter(x)
+        block_form = adapter.add_update(adapter.base_layer(x), x)
+    assert lora_form.dtype == block_form.dtype
+    torch.testing.assert_close(lora_form.float(), block_form.float(), rtol=0.05, atol=0.05)
+
+
+def test_frozen_dora_computes_its_weight_norm_once_until_a_parameter_changes(monkeypatch):
+    from bora.adapters.dora import DoraLayer
+
+    adapter = layer(DoraLayer, m=16, n=12, name="dora").eval()
+    x = torch.randn(2, 12)
+    calls = []
+    norm = DoraLayer.weight_norm
+    monkeypatch.setattr(DoraLayer, "weight_norm", lambda self: calls.append(1) or norm(self))
+    with torch.no_grad():
+        first, second = adapter(x), adapter(x)
+        assert first.equal(second) and len(calls) == 1
+        adapter.A.add_(0.1)  # a changed parameter: the norm is recomputed, and the output follows
+        changed = adapter(x)
+    assert len(calls) == 2 and not changed.allclose(first)
+    adapter.train()
+    with torch.no_grad():
+        torch.testing.assert_close(adapter.update(x) + adapter.base_layer(x), changed)  # the training form agrees

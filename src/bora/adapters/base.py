@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from bora.adapters.blocks import compute_dtype
 from bora.errors import BoraError
 
 
@@ -37,6 +38,9 @@ class AdapterLayer(nn.Module):
     """A frozen ``base_layer`` plus a trainable update: ``forward(x) = base_layer(x) + update(dropout(x))``."""
 
     mergeable = True  # False for input-dependent updates (HydraLoRA) that no single dW can represent
+    # True for block methods (BoRA, MELoRA) whose frozen update is exactly a LoRA of rank b r (paper eq. 6): in
+    # evaluation they run as that LoRA, two matmuls per call instead of the block mix's many small ops per step.
+    eval_as_lora = False
 
     def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
         super().__init__()
@@ -52,6 +56,7 @@ class AdapterLayer(nn.Module):
         self.dropout = nn.Dropout(method_cfg.dropout) if method_cfg.dropout > 0 else nn.Identity()
         self.disabled = False
         self._weight_before_merge: torch.Tensor | None = None
+        self._lora_form: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # (key, A', s B') in evaluation
 
     # --- what a method defines -------------------------------------------------------------------------------
     def update(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +89,26 @@ class AdapterLayer(nn.Module):
         result = self.base_layer(x)
         if self.disabled or self.merged:
             return result
+        if self.eval_as_lora and not self.training and not torch.is_grad_enabled():
+            return self.add_lora_form(result, x)  # frozen: no dropout, no graph
         return self.add_update(result, self.dropout(self.to_adapter_dtype(x)))
+
+    def add_lora_form(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``result + x A'^T (s B')^T`` with the factors of ``lora_factors()``, built once and reused until a
+        parameter changes (an optimizer step or a load bumps its version) or the layer goes back to training."""
+        x = self.to_adapter_dtype(x)
+        dtype = compute_dtype(x, next(iter(self._parameters.values())))  # the training form's (autocast's or fp32)
+        key = (dtype, x.device, *((p._version, p.data_ptr()) for p in self._parameters.values()))
+        if self._lora_form is None or self._lora_form[0] != key:
+            lora_A, lora_B = self.lora_factors()
+            self._lora_form = (key, lora_A.to(x.device, dtype), (lora_B * self.scaling).to(x.device, dtype))
+        _, lora_A, lora_B = self._lora_form
+        return add_product(result, flat(x.to(dtype)) @ lora_A.T, lora_B)
+
+    def train(self, mode: bool = True) -> AdapterLayer:
+        if mode:
+            self._lora_form = None  # trained weights change at every step: the cache is for evaluation only
+        return super().train(mode)
 
     def to_adapter_dtype(self, x: torch.Tensor) -> torch.Tensor:
         # The base may run in bf16 while adapters keep float32 parameters: compute the update in float32

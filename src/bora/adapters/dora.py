@@ -17,6 +17,7 @@ class DoraLayer(LoraLayer):
         super().__init__(base_layer, method_cfg, name)
         with torch.no_grad():
             self.magnitude = nn.Parameter(self.base_weight().norm(dim=1))
+        self._frozen_norm: tuple[tuple, torch.Tensor] | None = None  # (parameter versions, norm) in evaluation
 
     @torch.no_grad()
     def weight_norm(self) -> torch.Tensor:
@@ -24,7 +25,18 @@ class DoraLayer(LoraLayer):
         return (self.base_weight() + (self.B @ self.A) * self.scaling).norm(dim=1)
 
     def _rescale(self) -> torch.Tensor:
-        return self.magnitude / self.weight_norm()
+        if self.training or torch.is_grad_enabled():
+            return self.magnitude / self.weight_norm()
+        # Frozen (evaluation): the norm of W + s B A changes only with the parameters; compute it once, not per call.
+        key = tuple((p._version, p.data_ptr()) for p in self._parameters.values())
+        if self._frozen_norm is None or self._frozen_norm[0] != key:
+            self._frozen_norm = (key, self.weight_norm())
+        return self.magnitude / self._frozen_norm[1]
+
+    def train(self, mode: bool = True) -> DoraLayer:
+        if mode:
+            self._frozen_norm = None
+        return super().train(mode)
 
     def _dora_output(self, base_out: torch.Tensor, x: torch.Tensor, rescale: torch.Tensor) -> torch.Tensor:
         """``(rescale - 1) W x + rescale s B A x``: what DoRA adds to the base output for input ``x``."""

@@ -15,6 +15,8 @@ from bora.adapters.blocks import add_block_update
 
 
 class MeloraLayer(AdapterLayer):
+    eval_as_lora = True  # frozen, it is exactly a LoRA of rank b r (``lora_factors``)
+
     def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
         super().__init__(base_layer, method_cfg, name)
         block_size(self, method_cfg.blocks)

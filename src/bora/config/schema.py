@@ -158,6 +158,9 @@ class ModelConfig:
     head_modules: List[str] = field(default_factory=list)  # trained fully with the task head (classification)
     lr: float = field(default=MISSING, metadata=check(above(0)))  # the paper's learning rate for this model
     dtype: DType = DType.float32  # dtype of the frozen base weights (and the compute dtype of a quantized base)
+    # The trainer's default for trainer.gradient_checkpointing: true where the paper's batch would not fit one
+    # 80 GB GPU without it (the estimate is beside the value in the model config).
+    gradient_checkpointing: bool = field(default=False, metadata=check(added=True))
     # null: the base in `dtype`; nf4: a 4-bit NormalFloat base (QLoRA; with method=sbora-fa it is QSBoRA-FA).
     # Adapters stay float32 on top of it.
     quantization: Optional[Quantization] = field(default=None, metadata=check(added=True))
