@@ -194,7 +194,7 @@ def bench_layers(labels: list[str], tokens: int, rounds: int, warmup: int) -> li
 
 def bench_model(labels: list[str], model_name: str, batch: int, length: int, rounds: int, warmup: int,
                 layers: int | None) -> list[pd.DataFrame]:
-    overrides = [f"model={model_name}"] + ([f"+model.arch.num_hidden_layers={layers}"] if layers else [])
+    overrides = [f"model={model_name}"] + ([f"++model.arch.num_hidden_layers={layers}"] if layers else [])
     model_cfg = load_config(overrides).model
     task = MODEL_TASKS[model_cfg.kind]
     base = build_from_arch(model_cfg, num_labels=2)

@@ -47,7 +47,7 @@ def bench_generation(model_name: str, layers: int | None, batch: int, prompt_len
                      rounds: int, warmup: int) -> pd.DataFrame:
     from bora.bench import Case, ratio, run_interleaved
 
-    overrides = [f"model={model_name}", "task=math"] + ([f"+model.arch.num_hidden_layers={layers}"] if layers else [])
+    overrides = [f"model={model_name}", "task=math"] + ([f"++model.arch.num_hidden_layers={layers}"] if layers else [])
     model_cfg = load_config(overrides).model
     if model_cfg.kind != "decoder":
         raise ValueError(f"--eval needs a decoder model; {model_name} is an {model_cfg.kind}")

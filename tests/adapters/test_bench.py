@@ -26,7 +26,8 @@ def test_bench_runs_and_reports_ratios(capsys):
 
 
 def test_eval_bench_compares_generation_forms_and_ends_with_the_ratio(capsys):
-    bench.main(["--eval", "--rounds", "2", "--warmup", "1", "--batch", "2", "--length", "8", "--new-tokens", "4"])
+    bench.main(["--eval", "--layers", "1", "--rounds", "2", "--warmup", "1", "--batch", "2", "--length", "8",
+                "--new-tokens", "4"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert "bora, LoRA form" in "\n".join(lines) and "bora merged" in "\n".join(lines)
     assert "generate the same tokens: True" in lines[-2]  # the LoRA form is exact, so greedy decoding agrees
