@@ -24,7 +24,7 @@ from scipy import stats as scipy_stats
 from bora.report.aggregate import Column, per_seed, seed_stats
 from bora.report.claims import verdict
 from bora.report.paper import method_label, paper_table, paper_tag
-from bora.report.render import MISSING, latex_table, number, write_outputs
+from bora.report.render import MISSING, latex_table, number, ours_cell, write_outputs
 from bora.report.specs import KEYS, membership, planned_seeds
 
 
@@ -217,17 +217,6 @@ def efficiency_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _cell(line: pd.Series) -> str:
-    if pd.isna(line["ours"]):
-        return MISSING
-    text = number(line["ours"])
-    if not pd.isna(line["spread"]):
-        text += f" ±{number(line['spread'])}"
-    if line["n"] < line["planned"]:
-        text += f" [{line['n']}/{line['planned']}]"
-    return text
-
-
 def _params(value) -> str:
     return MISSING if value is None or pd.isna(value) else f"{int(value):,}"
 
@@ -239,7 +228,7 @@ def render_study(name: str, runs: pd.DataFrame, out_dir: Path) -> tuple[str, lis
     display = []
     for label, lines in table.groupby("label", sort=False):
         row = {"method": label, "#Params": _params(lines["params"].iloc[0])}
-        row.update({line["column"]: _cell(line) for _, line in lines.iterrows()})
+        row.update({line["column"]: ours_cell(line) for _, line in lines.iterrows()})
         display.append(row)
     main = pd.DataFrame(display)
     claims = check_study_claims(study, runs)
