@@ -387,3 +387,14 @@ def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
     assert len(losses["true"]) == 4 and losses["true"][-1] < losses["true"][0]
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-4)
     assert load_config(["model=qwen2.5-14b", "task=math"]).trainer.gradient_checkpointing  # the model's default
+
+
+def test_an_export_that_fails_its_check_leaves_nothing_behind(tmp_path):
+    from bora.export import export_run
+
+    cfg = load_config([f"output_dir={tmp_path}", "model=tiny-decoder", "task=toy-math", "method=bora",
+                       "trainer.max_steps=2", "task.max_eval_samples=2", "task.max_new_tokens=2"])
+    train(cfg)
+    with pytest.raises(BoraError, match="not faithful"):
+        export_run(Path(cfg.run_dir), tmp_path / "peft", tolerance=-1.0)  # no difference passes a negative bound
+    assert not (tmp_path / "peft").exists()

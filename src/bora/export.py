@@ -10,6 +10,7 @@ The last line printed is ``max_abs_logit_diff: X``.
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
@@ -62,8 +63,9 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float = 1e-5) -> float:
     diff = float((expected - got).abs().max())
     scale = max(1.0, float(expected.abs().max()))
     if not diff <= tolerance * scale:
-        raise BoraError(f"{out_dir}: the PEFT reload differs from the trained model by {diff:.3g} in the logits "
-                        f"(tolerance {tolerance:g} x {scale:.3g}); the export is not faithful, do not use it")
+        shutil.rmtree(out_dir)  # ours (it was new or empty): an unfaithful export must not look like a result
+        raise BoraError(f"the PEFT reload differs from the trained model by {diff:.3g} in the logits (tolerance "
+                        f"{tolerance:g} x {scale:.3g}); the export is not faithful and {out_dir} was removed")
     return diff
 
 
