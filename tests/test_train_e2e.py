@@ -1,7 +1,6 @@
 """The shared trainer end to end on the tiny models: result files, resume, determinism, failures, W&B, sweeps."""
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bora.config import load_config
+from bora.config import load_config, resolved
+from bora.config.schema import validate
 from bora.errors import BoraError
 from bora.runs import latest_checkpoint
 from bora.train import train
@@ -288,19 +288,45 @@ def test_local_launcher_runs_sweep_jobs_side_by_side(tmp_path):
     assert "Joblib" in proc.stdout + proc.stderr
 
 
-def test_torchrun_data_parallel_on_cpus_writes_one_result(tmp_path):
-    """Two processes (gloo) share the data: the same steps cover twice the epochs of a single process."""
-    args = ["method=lora", "trainer.device=cpu", "trainer.max_steps=8", "task.max_eval_samples=8"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "bora.train", *args],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "BORA_OUTPUT_DIR": str(tmp_path)},
-    )
+def _launch(processes: int, args: list[str], outputs: Path) -> dict:
+    """One run with 1 process, or with ``processes`` data-parallel ranks (torchrun, gloo on CPUs); its record."""
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
+    proc = subprocess.run([sys.executable, *launcher, "-m", "bora.train", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "BORA_OUTPUT_DIR": str(outputs)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = list(Path(tmp_path).rglob("result.json"))
-    assert len(results) == 1
-    result = json.loads(results[0].read_text())
-    steps_per_epoch = math.ceil(result["train"]["examples"] / (2 * result["config"]["trainer"]["batch_size"]))
-    assert result["status"] == "success" and result["train"]["epochs"] == pytest.approx(8 / steps_per_epoch)
+    results = list(outputs.rglob("result.json"))
+    assert len(results) == 1  # rank 0 alone writes
+    return json.loads(results[0].read_text())
+
+
+def test_torchrun_trains_the_same_recipe_and_shards_evaluation(tmp_path):
+    """trainer.batch_size is the global batch: 2 processes take the same optimizer steps on the same examples as
+    one (micro-batches of 4 each), and evaluation split between them (9 questions: shards of 5 and 4) gathers the
+    same predictions and metrics."""
+    args = ["model=tiny-decoder", "task=toy-math", "method=lora", "trainer.device=cpu", "trainer.max_steps=4",
+            "trainer.batch_size=8", "trainer.logging_steps=1", "task.max_eval_samples=9", "task.max_new_tokens=8"]
+    one, two = _launch(1, args, tmp_path / "one"), _launch(2, args, tmp_path / "two")
+    assert (one["hardware"]["processes"], two["hardware"]["processes"]) == (1, 2)
+    assert one["identity"] == two["identity"]  # the world size is not part of the recipe
+    assert two["train"]["global_steps"] == one["train"]["global_steps"] == 4
+    assert two["train"]["epochs"] == pytest.approx(one["train"]["epochs"])
+    losses = [[entry["loss"] for entry in run["train"]["loss_history"]] for run in (one, two)]
+    assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+    predictions = [(Path(run["run_dir"]) / "predictions" / "toy_arith.jsonl").read_text().splitlines()
+                   for run in (one, two)]
+    assert len(predictions[0]) == 9 and predictions[1] == predictions[0]
+    assert two["metrics"] == one["metrics"]
+
+
+def test_a_global_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(BoraError, match=r"trainer.batch_size=6 \(the global batch\) does not split into "
+                                        r"trainer.grad_accum=1 x 4 processes; choose a batch size divisible by 4"):
+        validate(resolved(load_config(["trainer.batch_size=6"])))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(BoraError, match="does not split into trainer.grad_accum=4 x 1 processes"):
+        validate(resolved(load_config(["trainer.batch_size=6", "trainer.grad_accum=4"])))
+    validate(resolved(load_config(["trainer.batch_size=8", "trainer.grad_accum=4"])))  # micro-batches of 2
 
 
 @pytest.mark.parametrize("method", ["bora", "dora"])

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bora.config.identity import differing_keys, identity_values
+from bora.distributed import world_size
 from bora.errors import BoraError
 from bora.paths import PROJECT_ROOT
 from bora.record import RESULT_FILE, RunRecord, Status, Unreadable, read_record
@@ -249,6 +250,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "processes": world_size(),  # data-parallel ranks (torchrun); trainer.batch_size is the global batch
     }
     if torch.cuda.is_available():
         hardware["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

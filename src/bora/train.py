@@ -15,7 +15,6 @@ import contextlib
 import errno
 import logging
 import math
-import os
 import re
 import resource
 import shutil
@@ -33,6 +32,7 @@ from bora.config.compose import load_config, resolved, split_command_line
 from bora.config.identity import group_identity, run_identity
 from bora.config.schema import validate
 from bora.config.sweep import preflight
+from bora.distributed import is_main_process
 from bora.errors import BoraError, Diverged, Interrupted
 from bora.paths import CONF_DIR
 from bora.record import ErrorInfo, RunRecord, Status, write_record
@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> Metrics:
     config = resolved(cfg)
     validate(config)
     run_dir = Path(cfg.run_dir)
-    is_main = _is_main_process()
+    is_main = is_main_process()
     if cfg.trainer.torch_threads:
         torch.set_num_threads(cfg.trainer.torch_threads)
     precision, precision_notice = effective_precision(cfg)  # an impossible explicit precision stops here
@@ -219,14 +219,15 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     peak_train = memory.peak()
     _check_finite_weights(model, trainer.state.global_step)
 
-    if cfg.save_adapter and _is_main_process():
+    if cfg.save_adapter and is_main_process():
         from bora.adapters import save_adapters
 
         save_adapters(model, work_dir / "adapter", cfg.method)
 
     start = time.perf_counter()
     model.eval()
-    metrics = task.evaluate(model, tokenizer, cfg.trainer.eval_batch_size, work_dir)
+    # every rank evaluates its share of the test sets; rank 0 writes the predictions
+    metrics = task.evaluate(model, tokenizer, cfg.trainer.eval_batch_size, work_dir if is_main_process() else None)
     eval_seconds = time.perf_counter() - start
     undefined = dict(getattr(task, "undefined", {}))
     for sub, values in metrics.items():
@@ -286,9 +287,9 @@ def _check_finite_weights(model: torch.nn.Module, step: int) -> None:
 def _total_steps(cfg: DictConfig, args, num_examples: int) -> int:
     if cfg.trainer.max_steps > 0:
         return cfg.trainer.max_steps
-    world = max(args.world_size, 1)
-    per_epoch = -(-num_examples // (cfg.trainer.batch_size * world))  # ceil
-    return max(1, int(per_epoch // cfg.trainer.grad_accum * cfg.trainer.epochs))
+    # HF's count: each rank's micro-batches per epoch (ceil), over the accumulation steps
+    micro_batches = -(-num_examples // (args.per_device_train_batch_size * max(args.world_size, 1)))
+    return max(1, int(micro_batches // cfg.trainer.grad_accum * cfg.trainer.epochs))
 
 
 def _unfreeze_head(model: torch.nn.Module, head_modules: list[str]) -> None:
@@ -340,11 +341,6 @@ def _vm_hwm() -> int | None:
 def _flat(metrics: Metrics | None) -> dict[str, float]:
     return {f"{sub}/{name}": value for sub, values in (metrics or {}).items() for name, value in values.items()
             if value is not None}
-
-
-def _is_main_process() -> bool:
-    # torchrun / accelerate set RANK before the process group exists; rank 0 owns the run directory.
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def main() -> None:

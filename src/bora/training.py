@@ -32,6 +32,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from transformers.trainer_callback import ProgressCallback
 
 from bora.config.resolvers import method_tag
+from bora.distributed import per_device_batch, world_size
 from bora.errors import BoraError, Diverged, Interrupted
 
 log = logging.getLogger("bora.train")
@@ -278,7 +279,7 @@ def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precisio
         learning_rate=t.lr,
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
+        per_device_train_batch_size=per_device_batch(t.batch_size, t.grad_accum, world_size()),  # batch_size: global
         per_device_eval_batch_size=t.eval_batch_size,
         gradient_accumulation_steps=t.grad_accum,
         lr_scheduler_type=str(t.lr_scheduler),

@@ -10,7 +10,7 @@ import pytest
 from synthetic_results import math_metrics, method, uniform_math, write_run
 
 from bora.report import render
-from bora.report.aggregate import load_results
+from bora.report.aggregate import load_results, summarize
 from bora.report.paper import paper_table
 from bora.report.cli import render_paper_table
 from bora.report.specs import SPECS, planned_seeds
@@ -86,6 +86,25 @@ def test_a_table_takes_only_the_runs_its_experiment_plans(tmp_path):
     assert len(excluded) == 1 and "differs at trainer.lr" in excluded["reason"][0]
     markdown, _ = render_paper_table("table7", runs, tmp_path / "tables", root=tmp_path)
     assert "Not in the table (1 runs" in markdown and "seed=2-" in markdown
+
+
+def test_every_generation_table_names_its_decoding_protocol(tmp_path):
+    """The protocol comes from the runs in the table: a sweep run with task.protocol=llm_adapters says so under the
+    table (markdown and LaTeX caption) and in its summary; a GLUE table has no decoding line."""
+    overrides = ("task.protocol=llm_adapters",)
+    for seed in (0, 1):
+        write_run(tmp_path, "math", "gemma-7b", "math", BORA, seed, uniform_math(0.7), plan="table7", extra=overrides)
+    runs = load_results(tmp_path)
+    markdown, paths = render_paper_table("table7", runs, tmp_path / "tables", overrides, root=tmp_path)
+    line = "Decoding: math: task.protocol=llm_adapters (LLM-Adapters' evaluate.py: its own evaluation prompt), " \
+           "4 beams, up to 256 new tokens."
+    assert line in markdown and "70.00 ±0.00" in markdown  # both runs entered the table
+    assert "LLM-Adapters' evaluate.py" in paths[1].read_text()
+    assert line in render.summary_markdown(summarize(runs), runs)
+    write_run(tmp_path, "glue", "roberta-base", "rte", method("lora", targets="QV"), 0, {"rte": {"accuracy": 0.66}},
+              headline=0.66)
+    glue = render_paper_table("table1", load_results(tmp_path), tmp_path / "tables", root=tmp_path)[0]
+    assert "66.00 [1/3]" in glue and "Decoding" not in glue
 
 
 def test_empty_or_missing_outputs_render_empty_tables(tmp_path, capsys):

@@ -10,8 +10,9 @@ from bora import score
 from bora.config import load_config
 from bora.errors import BoraError
 from bora.tasks import build_task, llm_adapters
-from bora.tasks.generation import batched_generate
-from bora.tasks.llm_adapters import alpaca_prompt, read_records
+from bora.tasks import generation
+from bora.tasks.generation import batched_generate, generate
+from bora.tasks.llm_adapters import alpaca_prompt, evaluation_prompt, read_records
 
 PROMPT = (  # LLM-Adapters finetune.py generate_prompt, typed out independently of the implementation
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n"
@@ -32,6 +33,28 @@ PROMPT_WITH_INPUT = (
     "                ### Input:\n"
     "                2 3\n"
     "                \n"
+    "                ### Response:\n"
+    "                "
+)
+EVAL_PROMPT = (  # LLM-Adapters evaluate.py generate_prompt (task.protocol=llm_adapters), typed out independently
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request. \n"
+    "\n"
+    "                ### Instruction:\n"
+    "                Add 2 and 3.\n"
+    "\n"
+    "                ### Response:\n"
+    "                "
+)
+EVAL_PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. Write a "
+    "response that appropriately completes the request.\n"
+    "\n"
+    "                ### Instruction:\n"
+    "                Add.\n"
+    "\n"
+    "                ### Input:\n"
+    "                2 3\n"
+    "\n"
     "                ### Response:\n"
     "                "
 )
@@ -69,6 +92,37 @@ def test_alpaca_prompt_is_llm_adapters_text():
     assert alpaca_prompt("Add 2 and 3.") == PROMPT
     assert alpaca_prompt("Add 2 and 3.", "", "5") == PROMPT + "5"
     assert alpaca_prompt("Add.", "2 3") == PROMPT_WITH_INPUT
+
+
+def test_evaluation_prompt_follows_the_protocol():
+    assert evaluation_prompt("greedy", "Add 2 and 3.") == PROMPT  # the training template: train and test agree
+    assert evaluation_prompt("greedy", "Add.", "2 3") == PROMPT_WITH_INPUT
+    assert evaluation_prompt("llm_adapters", "Add 2 and 3.") == EVAL_PROMPT  # LLM-Adapters' own, byte for byte
+    assert evaluation_prompt("llm_adapters", "Add.", "2 3") == EVAL_PROMPT_WITH_INPUT
+
+
+@pytest.mark.parametrize("task, protocol, beams, new_tokens", [
+    ("math", "greedy", 1, 256), ("commonsense", "greedy", 1, 256),
+    ("math", "llm_adapters", 4, 256), ("commonsense", "llm_adapters", 4, 32),
+])
+def test_protocol_sets_beams_and_new_tokens(task, protocol, beams, new_tokens):
+    cfg = load_config(["model=tiny-decoder", f"task={task}", f"task.protocol={protocol}"]).task
+    assert (cfg.num_beams, cfg.max_new_tokens) == (beams, new_tokens)
+    chosen = load_config(["model=tiny-decoder", f"task={task}", f"task.protocol={protocol}", "task.num_beams=2",
+                          "task.max_new_tokens=7"]).task
+    assert (chosen.protocol, chosen.num_beams, chosen.max_new_tokens) == (protocol, 2, 7)  # still overridable
+
+
+def test_default_protocol_is_greedy_and_a_bad_one_is_named():
+    assert load_config(["model=tiny-decoder", "task=math"]).task.protocol == "greedy"
+    with pytest.raises(BoraError, match="llm-adapters.*greedy, llm_adapters"):
+        load_config(["model=tiny-decoder", "task=math", "task.protocol=llm-adapters"])
+
+
+def test_protocol_is_an_llm_adapters_setting_only():
+    cfg = load_config(["model=tiny-encoder", "task=rte", "task.protocol=greedy", "task.data_dir=/nonexistent"])
+    with pytest.raises(BoraError, match="task.protocol are LLM-Adapters settings"):
+        build_task(cfg.task)
 
 
 @pytest.mark.parametrize(
@@ -180,14 +234,54 @@ def test_beam_search_batched_equals_one_at_a_time_and_differs_from_greedy_somewh
     assert beams != greedy  # the setting reaches generate()
 
 
+def test_continuous_batching_generates_what_padded_batches_do(tiny_decoder):
+    """The default engine for greedy search (transformers' continuous batching) against padded batches: the same
+    text for prompts of mixed lengths, fewer slots than prompts, in the order of the prompts."""
+    _, model, tokenizer = tiny_decoder
+    prompts = [alpaca_prompt(q) for q in ("Add 2 and 3.", "What is the sum of twelve and forty one, please?", "Hi",
+                                          "Is 7 odd?", "x")] + ["short", alpaca_prompt("x", "some input")]
+    padded = generate(model, tokenizer, prompts, batch_size=3, max_new_tokens=12, engine="padded")
+    continuous = generate(model, tokenizer, prompts, batch_size=3, max_new_tokens=12, engine="continuous")
+    assert continuous == padded and len(set(padded)) > 1
+    assert generate(model, tokenizer, [], batch_size=3, max_new_tokens=12) == []  # a rank's empty share
+
+
+def test_beam_search_takes_padded_batches_and_continuous_refuses_it(tiny_decoder, monkeypatch):
+    _, model, tokenizer = tiny_decoder
+    with pytest.raises(BoraError, match="continuous decodes greedily only, but task.num_beams=4"):
+        generate(model, tokenizer, ["Hi"], batch_size=1, max_new_tokens=2, num_beams=4, engine="continuous")
+    calls = []
+    monkeypatch.setattr(generation, "batched_generate", lambda *args: calls.append(args[-1]) or ["x"])
+    monkeypatch.setattr(generation, "continuous_generate", lambda *args: calls.append("continuous") or ["y"])
+    assert generate(model, tokenizer, ["Hi"], 1, 2, num_beams=4) == ["x"]
+    assert generate(model, tokenizer, ["Hi"], 1, 2) == ["y"]
+    assert generate(model, tokenizer, ["Hi"], 1, 2, engine="padded") == ["x"]
+    assert calls == [4, "continuous", 1]
+
+
+def test_llm_adapters_protocol_reaches_the_decoder(data_dir, tiny_decoder, monkeypatch):
+    """Under task.protocol=llm_adapters the questions are asked with evaluate.py's prompt, 4 beams, 256 tokens."""
+    seen = {}
+
+    def fake_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, engine):
+        seen[desc] = (prompts[0], max_new_tokens, num_beams, engine)
+        return ["The answer is 5"] * len(prompts)
+
+    monkeypatch.setattr(llm_adapters, "generate", fake_generate)
+    reasoning(data_dir, "task.protocol=llm_adapters").evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
+    assert seen["gsm8k"] == (EVAL_PROMPT, 256, 4, "auto")
+    reasoning(data_dir).evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
+    assert seen["gsm8k"] == (PROMPT, 256, 1, "auto")
+
+
 def test_evaluate_scores_and_saves_predictions(data_dir, tiny_decoder, tmp_path, monkeypatch, capsys):
     generations = {"Add 2 and 3.": "2 + 3 = 5. The answer is 5", "Add 10 and 1.": "The answer is 12",
                    "Is 2 even?": "the correct answer is true"}
 
-    def fake_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams):
+    def fake_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, engine):
         return [next(g for q, g in generations.items() if q in p) for p in prompts]
 
-    monkeypatch.setattr(llm_adapters, "batched_generate", fake_generate)
+    monkeypatch.setattr(llm_adapters, "generate", fake_generate)
     task = reasoning(data_dir)
     metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2, out_dir=tmp_path / "run")
     assert metrics == {"gsm8k": {"accuracy": 0.5}, "boolq": {"accuracy": 1.0}, "average": {"accuracy": 0.75}}

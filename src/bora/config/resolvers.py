@@ -35,6 +35,18 @@ def method_tag(method: Mapping[str, Any]) -> str:
     return "_".join(parts).replace("/", "-").replace(" ", "")
 
 
+PROTOCOLS = ("greedy", "llm_adapters")  # bora.config.schema.DecodingProtocol, in the order by_protocol takes
+
+
+def by_protocol(protocol: Any, greedy: Any, llm_adapters: Any) -> Any:
+    """``${by_protocol:${.protocol},<greedy value>,<llm_adapters value>}``: a decoding setting of a generation task
+    that depends on its ``task.protocol`` (conf/task/base/llm_adapters.yaml)."""
+    name = getattr(protocol, "value", protocol)
+    if name not in PROTOCOLS:
+        raise ValueError(f"task.protocol={name!r} is not a decoding protocol; use one of: {', '.join(PROTOCOLS)}")
+    return greedy if name == "greedy" else llm_adapters
+
+
 def run_identity_resolver(*, _root_: DictConfig) -> str:
     """``${run_identity:}``: the first digits of the run's identity (``bora.config.identity``), from its own config."""
     from bora.config.identity import _DROPPED, DIR_LENGTH, run_identity

@@ -24,7 +24,8 @@ from typing import Any, Callable, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from bora.config.resolvers import method_tag, run_identity_resolver
+from bora.config.resolvers import by_protocol, method_tag, run_identity_resolver
+from bora.distributed import per_device_batch, world_size
 from bora.errors import BoraError
 from bora.paths import PROJECT_ROOT
 
@@ -70,6 +71,19 @@ class TaskSource(Choice):
 class EvalSplit(Choice):
     dev = "dev"  # the benchmark's dev / test sets (what the paper reports)
     heldout = "heldout"  # a fixed part of the training set, never trained on (protocol selection)
+
+
+class DecodingProtocol(Choice):
+    """How a generation task is scored (README "Protocol choices")."""
+
+    greedy = "greedy"  # the BoRA authors' pipeline: greedy search, 256 new tokens, the training prompt
+    llm_adapters = "llm_adapters"  # LLM-Adapters' evaluate.py: 4 beams, 256 new tokens (commonsense 32), its prompt
+
+
+class GenerationEngine(Choice):
+    auto = "auto"
+    continuous = "continuous"
+    padded = "padded"
 
 
 class Precision(Choice):
@@ -218,8 +232,14 @@ class TaskConfig:
     # finetune.py); their loss is scored every trainer.eval_steps and the run ends on the checkpoint with the lowest
     # (load_best_model_at_end). 0: train on every example, end on the last step.
     val_size: int = field(default=0, metadata=check(at_least(0), added=True))
-    # 1: greedy search (batched); > 1: beam search, as LLM-Adapters' evaluate.py (4 beams)
+    # The decoding protocol of a generation task: its prompt template, and (through ${by_protocol:...} in
+    # conf/task/) its num_beams and max_new_tokens, which stay overridable. null for classification tasks.
+    protocol: Optional[DecodingProtocol] = field(default=None, metadata=check(added=True))
+    # 1: greedy search; > 1: beam search, as LLM-Adapters' evaluate.py (4 beams)
     num_beams: int = field(default=1, metadata=check(at_least(1), added=True))
+    # How the test questions are batched (bora.tasks.generation): continuous (transformers' continuous batching,
+    # greedy only), padded (fixed batches, model.generate) or auto (continuous for greedy, padded for beams).
+    generation_engine: GenerationEngine = field(default=GenerationEngine.auto, metadata=check(added=True))
 
 
 @dataclass
@@ -227,7 +247,9 @@ class TrainerConfig:
     lr: float = field(default=MISSING, metadata=check(above(0)))
     epochs: float = MISSING  # > 0 unless max_steps is set (checked in validate)
     max_steps: int = field(default=-1, metadata=check(lambda v: None if v == -1 or v >= 1 else "must be -1 or >= 1"))
-    batch_size: int = field(default=MISSING, metadata=check(at_least(1, " (per device)")))
+    # The global batch of one optimizer step (the paper's); each process's micro-batch is batch_size / (grad_accum x
+    # world size), so 1 and N GPUs train the same recipe (bora.distributed).
+    batch_size: int = field(default=MISSING, metadata=check(at_least(1, " (global, per optimizer step)")))
     grad_accum: int = field(default=1, metadata=check(at_least(1)))
     warmup_ratio: float = field(default=0.0, metadata=check(in_range(0, 1)))
     warmup_steps: int = field(default=0, metadata=check(at_least(0)))  # > 0 wins over warmup_ratio
@@ -337,6 +359,8 @@ def validate(values: dict) -> None:
         if problem:
             raise BoraError(f"bad value {key}={value}: {problem}")
     trainer = values.get("trainer") or {}
+    if "batch_size" in trainer and "grad_accum" in trainer:
+        per_device_batch(trainer["batch_size"], trainer["grad_accum"], world_size())
     epochs = trainer.get("epochs", 1)
     if trainer.get("max_steps", -1) < 1 and not (isinstance(epochs, (int, float)) and 0 < epochs < math.inf):
         raise BoraError(f"bad value trainer.epochs={epochs}: must be > 0 and finite (or set trainer.max_steps)")
@@ -353,6 +377,7 @@ def register_configs() -> None:
     conf/config.yaml lists `config_schema` first, so every group config is merged onto its typed node.
     """
     OmegaConf.register_new_resolver("mul", _mul, replace=True)
+    OmegaConf.register_new_resolver("by_protocol", by_protocol, replace=True)
     OmegaConf.register_new_resolver("method_tag", method_tag, replace=True)
     OmegaConf.register_new_resolver("run_identity", run_identity_resolver, replace=True)
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)

@@ -22,7 +22,7 @@ from bora.errors import BoraError, run_tool
 from bora.report import render
 from bora.report.aggregate import load_results, problems, status_counts, summarize
 from bora.report.specs import PAPER_TABLES
-from bora.report.tables import excluded_runs, paper_comparison, table_spec
+from bora.report.tables import excluded_runs, member_configs, paper_comparison, table_spec
 
 FIGURES = ["figure3b", "figure4"]
 STUDIES = ["cpu-glue"]  # bora.report.study.STUDIES (named here so that --help does not import scipy)
@@ -33,8 +33,10 @@ def render_paper_table(name: str, runs: pd.DataFrame, out_dir: Path, overrides=(
     """One paper table into ``out_dir`` (md, tex, csv); ``root``: the outputs folder (run paths are shown from it)."""
     spec = table_spec(name)
     frame = paper_comparison(name, runs, overrides)
-    markdown = render.comparison_markdown(frame, spec, excluded_runs(name, runs, overrides), root)
-    return markdown, render.write_outputs(out_dir / name, markdown, render.comparison_latex(frame, spec), frame)
+    decoding = render.decoding_line(member_configs(name, runs, overrides))
+    markdown = render.comparison_markdown(frame, spec, excluded_runs(name, runs, overrides), root, decoding)
+    return markdown, render.write_outputs(out_dir / name, markdown, render.comparison_latex(frame, spec, decoding),
+                                          frame)
 
 
 def render_experiment(experiment: str, runs: pd.DataFrame, out_dir: Path) -> tuple[str, list[Path]]:

@@ -79,6 +79,24 @@ def comparison_rows(frame: pd.DataFrame, spec) -> pd.DataFrame:
     return pd.DataFrame(display)
 
 
+PROTOCOL_NAMES = {"greedy": "the BoRA authors' pipeline: the training template as prompt",
+                  "llm_adapters": "LLM-Adapters' evaluate.py: its own evaluation prompt"}
+
+
+def decoding_line(configs) -> str:
+    """How the generation runs among ``configs`` (resolved run configs) were decoded, one clause per task and
+    setting (``task.protocol``, ``task.num_beams``, ``task.max_new_tokens``); empty when none is a generation run."""
+    settings: dict[tuple, None] = {}
+    for config in configs:
+        task = config.get("task") or {}
+        if task.get("kind") == "generation":
+            settings[(task.get("name"), task.get("protocol"), task.get("num_beams"), task.get("max_new_tokens"))] = None
+    clauses = [f"{name}: task.protocol={protocol} ({PROTOCOL_NAMES.get(str(protocol), 'unknown protocol')}), "
+               f"{beams} beam{'s' if beams != 1 else ''}, up to {new_tokens} new tokens"
+               for name, protocol, beams, new_tokens in sorted(settings, key=str)]
+    return f"Decoding: {'; '.join(clauses)}." if clauses else ""
+
+
 def legend(spec) -> str:
     what = "standard deviation over seeds" if spec.statistic == "std" else "mean ±std over seeds"
     return (f"paper: the paper's number; ours: {what} of our successful runs ({spec.experiment_name} results, "
@@ -100,9 +118,11 @@ def excluded_markdown(excluded: pd.DataFrame | None, root: Path | None = None) -
 
 
 def comparison_markdown(frame: pd.DataFrame, spec, excluded: pd.DataFrame | None = None,
-                        root: Path | None = None) -> str:
+                        root: Path | None = None, decoding: str = "") -> str:
+    """A paper table as markdown; ``decoding``: its runs' ``decoding_line``, shown under the legend."""
     body = comparison_rows(frame, spec).to_markdown(index=False, disable_numparse=True)
-    return f"### {spec.title}\n\n{body}\n\n{legend(spec)}{excluded_markdown(excluded, root)}"
+    note = f"\n\n{decoding}" if decoding else ""
+    return f"### {spec.title}\n\n{body}\n\n{legend(spec)}{note}{excluded_markdown(excluded, root)}"
 
 
 WIDE = 7  # tables with more columns are scaled to the text width (\\resizebox; needs \\usepackage{graphicx})
@@ -136,8 +156,9 @@ def _escape(text: str) -> str:
     return text.replace("±", r"$\pm$").replace(MISSING, "--")
 
 
-def comparison_latex(frame: pd.DataFrame, spec) -> str:
-    return latex_table(comparison_rows(frame, spec), f"{spec.title}. {legend(spec)}")
+def comparison_latex(frame: pd.DataFrame, spec, decoding: str = "") -> str:
+    return latex_table(comparison_rows(frame, spec), " ".join(filter(None, [f"{spec.title}.", legend(spec),
+                                                                             decoding])))
 
 
 def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -168,6 +189,9 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     parts = [f"### {title}\n\n{table.to_markdown(index=False, disable_numparse=True)}"
              for title, table in summary_rows(summary).items()]
     parts.append("Metrics x100, mean ±std (ddof=1) over the seeds of successful runs; seeds: how many finished.")
+    decoding = decoding_line(runs[runs["status"] == "success"]["config"])
+    if decoding:
+        parts.append(decoding)
     return "\n\n".join(parts)
 
 

@@ -99,6 +99,14 @@ def excluded_runs(name: str, runs: pd.DataFrame, overrides: Sequence[str] = ()) 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_dir", "status", "reason"])
 
 
+def member_configs(name: str, runs: pd.DataFrame, overrides: Sequence[str] = ()) -> list[dict]:
+    """The configs of the runs that enter a paper table (what its decoding line describes)."""
+    spec = table_spec(name)
+    sources = [SPECS["table2"], SPECS["table3"]] if name == "table6" else [spec]
+    return [config for s in sources
+            for config in membership(runs, s.experiment_name, s.experiment, overrides)[0]["config"]]
+
+
 def table_spec(name: str) -> TableSpec:
     if name == "table6":
         return TABLE6

@@ -1,12 +1,91 @@
-"""Batched decoding for the generation tasks (greedy or beam search): left padding, attention mask, only the new
-tokens decoded."""
+"""Decoding the test questions of the generation tasks: two engines, the same predictions.
+
+- ``continuous``: transformers' continuous batching (``generate_batch``, paged attention): up to ``batch_size``
+  questions decode at once and a finished one hands its slot to the next, so no batch waits for its one runaway row
+  (LLM-Adapters allows 256 new tokens). Greedy search only.
+- ``padded``: batches of ``batch_size`` prompts, longest first, left padding, ``model.generate``; greedy or beam search.
+
+``task.generation_engine=auto`` (default) takes ``continuous`` for greedy search and ``padded`` for beams.
+Measured here (CPU, SmolLM2-135M-Instruct, 32 gsm8k questions, batch 8, up to 256 new tokens, answers of 32-256
+tokens): continuous 312 s against padded 380 s (0.82x), identical generations for all 32. When every row runs to the
+limit there is nothing to refill and continuous costs more per token (1.4x on the same model, 96 tokens each).
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 from tqdm import tqdm  # text bars also in notebooks (tqdm.auto warns there without ipywidgets)
 from transformers import GenerationConfig, PreTrainedTokenizerBase
+
+from bora.errors import BoraError
+
+ENGINES = ("auto", "continuous", "padded")
+PAGE_TOKENS = 32  # KV-cache page on a CPU; transformers sizes the cache from free GPU memory on a GPU
+
+
+def generate(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+    desc: str = "generate",
+    num_beams: int = 1,
+    engine: str = "auto",
+) -> list[str]:
+    """The decoded continuation of every prompt (special tokens dropped), in the order of ``prompts``."""
+    if engine not in ENGINES:
+        raise BoraError(f"task.generation_engine={engine!r}: use one of {', '.join(ENGINES)}")
+    if engine == "continuous" and num_beams != 1:
+        raise BoraError(f"task.generation_engine=continuous decodes greedily only, but task.num_beams={num_beams}; "
+                        "use task.generation_engine=padded (or auto) for beam search")
+    if engine == "padded" or (engine == "auto" and num_beams != 1):
+        return batched_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams)
+    return continuous_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc)
+
+
+def continuous_generate(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+    desc: str = "generate",
+) -> list[str]:
+    """Greedy decoding with transformers' continuous batching, at most ``batch_size`` questions at a time."""
+    from transformers import ContinuousBatchingConfig
+
+    if not prompts:
+        return []
+    ids = [tokenizer(prompt)["input_ids"] for prompt in prompts]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad_id,
+                              eos_token_id=tokenizer.eos_token_id)
+    cache = {"max_requests_per_batch": batch_size}
+    if next(model.parameters()).device.type == "cpu":
+        # Sized from the memory it needs: left to itself on a CPU, the cache sizes for all of host memory and a
+        # tiny model spends seconds per question on it.
+        longest = max(map(len, ids)) + max_new_tokens
+        cache |= {"page_size": PAGE_TOKENS, "num_blocks": batch_size * math.ceil(longest / PAGE_TOKENS) + 1,
+                  "max_batch_tokens": batch_size * 2 * PAGE_TOKENS, "use_async_batching": False,
+                  "use_cuda_graph": False}
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = model.generate_batch(inputs=ids, generation_config=config, warmup=False,
+                                       continuous_batching_config=ContinuousBatchingConfig(**cache),
+                                       progress_bar=True)
+    finally:
+        model.train(was_training)
+    # generate_batch logs a failure instead of raising, and returns the finished requests in input order
+    failed = [index for index, output in enumerate(outputs.values()) if output.error]
+    if len(outputs) != len(prompts) or failed:
+        raise BoraError(f"{desc}: continuous batching returned {len(outputs) - len(failed)} of {len(prompts)} "
+                        "generations (see the log above); task.generation_engine=padded decodes without it")
+    return [tokenizer.decode(output.generated_tokens, skip_special_tokens=True) for output in outputs.values()]
 
 
 def batched_generate(
@@ -18,7 +97,7 @@ def batched_generate(
     desc: str = "generate",
     num_beams: int = 1,
 ) -> list[str]:
-    """The decoded continuation of every prompt (special tokens dropped), in the order of ``prompts``.
+    """The ``padded`` engine: the decoded continuation of every prompt (special tokens dropped), in order.
 
     ``num_beams`` 1 is greedy search; more is beam search (LLM-Adapters' evaluate.py uses 4), deterministic too.
 

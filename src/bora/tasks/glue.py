@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm  # text bars also in notebooks (tqdm.auto warns there without ipywidgets)
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from bora.distributed import gather, shard
 from bora.errors import BoraError, Diverged
 from bora.tasks.base import Metrics, Task, split_heldout, train_slice
 from bora.tasks.sources import GlueSpec, glue_spec
@@ -115,8 +116,9 @@ class GlueTask(Task):
             raise BoraError(f"task {task_cfg.name}: task.kind={task_cfg.kind} but GLUE {task_cfg.glue_task} is "
                             f"{self.kind}; set task.kind={self.kind}")
         self.num_labels = self.spec.num_labels
-        if task_cfg.val_size or task_cfg.num_beams != 1:
-            raise BoraError(f"task.val_size / task.num_beams are LLM-Adapters settings; GLUE task {task_cfg.name} "
+        if task_cfg.val_size or task_cfg.num_beams != 1 or task_cfg.protocol is not None:
+            raise BoraError(f"task.val_size / task.num_beams / task.protocol are LLM-Adapters settings; GLUE task "
+                            f"{task_cfg.name} "
                             "evaluates on its dev split (a held-out part of train: task.eval_split=heldout)")
         if not task_cfg.data_dir and not task_cfg.hub_dataset:
             raise BoraError(f"task {task_cfg.name}: set task.data_dir (GLUE_DIR) or task.hub_dataset")
@@ -164,6 +166,8 @@ class GlueTask(Task):
     def predict(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, data: datasets.Dataset,
                 batch_size: int, desc: str) -> np.ndarray:
         """Class ids (regression: scores) of the model on raw rows, in order."""
+        if len(data) == 0:  # a rank's share of a set smaller than the world
+            return np.empty(0, dtype=np.float32 if self.kind == "regression" else np.int64)
         encoded = self._tokenize(data, tokenizer, f"tokenize {desc}").remove_columns("labels")
         collate = self.data_collator(tokenizer)
         device = next(model.parameters()).device
@@ -195,7 +199,8 @@ class GlueTask(Task):
             if self.cfg.max_eval_samples is not None:
                 data = data.select(range(min(self.cfg.max_eval_samples, len(data))))
             desc = f"{self.cfg.name} held-out train" if key == HELDOUT else f"{self.cfg.name}{key} dev"
-            predictions = self.predict(model, tokenizer, data, batch_size, desc)
+            mine = self.predict(model, tokenizer, data.select(shard(len(data))), batch_size, desc)
+            predictions = np.asarray(gather(list(mine), len(data)))  # under torchrun each rank predicts its share
             references = np.asarray(data["label"])
             label = self.cfg.name if key == HELDOUT else f"{self.cfg.name}{key}"  # the held-out part is the task
             metrics[label] = self._score(metric, predictions, references, label)

@@ -14,17 +14,18 @@ import datasets
 from torch import nn
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
+from bora.distributed import gather, shard
 from bora.errors import BoraError
 from bora.tasks import answers
 from bora.tasks.base import Metrics, Task, train_slice
-from bora.tasks.generation import batched_generate
+from bora.tasks.generation import generate
 from bora.tasks.sources import llm_adapters_dir
 
 log = logging.getLogger(__name__)
 
 # LLM-Adapters finetune.py `generate_prompt`, verbatim: its indentation and trailing spaces are part of what the
-# models are trained on. Evaluation prompts are the same text with an empty output (the prompt masked out of the
-# loss in training), so train and test prompts agree token for token.
+# models are trained on. Under task.protocol=greedy, evaluation prompts are the same text with an empty output (the
+# prompt masked out of the loss in training), so train and test prompts agree token for token.
 _INDENT = " " * 16
 PROMPT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n\n"
@@ -38,6 +39,21 @@ PROMPT_WITH_INPUT = (
     f"{_INDENT}### Input:\n{_INDENT}{{input}}\n{_INDENT}\n"
     f"{_INDENT}### Response:\n{_INDENT}{{output}}"
 )
+# LLM-Adapters evaluate.py / commonsense_evaluate.py `generate_prompt`, verbatim: the evaluation prompt of
+# task.protocol=llm_adapters. Its whitespace is not the training template's: one space after "request." (none when
+# there is an input) and no indentation on the blank lines.
+EVAL_PROMPT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request. \n\n"
+    f"{_INDENT}### Instruction:\n{_INDENT}{{instruction}}\n\n"
+    f"{_INDENT}### Response:\n{_INDENT}"
+)
+EVAL_PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    f"{_INDENT}### Instruction:\n{_INDENT}{{instruction}}\n\n"
+    f"{_INDENT}### Input:\n{_INDENT}{{input}}\n\n"
+    f"{_INDENT}### Response:\n{_INDENT}"
+)
 TRAIN_FIELDS = ("instruction", "input", "output")
 TEST_FIELDS = ("instruction", "answer")
 IGNORE_INDEX = -100  # label of tokens outside the loss
@@ -46,6 +62,15 @@ IGNORE_INDEX = -100  # label of tokens outside the loss
 def alpaca_prompt(instruction: str, input: str = "", output: str = "") -> str:
     template = PROMPT_WITH_INPUT if input else PROMPT
     return template.format(instruction=instruction, input=input, output=output)
+
+
+def evaluation_prompt(protocol: str, instruction: str, input: str = "") -> str:
+    """The prompt a test question is asked with: under ``greedy`` (the BoRA authors' pipeline) the training
+    template with an empty response, so train and test prompts agree token for token; under ``llm_adapters``
+    LLM-Adapters' own evaluation prompt."""
+    if protocol == "llm_adapters":
+        return (EVAL_PROMPT_WITH_INPUT if input else EVAL_PROMPT).format(instruction=instruction, input=input)
+    return alpaca_prompt(instruction, input)
 
 
 def read_records(path: Path, fields: tuple[str, ...]) -> list[dict]:
@@ -97,8 +122,8 @@ VAL_SPLIT_SEED = 42  # LLM-Adapters' finetune.py: train_test_split(test_size=val
 
 
 class ReasoningTask(Task):
-    """Train on ``task.train_file``; test by generation (greedy, or ``task.num_beams`` beams) on every
-    ``task.test_sets`` entry."""
+    """Train on ``task.train_file``; test by generation on every ``task.test_sets`` entry, as ``task.protocol``
+    says (prompt, ``task.num_beams``, ``task.max_new_tokens``)."""
 
     kind = "generation"
     num_labels = None
@@ -109,6 +134,9 @@ class ReasoningTask(Task):
             raise BoraError(f"task {task_cfg.name}: set task.train_file (a JSON file in task.data_dir)")
         if not task_cfg.test_sets:
             raise BoraError(f"task {task_cfg.name}: task.test_sets is empty; name at least one test set")
+        if task_cfg.protocol is None:
+            raise BoraError(f"task {task_cfg.name}: set task.protocol (greedy or llm_adapters) to say how its test "
+                            "sets are decoded; conf/task/base/llm_adapters.yaml sets greedy")
         if task_cfg.eval_split != "dev":
             raise BoraError(f"task.eval_split={task_cfg.eval_split!r}: LLM-Adapters tasks score their test sets only; "
                             "use task.eval_split=dev")
@@ -180,9 +208,11 @@ class ReasoningTask(Task):
         tests = {name: self.test_records(name) for name in self.cfg.test_sets}
         metrics: Metrics = {}
         for name, records in tests.items():
-            prompts = [alpaca_prompt(r["instruction"], r.get("input") or "") for r in records]
-            generations = batched_generate(model, tokenizer, prompts, batch_size, self.cfg.max_new_tokens, desc=name,
-                                          num_beams=self.cfg.num_beams)
+            prompts = [evaluation_prompt(self.cfg.protocol, r["instruction"], r.get("input") or "") for r in records]
+            mine = [prompts[i] for i in shard(len(prompts))]  # under torchrun each rank decodes its share
+            generations = gather(generate(model, tokenizer, mine, batch_size, self.cfg.max_new_tokens, desc=name,
+                                          num_beams=self.cfg.num_beams,
+                                          engine=str(self.cfg.generation_engine)), len(prompts))
             rows = []
             for index, (record, generation) in enumerate(zip(records, generations)):
                 prediction, correct = answers.score(name, generation, record["answer"])
