@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
+import pytest
 import torch
 
 from bora import bench
@@ -33,3 +37,93 @@ def test_eval_bench_compares_generation_forms_and_ends_with_the_ratio(capsys):
     assert "generate the same tokens: True" in lines[-2]  # the LoRA form is exact, so greedy decoding agrees
     name, value = lines[-1].split(": ")
     assert name == "bora_eval_time_x_lora" and float(value) > 0
+
+
+def _markdown_rows(out: str, first_column: str) -> list[dict[str, str]]:
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    start = next(i for i, line in enumerate(lines) if line.strip("| ").startswith(first_column))
+    header = [cell.strip() for cell in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) != len(header):
+            break
+        rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def test_table4_mode_reports_every_method_beside_the_papers_ratios(capsys):
+    from bora.bench_table4 import TABLE4
+
+    # one round: "time x lora" is then exactly that round's step time over LoRA's
+    bench.main(["--table4", "--model", "tiny-decoder", "--layers", "1", "--rounds", "1", "--warmup", "1"])
+    out = capsys.readouterr().out
+    assert "### Table 4: tiny-decoder (1 layer), batch 4 x 256 tokens, targets QKV" in out  # the paper's setting
+    rows = {row["method"]: row for row in _markdown_rows(out, "method")}
+    assert list(rows) == list(TABLE4)
+    lora = rows["lora (r=8)"]
+    assert float(lora["time x lora"]) == float(lora["mem x lora"]) == 1.0
+    for row in rows.values():
+        assert float(row["params M"]) > 0 and float(row["step ms"]) > 0 and float(row["peak GB"]) > 0
+        step = float(row["step ms"]) / float(lora["step ms"])
+        peak = float(row["peak GB"]) / float(lora["peak GB"])
+        assert abs(float(row["time x lora"]) - step) < 2e-3 * step  # both printed to 4 digits
+        assert abs(float(row["mem x lora"]) - peak) < 2e-3 * peak
+    in_paper = ["lora (r=8)", "bora (r=8, b=16)", "melora (r=8, 4 blocks)", "hydralora (r=4, 3 heads)", "dora (r=8)"]
+    for name, row in rows.items():
+        assert (row["paper time x lora"] != "") == (name in in_paper)
+        assert (row["paper mem x lora"] != "") == (name in in_paper)
+    assert float(rows["bora (r=8, b=16)"]["paper time x lora"]) == round(18.6 / 18.5, 4)  # paper Table 4
+    assert float(rows["dora (r=8)"]["paper mem x lora"]) == round(24.36 / 23.57, 4)
+    assert float(rows["bora (r=8, b=16)"]["paper params M"]) == 4.92
+    summary = dict(line.split(": ", 1) for line in out.strip().splitlines()[-4:])
+    assert list(summary) == ["bora_time_x_lora", "bora_mem_x_lora", "dora_time_x_peft_dora", "dora_mem_x_peft_dora"]
+
+
+def test_cuda_without_a_cuda_device_is_a_one_line_error(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--table4", "--device", "cuda"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device cuda" in err and "--device cpu" in err
+
+
+def test_adapter_sets_swap_in_and_out_of_one_base_model():
+    from bora.bench_swap import AdapterSet
+    from bora.config import load_config
+    from bora.models import build_from_arch
+
+    cfg = load_config(["model=tiny-decoder", "task=math", "method=bora", "method.blocks=4"])
+    base = build_from_arch(cfg.model).eval()
+    ids = torch.randint(5, 200, (2, 8), generator=torch.Generator().manual_seed(0))
+    plain = base(input_ids=ids).logits
+    adapters = AdapterSet.inject(base, cfg.method, cfg.model.targets)
+    assert all(type(base.get_submodule(name)) is torch.nn.Linear for name in adapters.names)  # built outside
+    adapters.host.eval()  # no dropout: the host keeps its own train / eval mode
+    with torch.no_grad():
+        for module in adapters.modules.values():
+            module.B.normal_()
+    merged = adapters.merged()
+    adapters.install()
+    adapted = base(input_ids=ids).logits
+    adapters.remove()
+    assert torch.equal(base(input_ids=ids).logits, plain)  # the originals are back, untouched
+    merged.install()
+    assert torch.allclose(base(input_ids=ids).logits, adapted, atol=1e-4)
+    merged.remove()
+    assert not torch.allclose(adapted, plain) and torch.equal(base(input_ids=ids).logits, plain)
+
+
+def test_gpu_check_script_parses():
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    header = script.read_text().split("set -euo pipefail")[0]
+    assert all(package in header for package in ("hydra-core", "pandas", "tabulate"))
+
+
+def test_decoding_bench_needs_a_model_with_real_weights(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--decoding", "--model", "tiny-decoder", "--rounds", "1"])
+    assert exit_info.value.code != 0
+    assert "--decoding needs a decoder with real weights" in capsys.readouterr().err

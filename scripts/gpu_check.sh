@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# GPU check (issue 12 item 6): the paper's Table 4 on LLaMA-3-8B's architecture with random weights (step time and
+# peak memory at batch 4 x 256 tokens, bf16: LoRA, BoRA b=8 / b=16, MELoRA, HydraLoRA, DoRA, PEFT's DoRA, ratios to
+# LoRA beside the paper's), then generation throughput (LoRA, BoRA block form, BoRA LoRA form, merged). No hub, no
+# weights to download. Sized for one H100: about 3 minutes expected; the benches are capped at 4.5 and 3 minutes,
+# so the whole script stays under 8.
+#
+# Needs a CUDA build of torch plus transformers, peft and accelerate (a GPU machine may have only those) and this
+# checkout. Beyond those, `python -m bora.bench` imports three packages: hydra-core (with omegaconf and
+# antlr4-python3-runtime), pandas (with python-dateutil) and tabulate (for pandas' to_markdown). The script
+# pip-installs whichever of them is missing, or stops with one line when it cannot (no network). bora itself runs
+# from the checkout (PYTHONPATH=src): nothing to build, as `pip install --no-deps -e .` would need setuptools from
+# the network.
+#
+# Usage: scripts/gpu_check.sh [OUT_DIR]   (default: $OUT, else outputs/gpu-check). Writes OUT_DIR/gpu_check.log;
+# exits non-zero when a bench failed or ran past its cap. Knobs: PYTHON (default python), ROUNDS (Table 4 timed
+# rounds, default 30), EVAL_ROUNDS (default 5); for a dry run of this script on a CPU:
+#   DEVICE=cpu EXTRA="--model tiny-decoder --layers 1 --batch 1 --length 16 --new-tokens 4" scripts/gpu_check.sh
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT_DIR="${1:-${OUT:-$REPO/outputs/gpu-check}}"
+PYTHON="${PYTHON:-python}"
+ROUNDS="${ROUNDS:-30}"
+EVAL_ROUNDS="${EVAL_ROUNDS:-5}"
+DEVICE="${DEVICE:-cuda}"
+read -r -a EXTRA <<<"${EXTRA:-}"
+mkdir -p "$OUT_DIR"
+LOG="$OUT_DIR/gpu_check.log"
+: > "$LOG"
+export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+cd "$REPO"
+
+# module -> the pip requirement that provides it (versions as in pyproject.toml)
+declare -A NEEDED=([hydra]="hydra-core>=1.3.2" [omegaconf]="omegaconf>=2.3" [pandas]="pandas>=2.0"
+                   [tabulate]="tabulate>=0.9")
+missing=()
+for module in "${!NEEDED[@]}"; do
+  "$PYTHON" -c "import $module" 2>/dev/null || missing+=("${NEEDED[$module]}")
+done
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}" | tee -a "$LOG"
+  # keep the machine's numpy (torch was built against it): pip picks a pandas that works with it
+  numpy_pin=$("$PYTHON" -c "import numpy; print('numpy==' + numpy.__version__)" 2>/dev/null || true)
+  if ! "$PYTHON" -m pip install -q "${missing[@]}" $numpy_pin >>"$LOG" 2>&1; then
+    echo "error: pip could not install ${missing[*]} (no network?); install them on this machine, then rerun" \
+      | tee -a "$LOG" >&2
+    exit 1
+  fi
+fi
+
+failed=0
+run() {  # run <seconds> <command...>: echo it, run it with a time cap, keep its output in the log
+  local limit="$1" start=$SECONDS status=0; shift
+  echo "\$ $*" | tee -a "$LOG"
+  timeout "$limit" "$@" 2>&1 | tee -a "$LOG" || status=$?
+  echo "(exit $status, $((SECONDS - start)) s)" | tee -a "$LOG"
+  ((status == 0)) || failed=1
+}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+  "$PYTHON" -c "import torch, transformers, peft, accelerate as acc
+print('torch', torch.__version__, 'cuda', torch.version.cuda, '| transformers', transformers.__version__,
+      '| peft', peft.__version__, '| accelerate', acc.__version__)"
+  git log -1 --format='commit %h %s' 2>/dev/null || true
+} 2>&1 | tee -a "$LOG"
+
+run 270 "$PYTHON" -m bora.bench --table4 --device "$DEVICE" --dtype bf16 --rounds "$ROUNDS" --warmup 3 \
+  ${EXTRA[@]+"${EXTRA[@]}"}
+run 180 "$PYTHON" -m bora.bench --eval --model llama-3-8b --device "$DEVICE" --dtype bf16 --batch 4 --length 128 \
+  --new-tokens 64 --rounds "$EVAL_ROUNDS" --warmup 1 ${EXTRA[@]+"${EXTRA[@]}"}
+echo "log: $LOG"
+exit "$failed"
