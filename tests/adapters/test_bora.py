@@ -5,23 +5,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bora.adapters.bora import BoraLayer
 from bora.adapters.lora import LoraLayer
 from bora.adapters.melora import MeloraLayer
+from bora.adapters.registry import layer_arguments
 
 
-def method(**fields):
+def method(**fields) -> dict:
     defaults = {"name": "bora", "r": 4, "alpha": 8, "dropout": 0.0, "blocks": 4, "use_exp": True, "use_norm": True}
-    return OmegaConf.create({**defaults, **fields})
+    return {**defaults, **fields}
 
 
 def layer(cls=BoraLayer, m=24, n=16, seed=0, **fields) -> nn.Module:
+    """A ``cls`` layer with the fields of ``method(**fields)`` that it takes, as the injection passes them."""
     torch.manual_seed(seed)
-    adapter = cls(nn.Linear(n, m), method(**fields), name="layer")
+    adapter = cls(nn.Linear(n, m), name="layer", **layer_arguments(cls, method(**fields)))
     with torch.no_grad():
         for p in adapter.parameters():
             if p is not adapter.base_layer.weight and p is not adapter.base_layer.bias:
@@ -175,7 +176,7 @@ def test_ablation_switches():
 
 
 def test_sigma_initialised_like_A():
-    bora = BoraLayer(nn.Linear(4096, 1024), method(r=8, blocks=16))
+    bora = BoraLayer(nn.Linear(4096, 1024), r=8, alpha=8, dropout=0.0, blocks=16)
     bound_A = 1 / 4096**0.5  # kaiming-uniform with a = sqrt(5): bound = 1 / sqrt(fan_in)
     assert bora.A.abs().max() <= bound_A and bora.A.abs().max() > 0.9 * bound_A
     bound_sigma = 1 / (16 * 8) ** 0.5  # fan_in of a (b, b, r) tensor is b * r
@@ -197,16 +198,19 @@ def test_block_update_passes_gradcheck(with_mix, block_path):
 
 @pytest.mark.parametrize("cls, fields", [(BoraLayer, {}), (BoraLayer, {"use_exp": False}),
                                          (BoraLayer, {"use_norm": False}), (MeloraLayer, {"name": "melora"})])
-def test_evaluation_runs_the_equivalent_lora_and_equals_the_training_form(cls, fields):
-    """Frozen BoRA / MELoRA evaluate as the rank-b r LoRA of eq. 6, built once: same outputs as the block form."""
-    adapter = layer(cls, m=32, n=24, dropout=0.1, **fields)
-    x = torch.randn(3, 5, 24)
+@pytest.mark.parametrize("m, n, dense", [(32, 24, True), (96, 80, False)])
+def test_evaluation_runs_the_equivalent_lora_and_equals_the_training_form(cls, fields, m, n, dense):
+    """Frozen BoRA / MELoRA evaluate as the rank-b r LoRA of eq. 6 (as its dense product where the rank is near the
+    layer's width), built once: same outputs as the block form."""
+    adapter = layer(cls, m=m, n=n, dropout=0.1, **fields)
+    x = torch.randn(3, 5, n)
     adapter.eval()
     with torch.no_grad():
         block_form = adapter.add_update(adapter.base_layer(x), x)
         lora_form = adapter(x)
         cached = adapter._lora_form
         assert cached is not None and adapter(x).equal(lora_form) and adapter._lora_form is cached  # reused
+        assert (cached[1] is None) == dense
     torch.testing.assert_close(lora_form, block_form, rtol=1e-5, atol=1e-5)
 
     with torch.no_grad():

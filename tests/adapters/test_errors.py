@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from adapter_helpers import base_model, config
+from torch import nn
 
 from bora.adapters import has_adapters, inject
+from bora.adapters.bora import BoraLayer
+from bora.adapters.hydralora import HydraLoraLayer
+from bora.adapters.lora import LoraLayer
 from bora.errors import BoraError
 
 
@@ -57,6 +61,18 @@ def test_layers_refuse_what_the_schema_refuses_for_library_callers(method, chang
     with pytest.raises(BoraError, match=message):
         inject(model, _with(cfg.method, **change), cfg.model.targets)
     assert_untouched(model, before, flags)
+
+
+@pytest.mark.parametrize(("layer_cls", "change", "message"), [
+    (LoraLayer, {"r": 0}, r"method.r=0 must be a positive integer"),
+    (LoraLayer, {"dropout": 1.5}, r"method.dropout=1.5 must be in \[0, 1\)"),
+    (BoraLayer, {"blocks": 3}, r"method.blocks=3 does not divide layer q_proj"),
+    (HydraLoraLayer, {"heads": None}, r"method.heads=None must be a positive integer"),
+])
+def test_layers_built_directly_check_their_arguments(layer_cls, change, message):
+    with pytest.raises(BoraError, match=message) as error:
+        layer_cls(nn.Linear(16, 8), name="q_proj", **{"r": 4, "alpha": 8, "dropout": 0.0, **change})
+    assert "\n" not in str(error.value)
 
 
 def test_unknown_method_targets_matching_nothing_and_reinjection():

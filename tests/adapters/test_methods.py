@@ -143,3 +143,19 @@ def test_adapters_on_a_bf16_base_are_float32(method):
     inject(model, cfg.method, cfg.model.targets, total_steps=20)
     assert {p.dtype for _, p in adapter_parameters(model)} == {torch.float32}
     assert all(p.dtype == torch.bfloat16 for name, p in model.named_parameters() if not p.requires_grad)
+
+
+def test_every_layer_argument_is_a_method_config_field():
+    """Layers get their settings by name from the method config (``registry.layer_arguments``): a misspelt argument
+    with a default would silently never be set, so every one must be a ``MethodConfig`` field."""
+    import dataclasses
+    import inspect
+
+    from bora.adapters import METHODS
+    from bora.config.schema import MethodConfig
+
+    fields = {f.name for f in dataclasses.fields(MethodConfig)}
+    for method, layer_cls in METHODS.items():
+        parameters = inspect.signature(layer_cls).parameters.values()
+        arguments = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY} - {"name"}
+        assert {"r", "alpha", "dropout"} <= arguments <= fields, method

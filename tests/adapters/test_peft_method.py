@@ -46,6 +46,18 @@ def test_peft_lora_counts_like_ours():
     assert counts[0] == counts[1] > 0
 
 
+def test_peft_dora_counts_like_ours_and_like_its_trainable_parameters():
+    """PEFT lists a DoRA layer's magnitude vector twice in its adapter names; each parameter counts once."""
+    counts = []
+    for method, extra in (("dora", []), ("peft", ["+method.peft.use_dora=true"])):
+        cfg = config(method, "tiny-decoder", *extra)
+        model = base_model(cfg)
+        inject(model, cfg.method, cfg.model.targets)
+        counts.append(count_adapter_params(model))
+        assert counts[-1] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert counts[0] == counts[1] > 0
+
+
 def test_ia3_scales_keys_values_and_the_ffn_input():
     _, model = adapted_model("ia3", randomize=False)
     layers = dict(peft_layers(model))

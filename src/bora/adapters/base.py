@@ -1,9 +1,13 @@
 """The shape every adapter method shares: wrap a frozen ``nn.Linear``, add an update, merge / unmerge it.
 
 A method is one subclass of ``AdapterLayer`` (its parameters, ``update(x)`` and ``delta_weight()``) plus a registry
-entry in ``bora.adapters.registry``. Shapes follow the paper: the base weight ``W`` is ``m x n`` (``m`` =
-out_features, ``n`` = in_features). Adapter parameters live in float32 on the base weight's device (also on the meta
-device, so parameters of a 14B model can be counted without weights).
+entry in ``bora.adapters.registry``. A layer takes the settings it uses as keyword-only arguments named like the
+method config's fields (``r``, ``alpha``, ``dropout``, ``blocks``, ...), as PEFT's ``update_layer(r, lora_alpha, ...)``
+does, and checks them itself; ``registry.layer_arguments`` is the one place that reads them from a config.
+
+Shapes follow the paper: the base weight ``W`` is ``m x n`` (``m`` = out_features, ``n`` = in_features). Adapter
+parameters live in float32 on the base weight's device (also on the meta device, so parameters of a 14B model can be
+counted without weights).
 """
 
 from __future__ import annotations
@@ -42,21 +46,22 @@ class AdapterLayer(nn.Module):
     # evaluation they run as that LoRA, two matmuls per call instead of the block mix's many small ops per step.
     eval_as_lora = False
 
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
+    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, name: str = ""):
         super().__init__()
-        check_rank(method_cfg.r)
-        if not 0 <= method_cfg.dropout < 1:
-            raise BoraError(f"method.dropout={method_cfg.dropout} must be in [0, 1)")
+        check_rank(r)
+        if not 0 <= dropout < 1:
+            raise BoraError(f"method.dropout={dropout} must be in [0, 1)")
         self.base_layer = base_layer
         self.name = name  # qualified module name, for error messages
         self.in_features = base_layer.in_features
         self.out_features = base_layer.out_features
-        self.r = int(method_cfg.r)
-        self.scaling = float(method_cfg.alpha) / self.r
-        self.dropout = nn.Dropout(method_cfg.dropout) if method_cfg.dropout > 0 else nn.Identity()
+        self.r = int(r)
+        self.scaling = float(alpha) / self.r
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.disabled = False
         self._weight_before_merge: torch.Tensor | None = None
-        self._lora_form: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # (key, A', s B') in evaluation
+        # in evaluation: (key, A', s B'), or (key, None, s B' A') when the dense update is cheaper
+        self._lora_form: tuple[tuple, torch.Tensor | None, torch.Tensor] | None = None
 
     # --- what a method defines -------------------------------------------------------------------------------
     def update(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,16 +99,23 @@ class AdapterLayer(nn.Module):
         return self.add_update(result, self.dropout(self.to_adapter_dtype(x)))
 
     def add_lora_form(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``result + x A'^T (s B')^T`` with the factors of ``lora_factors()``, built once and reused until a
-        parameter changes (an optimizer step or a load bumps its version) or the layer goes back to training."""
+        """``result + x A'^T (s B')^T`` with the factors of ``lora_factors()`` (or their product, where the rank
+        makes that cheaper), built once and reused until a parameter changes (an optimizer step or a load bumps its
+        version) or the layer goes back to training."""
         x = self.to_adapter_dtype(x)
         dtype = compute_dtype(x, next(iter(self._parameters.values())))  # the training form's (autocast's or fp32)
         key = (dtype, x.device, *((p._version, p.data_ptr()) for p in self._parameters.values()))
         if self._lora_form is None or self._lora_form[0] != key:
             lora_A, lora_B = self.lora_factors()
-            self._lora_form = (key, lora_A.to(x.device, dtype), (lora_B * self.scaling).to(x.device, dtype))
+            lora_B = lora_B * self.scaling
+            if lora_A.shape[0] * (self.in_features + self.out_features) >= self.in_features * self.out_features:
+                # a rank b r near the layer's width costs more as two factors than as the dense s B' A' (m x n)
+                self._lora_form = (key, None, (lora_B @ lora_A).to(x.device, dtype))
+            else:
+                self._lora_form = (key, lora_A.to(x.device, dtype), lora_B.to(x.device, dtype))
         _, lora_A, lora_B = self._lora_form
-        return add_product(result, flat(x.to(dtype)) @ lora_A.T, lora_B)
+        hidden = flat(x.to(dtype))
+        return add_product(result, hidden if lora_A is None else hidden @ lora_A.T, lora_B)
 
     def train(self, mode: bool = True) -> AdapterLayer:
         if mode:

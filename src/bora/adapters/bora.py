@@ -21,12 +21,13 @@ from bora.adapters.blocks import add_block_update
 class BoraLayer(AdapterLayer):
     eval_as_lora = True  # frozen, it is exactly a LoRA of rank b r (``lora_factors``)
 
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
-        super().__init__(base_layer, method_cfg, name)
-        block_size(self, method_cfg.blocks)
-        self.blocks = int(method_cfg.blocks)
-        self.use_exp = bool(method_cfg.use_exp)  # Table 7 "w/o Exp": Sigma = sigma / Mav(sigma)
-        self.use_norm = bool(method_cfg.use_norm)  # Table 7 "w/o Norm": Sigma = exp(sigma)
+    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, blocks: int,
+                 use_exp: bool = True, use_norm: bool = True, name: str = ""):
+        super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
+        block_size(self, blocks)
+        self.blocks = int(blocks)
+        self.use_exp = bool(use_exp)  # Table 7 "w/o Exp": Sigma = sigma / Mav(sigma)
+        self.use_norm = bool(use_norm)  # Table 7 "w/o Norm": Sigma = exp(sigma)
         self.A = kaiming_uniform_(self.new_param(self.r, self.in_features))
         self.B = nn.init.zeros_(self.new_param(self.out_features, self.r))
         # Paper sec. 3.2: "the same Kaiming initialization applied to the matrix A".

@@ -13,8 +13,8 @@ from bora.adapters.lora import LoraLayer
 
 
 class DoraLayer(LoraLayer):
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
-        super().__init__(base_layer, method_cfg, name)
+    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, name: str = ""):
+        super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
         with torch.no_grad():
             self.magnitude = nn.Parameter(self.base_weight().norm(dim=1))
         self._frozen_norm: tuple[tuple, torch.Tensor] | None = None  # (parameter versions, norm) in evaluation

@@ -17,9 +17,8 @@ from bora.errors import BoraError
 class HydraLoraLayer(AdapterLayer):
     mergeable = False
 
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
-        super().__init__(base_layer, method_cfg, name)
-        heads = method_cfg.heads
+    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, heads: int, name: str = ""):
+        super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
         if not isinstance(heads, int) or isinstance(heads, bool) or heads <= 0:
             raise BoraError(f"method.heads={heads!r} must be a positive integer for HydraLoRA (e.g. method.heads=3)")
         self.heads = heads

@@ -1,18 +1,21 @@
-"""Put adapters into a model, and the model-wide operations on them (merge, disable, count, optimiser hook)."""
+"""Put adapters into a model, and the model-wide operations on them (merge, disable, count, optimiser hook).
+
+Each operation handles our ``AdapterLayer``s here and calls the PEFT side of it in ``bora.adapters.peft_method``
+(a no-op on a model without a PEFT tuner).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import warnings
-from types import SimpleNamespace
 from typing import Iterator, Mapping
 
 from torch import nn
 
 from bora.adapters import peft_method
 from bora.adapters.base import AdapterLayer, plain_dict
-from bora.adapters.registry import METHOD_NAMES, METHODS, PEFT_METHOD
+from bora.adapters.registry import METHOD_NAMES, METHODS, layer_arguments
 from bora.errors import BoraError
 
 PAPER_LETTERS = "QKVOGUD"
@@ -55,7 +58,7 @@ def inject(model: nn.Module, method_cfg, target_map: Mapping[str, str | None], *
             "check the model config's `targets` map"
         )
     peft_config = None
-    if method_cfg.name == PEFT_METHOD:
+    if peft_method.is_peft(method_cfg):  # a PEFT tuner is built from a PEFT config for exactly these modules
         def resolve(letters: str) -> list[str]:
             return find_targets(model, target_patterns(letters, target_map))
 
@@ -64,19 +67,20 @@ def inject(model: nn.Module, method_cfg, target_map: Mapping[str, str | None], *
 
 
 def inject_modules(model: nn.Module, method_cfg, names: list[str], *, peft_config=None) -> list[str]:
-    """Adapters on exactly the modules ``names`` (``load_adapters`` re-creates saved adapters with it)."""
+    """Adapters on exactly the modules ``names`` (``load_adapters`` re-creates saved adapters with it);
+    ``peft_config``: the PEFT config of ``method=peft``."""
     _check_method(method_cfg.name)
     _check_no_adapters(model)
     modules = dict(model.named_modules())
     for name in names:
         if not isinstance(modules.get(name), nn.Linear):
             raise BoraError(f"module {name!r} is not an nn.Linear of {type(model).__name__}; cannot adapt it")
-    if method_cfg.name == PEFT_METHOD:
+    if peft_method.is_peft(method_cfg):
         peft_method.inject(model, peft_config)
         return list(names)
     layer_cls = METHODS[method_cfg.name]
-    settings = SimpleNamespace(**plain_dict(method_cfg))  # resolved once: OmegaConf lookups are slow
-    wrapped = {name: layer_cls(modules[name], settings, name) for name in names}  # validates before any change
+    arguments = layer_arguments(layer_cls, plain_dict(method_cfg))  # resolved once: OmegaConf lookups are slow
+    wrapped = {name: layer_cls(modules[name], name=name, **arguments) for name in names}  # validates before changes
     for param in model.parameters():  # the adapters are not in the model yet: this freezes base weights only
         param.requires_grad_(False)
     for name, layer in wrapped.items():
@@ -96,8 +100,7 @@ def _check_no_adapters(model: nn.Module) -> None:
 
 
 def has_adapters(model: nn.Module) -> bool:
-    return (next(adapter_layers(model), None) is not None or peft_method.tuner_of(model) is not None
-            or next(peft_method.peft_layers(model), None) is not None)
+    return next(adapter_layers(model), None) is not None or peft_method.has_adapters(model)
 
 
 def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:
@@ -149,8 +152,7 @@ def merge_adapters(model: nn.Module) -> nn.Module:
         layer._weight_before_merge = None  # the adapter is gone for good; free the copy
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, layer.base_layer)
-    if peft_method.tuner_of(model) is not None:
-        peft_method.merge(model)
+    peft_method.merge(model)
     return model
 
 
@@ -161,16 +163,13 @@ def disabled_adapters(model: nn.Module):
     previous = [layer.disabled for layer in layers]
     for layer in layers:
         layer.disabled = True
-    has_peft = peft_method.tuner_of(model) is not None
-    if has_peft:
-        peft_method.set_enabled(model, False)
+    peft_method.set_enabled(model, False)
     try:
         yield model
     finally:
         for layer, was in zip(layers, previous):
             layer.disabled = was
-        if has_peft:
-            peft_method.set_enabled(model, True)
+        peft_method.set_enabled(model, True)
 
 
 def on_optimizer_step(model: nn.Module, global_step: int) -> None:

@@ -3,7 +3,8 @@
 The file holds every adapter tensor (trainable factors and the buffers that define an adapter, e.g. SBoRA's indices),
 every other parameter with ``requires_grad=True`` (the task head), and for AdaLoRA the rank allocator's state, so the
 trainer can resume from it. Both files are written to temporary names first and then renamed: a run killed while
-checkpointing never leaves a half-written adapter behind.
+checkpointing never leaves a half-written adapter behind. What a PEFT tuner adds (its config, AdaLoRA's state) comes
+from ``bora.adapters.peft_method``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 from bora.adapters import peft_method
 from bora.adapters.base import plain_dict
 from bora.adapters.inject import adapter_layers, has_adapters, inject_modules
-from bora.adapters.registry import METHODS, PEFT_METHOD
+from bora.adapters.registry import METHODS
 from bora.errors import BoraError
 
 CONFIG_FILE = "bora_adapter.json"
@@ -48,13 +49,10 @@ def save_adapters(model: nn.Module, directory: str | os.PathLike, method_cfg) ->
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in saved_tensors(model).items()}
-    state_tensors, state_info = peft_method.state(model)
-    tensors.update({name: t.cpu() for name, t in state_tensors.items()})
-    config = {"format": FORMAT, "method": plain_dict(method_cfg), "modules": adapted_module_names(model)}
-    tuner = peft_method.tuner_of(model)
-    if tuner is not None:
-        config["peft_config"] = peft_method.config_to_dict(tuner.peft_config[peft_method.ADAPTER_NAME])
-        config["tuner_state"] = state_info
+    peft_tensors, peft_fields = peft_method.saved_state(model)
+    tensors.update({name: t.cpu() for name, t in peft_tensors.items()})
+    config = {"format": FORMAT, "method": plain_dict(method_cfg), "modules": adapted_module_names(model),
+              **peft_fields}
     _write_atomic(directory / WEIGHTS_FILE, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
     _write_atomic(directory / CONFIG_FILE, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
 
@@ -67,11 +65,10 @@ def load_adapters(model: nn.Module, directory: str | os.PathLike) -> list[str]:
     method_cfg = method_config(config["method"])
     names = list(config["modules"])
     if not has_adapters(model):
-        peft_config = peft_method.config_from_dict(config["peft_config"]) if "peft_config" in config else None
-        inject_modules(model, method_cfg, names, peft_config=peft_config)
+        inject_modules(model, method_cfg, names, peft_config=peft_method.saved_config(config))
     else:
         _check_same_adapters(model, method_cfg, names, directory)
-    state_tensors = {k: tensors.pop(k) for k in list(tensors) if k.startswith(peft_method.STATE_PREFIX)}
+    state_tensors = peft_method.pop_state(tensors)
     targets = saved_tensors(model)
     missing = sorted(set(targets) - set(tensors))
     if missing:
@@ -87,7 +84,7 @@ def load_adapters(model: nn.Module, directory: str | os.PathLike) -> list[str]:
                 raise BoraError(f"{directory / WEIGHTS_FILE}: {name} has shape {tuple(value.shape)}, "
                                 f"the model expects {tuple(target.shape)}")
             target.copy_(value)
-    peft_method.load_state(model, state_tensors, config.get("tuner_state") or {})
+    peft_method.load_state(model, state_tensors, config)
     return names
 
 
@@ -119,7 +116,7 @@ def _check_same_adapters(model: nn.Module, method_cfg, names: list[str], directo
     if sorted(present) != sorted(names):
         raise BoraError(f"{directory}: saved adapters are on {len(names)} module(s), this model has them on "
                         f"{len(present)} different one(s); load into a fresh base model instead")
-    if method_cfg.name == PEFT_METHOD:
+    if peft_method.is_peft(method_cfg):
         if peft_method.tuner_of(model) is None:
             raise BoraError(f"{directory} holds a PEFT adapter but the model has bora adapters")
         return

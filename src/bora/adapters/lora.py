@@ -9,8 +9,8 @@ from bora.adapters.base import AdapterLayer, add_product, flat, kaiming_uniform_
 
 
 class LoraLayer(AdapterLayer):
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
-        super().__init__(base_layer, method_cfg, name)
+    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, name: str = ""):
+        super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
         self.A = kaiming_uniform_(self.new_param(self.r, self.in_features))
         self.B = nn.init.zeros_(self.new_param(self.out_features, self.r))
 

@@ -17,10 +17,10 @@ from bora.adapters.blocks import add_block_update
 class MeloraLayer(AdapterLayer):
     eval_as_lora = True  # frozen, it is exactly a LoRA of rank b r (``lora_factors``)
 
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
-        super().__init__(base_layer, method_cfg, name)
-        block_size(self, method_cfg.blocks)
-        self.blocks = int(method_cfg.blocks)
+    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, blocks: int, name: str = ""):
+        super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
+        block_size(self, blocks)
+        self.blocks = int(blocks)
         self.A = self.new_param(self.r, self.in_features)
         for mini_A in self.A.data.view(self.r, self.blocks, -1).unbind(1):
             kaiming_uniform_(mini_A)  # each mini LoRA initialised as a LoRA of its own (fan-in n / N)

@@ -4,7 +4,13 @@
 every other method; a PEFT field ending in ``_modules`` given as paper letters (IA3's ``feedforward_modules: D``) is
 resolved the same way. Injection builds the tuner class directly (what ``peft.inject_adapter_in_model`` does inside)
 and keeps the tuner on the model, because AdaLoRA's rank allocation lives on it. PEFT's layers stay PEFT's own
-(they are not ``AdapterLayer``s); the model-wide functions in ``bora.adapters`` handle them through this module.
+(they are not ``AdapterLayer``s).
+
+This module is the one place that knows about PEFT. ``bora.adapters.inject`` and ``bora.adapters.io`` ask
+``is_peft(method_cfg)`` where the method decides what to build or expect, and otherwise call the PEFT side of each
+model-wide operation unconditionally: ``has_adapters``, ``peft_layers``, ``adapter_tensors``, ``merge``,
+``set_enabled``, ``on_optimizer_step``, ``saved_state`` / ``saved_config`` / ``pop_state`` / ``load_state``. Each is a
+no-op on a model without a PEFT tuner.
 """
 
 from __future__ import annotations
@@ -19,10 +25,16 @@ from torch import nn
 from bora.adapters.base import plain_dict
 from bora.errors import BoraError
 
+METHOD = "peft"  # method.name of every PEFT tuner (conf/method/peft.yaml, adalora.yaml, ia3.yaml)
 TUNER_ATTR = "_bora_peft_tuner"  # a plain attribute (not a submodule), so the tuner never shows up in state dicts
 ADAPTER_NAME = "default"
 _ALLOCATOR_STATE = ("ipt", "exp_avg_ipt", "exp_avg_unc")  # AdaLoRA's importance estimates (optimizer-like state)
 STATE_PREFIX = "__adalora__."
+
+
+def is_peft(method_cfg) -> bool:
+    """Whether ``method_cfg`` asks for a PEFT tuner (built from ``method.peft``) instead of one of our layers."""
+    return method_cfg.name == METHOD
 
 
 def exact_names_regex(names: list[str]) -> str:
@@ -96,6 +108,10 @@ def tuner_of(model: nn.Module):
     return model.__dict__.get(TUNER_ATTR)
 
 
+def has_adapters(model: nn.Module) -> bool:
+    return tuner_of(model) is not None or next(peft_layers(model), None) is not None
+
+
 def peft_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -107,7 +123,9 @@ def peft_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 def adapter_tensors(model: nn.Module, trainable_only: bool) -> Iterator[tuple[str, torch.Tensor]]:
     """PEFT adapter parameters (``lora_A``, ``lora_E``, ``ia3_l``, ...) under their model-level names."""
     for layer_name, layer in peft_layers(model):
-        for attr in layer.adapter_layer_names:
+        # dict.fromkeys: PEFT appends "lora_magnitude_vector" to a DoRA layer's names though its class lists it
+        # already, which counted DoRA's magnitudes twice
+        for attr in dict.fromkeys(layer.adapter_layer_names):
             for name, param in getattr(layer, attr).named_parameters(prefix=f"{layer_name}.{attr}"):
                 if param.requires_grad or not trainable_only:
                     yield name, param
@@ -115,12 +133,16 @@ def adapter_tensors(model: nn.Module, trainable_only: bool) -> Iterator[tuple[st
 
 def merge(model: nn.Module) -> None:
     tuner = tuner_of(model)
+    if tuner is None:
+        return
     tuner.merge_and_unload()  # replaces PEFT's layers by their merged base layers inside `model`
     _detach(model)
 
 
 def set_enabled(model: nn.Module, enabled: bool) -> None:
     """Switch PEFT's adapters on or off; PEFT toggles requires_grad on the way, so restore it."""
+    if tuner_of(model) is None:
+        return
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     for _, layer in peft_layers(model):
         layer.enable_adapters(enabled)
@@ -134,18 +156,36 @@ def on_optimizer_step(model: nn.Module, global_step: int) -> None:
         tuner.update_and_allocate(global_step)
 
 
-def state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tuner state beyond the parameters (AdaLoRA: importance estimates and the rank pattern), for exact resumes."""
+def saved_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
+    """What ``save_adapters`` writes for a PEFT tuner beyond its parameters, as (tensors, adapter-config fields): the
+    PEFT config (``peft_config``) and the tuner state (``tuner_state``; AdaLoRA: its importance estimates, as tensors,
+    and the rank pattern), for exact resumes. ``({}, {})`` for a model without a PEFT tuner."""
     tuner = tuner_of(model)
-    if tuner is None or not _is_adalora(tuner):
+    if tuner is None:
         return {}, {}
-    allocator = tuner.rankallocator
-    tensors = {f"{STATE_PREFIX}{kind}.{name}": value.detach().contiguous()
-               for kind in _ALLOCATOR_STATE for name, value in getattr(allocator, kind).items()}
-    return tensors, {"rank_pattern": tuner.peft_config[ADAPTER_NAME].rank_pattern}
+    tensors, info = {}, {}
+    if _is_adalora(tuner):
+        allocator = tuner.rankallocator
+        tensors = {f"{STATE_PREFIX}{kind}.{name}": value.detach().contiguous()
+                   for kind in _ALLOCATOR_STATE for name, value in getattr(allocator, kind).items()}
+        info = {"rank_pattern": tuner.peft_config[ADAPTER_NAME].rank_pattern}
+    return tensors, {"peft_config": config_to_dict(tuner.peft_config[ADAPTER_NAME]), "tuner_state": info}
 
 
-def load_state(model: nn.Module, tensors: Mapping[str, torch.Tensor], info: Mapping[str, Any]) -> None:
+def saved_config(adapter_config: Mapping[str, Any]):
+    """The PEFT config a saved adapter was built with (``saved_state``); None for our methods."""
+    return config_from_dict(adapter_config["peft_config"]) if "peft_config" in adapter_config else None
+
+
+def pop_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Take the tuner-state tensors (``saved_state``) out of a saved adapter's tensors, which keeps the parameters."""
+    return {name: tensors.pop(name) for name in list(tensors) if name.startswith(STATE_PREFIX)}
+
+
+def load_state(model: nn.Module, tensors: Mapping[str, torch.Tensor], adapter_config: Mapping[str, Any]) -> None:
+    """Restore the tuner state of ``saved_state``; a saved state that this model's method has no place for is an
+    error."""
+    info = adapter_config.get("tuner_state") or {}
     tuner = tuner_of(model)
     if tuner is None or not _is_adalora(tuner):
         if tensors:

@@ -30,16 +30,22 @@ def draw_indices(count: int, population: int, seed: int | None, name: str) -> to
 class _StandardBasisLayer(AdapterLayer):
     fixed_side = ""  # "A" (FA) or "B" (FB)
 
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
-        super().__init__(base_layer, method_cfg, name)
+    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, index_seed: int | None = None,
+                 name: str = ""):
+        super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
         population = self.in_features if self.fixed_side == "A" else self.out_features
         if self.r > population:
             raise BoraError(
                 f"method.r={self.r} exceeds the {population} {'inputs' if self.fixed_side == 'A' else 'outputs'} "
                 f"of layer {name or '?'}; SBoRA picks r distinct standard-basis vectors"
             )
-        indices = draw_indices(self.r, population, getattr(method_cfg, "index_seed", None), name)
+        indices = draw_indices(self.r, population, index_seed, name)
         self.register_buffer("indices", indices.to(self.base_layer.weight.device))
+        # The other factor is the trained one, zero-initialised so the update starts at zero.
+        if self.fixed_side == "A":
+            self.B = nn.init.zeros_(self.new_param(self.out_features, self.r))
+        else:
+            self.A = nn.init.zeros_(self.new_param(self.r, self.in_features))
 
     def basis(self) -> torch.Tensor:
         """The fixed factor as a dense 0/1 matrix: ``A`` (``r x n``) for FA, ``B`` (``m x r``) for FB."""
@@ -59,10 +65,6 @@ class _StandardBasisLayer(AdapterLayer):
 class SboraFALayer(_StandardBasisLayer):
     fixed_side = "A"
 
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
-        super().__init__(base_layer, method_cfg, name)
-        self.B = nn.init.zeros_(self.new_param(self.out_features, self.r))
-
     def update(self, x: torch.Tensor) -> torch.Tensor:
         return (x.index_select(-1, self.indices) * self.scaling) @ self.B.T
 
@@ -75,10 +77,6 @@ class SboraFALayer(_StandardBasisLayer):
 
 class SboraFBLayer(_StandardBasisLayer):
     fixed_side = "B"
-
-    def __init__(self, base_layer: nn.Linear, method_cfg, name: str = ""):
-        super().__init__(base_layer, method_cfg, name)
-        self.A = nn.init.zeros_(self.new_param(self.r, self.in_features))
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
         hidden = (x @ self.A.T) * self.scaling
