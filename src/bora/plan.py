@@ -27,11 +27,12 @@ from bora.config.identity import run_identity
 from bora.config.resolvers import method_tag
 from bora.config.sweep import compose_jobs, expand_sweep
 from bora.errors import run_tool
+from bora.report.aggregate import dotted, varying_keys
 
 if TYPE_CHECKING:
     from torch import nn
 
-FIELDS = ["model", "task", "method", "r", "blocks", "heads", "targets", "method_tag", "seed", "identity",
+FIELDS = ["model", "task", "method", "r", "blocks", "heads", "targets", "method_tag", "setting", "seed", "identity",
           "adapter_params", "status", "run_dir"]
 
 
@@ -59,18 +60,34 @@ class ParamCounter:
 def plan(overrides: Sequence[str], with_params: bool = True) -> list[dict]:
     """One dict per planned run (the ``FIELDS``), in the order a multirun launches them."""
     count = ParamCounter()
+    configs = compose_jobs(expand_sweep(overrides))
+    settings = _settings(configs)
     rows = []
-    for config in compose_jobs(expand_sweep(overrides)):
+    for config in configs:
         method = config["method"]
         identity = run_identity(config)
         rows.append({
             "model": config["model"]["name"], "task": config["task"]["name"],
             **{key: method.get(key) for key in ["r", "blocks", "heads", "targets"]}, "method": method["name"],
-            "method_tag": method_tag(method), "seed": config["seed"], "identity": identity[:8],
-            "adapter_params": count(config) if with_params else None,
+            "method_tag": method_tag(method), "setting": settings[id(config)], "seed": config["seed"],
+            "identity": identity[:8], "adapter_params": count(config) if with_params else None,
             "status": runs.status_of(Path(config["run_dir"]), identity), "run_dir": config["run_dir"],
         })
     return rows
+
+
+def _settings(configs: list[dict]) -> dict[int, str]:
+    """Per config (by ``id``): the values beyond the method that tell runs of one model x task apart (a sweep over
+    ``task.protocol`` or ``trainer.lr``), as ``key=value`` pairs; empty where the method alone does."""
+    groups: dict[tuple, list[dict]] = {}
+    for config in configs:
+        groups.setdefault((config["model"]["name"], config["task"]["name"]), []).append(config)
+    settings = {}
+    for group in groups.values():
+        varying = [key for key in varying_keys(group) if not key.startswith("method.")]
+        for config in group:
+            settings[id(config)] = " ".join(f"{key}={dotted(config, key)}" for key in varying)
+    return settings
 
 
 def summary(rows: list[dict], name: str) -> str:

@@ -104,14 +104,22 @@ def test_smoke_runs_are_done_after_make_smoke(smoke_outputs):
         assert [r["status"] for r in rows] == ["done"] * 4
 
 
+def test_plan_names_the_settings_a_sweep_varies_beyond_the_method(tmp_path):
+    rows = plan(["model=tiny-decoder", "method=bora", "task=toy-math", "task.protocol=greedy,llm_adapters",
+                 f"output_dir={tmp_path}"], with_params=False)
+    assert [r["setting"] for r in rows] == ["task.num_beams=1 task.protocol=greedy",
+                                           "task.num_beams=4 task.protocol=llm_adapters"]
+    assert rows[0]["identity"] != rows[1]["identity"]
+
+
 def test_cli_prints_csv_and_a_summary(tmp_path, capsys):
     plan_main(["experiment=smoke", f"output_dir={tmp_path}"])
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].startswith("model,task,method,r,blocks,heads,targets,method_tag,seed,identity,adapter_params,"
-                               "status")
-    assert lines[1].startswith("tiny-encoder,toy-cls,lora,8,,,QV,lora_r8_a16_d0.05_QV,0,")
-    assert lines[1].split(",")[10:12] == ["4096", "missing"]
+    assert lines[0].startswith("model,task,method,r,blocks,heads,targets,method_tag,setting,seed,identity,"
+                               "adapter_params,status")
+    assert lines[1].startswith("tiny-encoder,toy-cls,lora,8,,,QV,lora_r8_a16_d0.05_QV,,0,")  # no setting varies
+    assert lines[1].split(",")[11:13] == ["4096", "missing"]
     assert len(lines) == 5 and err.strip() == "experiment=smoke: 4 runs planned: 4 missing"
     with pytest.raises(SystemExit) as exit_info:
         plan_main(["experiment=table99"])

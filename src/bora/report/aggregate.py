@@ -174,7 +174,8 @@ def varying_keys(configs: Sequence[dict]) -> list[str]:
     return sorted(keys)
 
 
-def _dotted(config: dict, key: str):
+def dotted(config: dict, key: str):
+    """The value at a dotted key of a nested config (None where a part is missing)."""
     node = config
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
@@ -199,7 +200,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         firsts = part.drop_duplicates("group")
         keys = [k for k in varying_keys(list(firsts["config"])) if not k.startswith("method.")]
         for _, run in firsts.iterrows():
-            settings[run["group"]] = " ".join(f"{k}={_dotted(run['config'], k)}" for k in keys)
+            settings[run["group"]] = " ".join(f"{k}={dotted(run['config'], k)}" for k in keys)
     rows = [
         {**{k: run[k] for k in CONFIG_KEYS}, "method_name": method_name(run["config"]["method"]),
          "group": run["group"], "setting": settings[run["group"]],
