@@ -61,33 +61,31 @@ def plan(overrides: Sequence[str], with_params: bool = True) -> list[dict]:
     """One dict per planned run (the ``FIELDS``), in the order a multirun launches them."""
     count = ParamCounter()
     configs = compose_jobs(expand_sweep(overrides))
-    settings = _settings(configs)
     rows = []
-    for config in configs:
+    for config, setting in zip(configs, _settings(configs)):
         method = config["method"]
         identity = run_identity(config)
         rows.append({
             "model": config["model"]["name"], "task": config["task"]["name"],
             **{key: method.get(key) for key in ["r", "blocks", "heads", "targets"]}, "method": method["name"],
-            "method_tag": method_tag(method), "setting": settings[id(config)], "seed": config["seed"],
+            "method_tag": method_tag(method), "setting": setting, "seed": config["seed"],
             "identity": identity[:8], "adapter_params": count(config) if with_params else None,
             "status": runs.status_of(Path(config["run_dir"]), identity), "run_dir": config["run_dir"],
         })
     return rows
 
 
-def _settings(configs: list[dict]) -> dict[int, str]:
-    """Per config (by ``id``): the values beyond the method that tell runs of one model x task apart (a sweep over
+def _settings(configs: list[dict]) -> list[str]:
+    """Per config, in order: the values beyond the method that tell runs of one model x task apart (a sweep over
     ``task.protocol`` or ``trainer.lr``), as ``key=value`` pairs; empty where the method alone does."""
     groups: dict[tuple, list[dict]] = {}
     for config in configs:
         groups.setdefault((config["model"]["name"], config["task"]["name"]), []).append(config)
-    settings = {}
-    for group in groups.values():
-        varying = [key for key in varying_keys(group) if not key.startswith("method.")]
-        for config in group:
-            settings[id(config)] = " ".join(f"{key}={dotted(config, key)}" for key in varying)
-    return settings
+    varying = {group: [key for key in varying_keys(members) if not key.startswith("method.")]
+               for group, members in groups.items()}
+    return [" ".join(f"{key}={dotted(config, key)}" for key in varying[(config["model"]["name"],
+                                                                         config["task"]["name"])])
+            for config in configs]
 
 
 def summary(rows: list[dict], name: str) -> str:

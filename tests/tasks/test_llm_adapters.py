@@ -250,18 +250,21 @@ def test_continuous_batching_generates_what_padded_batches_do(tiny_decoder):
 def test_continuous_batching_runs_adapted_models_as_padded_batches_do(method):
     """Our adapter layers (BoRA in its LoRA form, HydraLoRA's per-token router) and PEFT's tuners under the paged
     attention of continuous batching: the same generations as padded batches."""
-    from bora.adapters import adapter_layers, inject
+    from bora.adapters import adapter_parameters, disabled_adapters, inject
     from bora.models import load_model, load_tokenizer
 
     cfg = load_config(["model=tiny-decoder", "task=toy-math", f"method={method}"])
     model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
     inject(model, cfg.method, cfg.model.targets, total_steps=10)
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for _, layer in adapter_layers(model):  # away from the zero initialisation, so the adapters act
-            layer.B.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+        for _, param in adapter_parameters(model):  # away from the initialisation (zero B, unit IA3), so they act
+            param.add_(torch.randn(param.shape, generator=generator))
     prompts = [alpaca_prompt(q) for q in ("Add 2 and 3.", "What is twelve and forty one?", "x")]
     padded = generate(model, tokenizer, prompts, batch_size=2, max_new_tokens=6, engine="padded")
     assert generate(model, tokenizer, prompts, batch_size=2, max_new_tokens=6, engine="continuous") == padded
+    with disabled_adapters(model):
+        assert generate(model, tokenizer, prompts, batch_size=2, max_new_tokens=6, engine="padded") != padded
 
 
 def test_beam_search_takes_padded_batches_and_continuous_refuses_it(tiny_decoder, monkeypatch):

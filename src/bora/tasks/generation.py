@@ -20,9 +20,10 @@ from torch import nn
 from tqdm import tqdm  # text bars also in notebooks (tqdm.auto warns there without ipywidgets)
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
+from bora.config.schema import GenerationEngine
 from bora.errors import BoraError
 
-ENGINES = ("auto", "continuous", "padded")
+ENGINES = tuple(engine.value for engine in GenerationEngine)  # task.generation_engine
 PAGE_TOKENS = 32  # KV-cache page on a CPU; transformers sizes the cache from free GPU memory on a GPU
 
 
