@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # GPU check (issue 12 item 6): the paper's Table 4 on LLaMA-3-8B's architecture with random weights (step time and
 # peak memory at batch 4 x 256 tokens, bf16: LoRA, BoRA b=8 / b=16, MELoRA, HydraLoRA, DoRA, PEFT's DoRA, ratios to
-# LoRA beside the paper's), then generation throughput (LoRA, BoRA block form, BoRA LoRA form, merged). No hub, no
-# weights to download. Sized for one H100: about 3 minutes expected; the benches are capped at 4.5 and 3 minutes,
-# so the whole script stays under 8.
+# LoRA beside the paper's), then generation throughput (LoRA, BoRA block form, BoRA LoRA form, merged), then whether
+# continuous batching decodes what padded batches do on the GPU (scripts/gpu_decoding_check.py). No hub, no weights
+# to download. Sized for one H100: about 3 minutes expected; the three steps are capped at 4.5, 3 and 1.5 minutes,
+# so the whole script stays under 9.5.
 #
 # Needs a CUDA build of torch plus transformers, peft and accelerate (a GPU machine may have only those) and this
 # checkout. Beyond those, `python -m bora.bench` imports three packages: hydra-core (with omegaconf and
@@ -28,7 +29,7 @@ read -r -a EXTRA <<<"${EXTRA:-}"
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_check.log"
 : > "$LOG"
-export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 cd "$REPO"
 
 # module -> the pip requirement that provides it (versions as in pyproject.toml)
@@ -66,9 +67,38 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, '| transformers', 
   git log -1 --format='commit %h %s' 2>/dev/null || true
 } 2>&1 | tee -a "$LOG"
 
+# BoRA and MELoRA train through the rank-b r LoRA form on a GPU (bora.adapters.blocks): the same outputs and
+# gradients as the block form, checked here in float32 on the device (the tests check it on a CPU)
+run 60 "$PYTHON" - "$DEVICE" <<'PY'
+import sys, torch
+from torch import nn
+from bora.adapters import blocks
+from bora.adapters.bora import BoraLayer
+from bora.adapters.melora import MeloraLayer
+device = sys.argv[1]
+for cls, extra in ((BoraLayer, {}), (MeloraLayer, {"name": "melora"})):
+    torch.manual_seed(0)
+    layer = cls(nn.Linear(1024, 512), r=8, alpha=16, dropout=0.0, blocks=8, **extra).to(device)
+    with torch.no_grad():
+        for p in (layer.A, layer.B, *([layer.sigma] if cls is BoraLayer else [])):
+            p.normal_(0, 0.1)
+    x = torch.randn(4, 64, 1024, device=device)
+    runs = []
+    for form in ("lora-form", "block"):
+        blocks.LORA_FORM_DEVICES = {device} if form == "lora-form" else set()
+        layer.zero_grad()
+        xi = x.clone().requires_grad_()
+        out = layer(xi)
+        out.square().sum().backward()
+        runs.append([out, xi.grad] + [p.grad for _, p in layer.named_parameters() if p.requires_grad])
+    worst = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(*runs))
+    print(f"{cls.__name__}: lora form vs block form on {device}, largest relative difference {worst:.2e}")
+    assert worst < 1e-5, cls.__name__
+PY
 run 270 "$PYTHON" -m bora.bench --table4 --device "$DEVICE" --dtype bf16 --rounds "$ROUNDS" --warmup 3 \
   ${EXTRA[@]+"${EXTRA[@]}"}
 run 180 "$PYTHON" -m bora.bench --eval --model llama-3-8b --device "$DEVICE" --dtype bf16 --batch 4 --length 128 \
   --new-tokens 64 --rounds "$EVAL_ROUNDS" --warmup 1 ${EXTRA[@]+"${EXTRA[@]}"}
+run 120 "$PYTHON" scripts/gpu_decoding_check.py --device "$DEVICE" --new-tokens 32
 echo "log: $LOG"
 exit "$failed"

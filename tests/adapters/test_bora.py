@@ -47,12 +47,14 @@ def eq8_reference(adapter: BoraLayer, x: torch.Tensor) -> torch.Tensor:
     return adapter.scaling * torch.cat(outputs, dim=-1)
 
 
-@pytest.fixture(params=[True, False], ids=["per-block", "batched"])
+@pytest.fixture(params=["per-block", "batched", "lora-form"])
 def block_path(request, monkeypatch):
-    """Run a test with both forms of the block update (one matmul per block / one batched matmul)."""
+    """Run a test with every form of the block update: one matmul per block, one batched matmul, and the rank-b r
+    LoRA form that GPUs train through."""
     from bora.adapters import blocks
 
-    monkeypatch.setattr(blocks, "PER_BLOCK_MIN_WIDTH", 1 if request.param else 10**9)
+    monkeypatch.setattr(blocks, "PER_BLOCK_MIN_WIDTH", 1 if request.param == "per-block" else 10**9)
+    monkeypatch.setattr(blocks, "takes_lora_form", lambda *args: request.param == "lora-form")
     return request.param
 
 
@@ -82,7 +84,7 @@ class LargestTensor(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("cls", [BoraLayer, MeloraLayer])
-def test_training_step_never_materialises_delta_weight(cls):
+def test_training_step_never_materialises_delta_weight(cls, block_path):
     m, n, tokens = 256, 128, 32  # tokens * m < m * n: no legitimate activation is as large as dW
     adapter = layer(cls, m=m, n=n, blocks=8, dropout=0.05).train()
     adapter.base_layer.requires_grad_(False)
@@ -93,6 +95,16 @@ def test_training_step_never_materialises_delta_weight(cls):
     assert adapter.A.grad is not None and adapter.B.grad is not None
     if cls is BoraLayer:
         assert adapter.sigma.grad is not None and torch.isfinite(adapter.sigma.grad).all()
+
+
+def test_lora_form_is_taken_on_gpus_while_its_factors_are_smaller_than_delta_weight(monkeypatch):
+    from bora.adapters import blocks
+
+    x, A, B = torch.zeros(3, 128), torch.zeros(8, 128), torch.zeros(256, 8)  # b r (m + n) = 384 b against m n = 32768
+    assert not blocks.takes_lora_form(x, A, B, 8)  # a CPU trains block by block
+    monkeypatch.setattr(blocks, "LORA_FORM_DEVICES", {"cpu"})
+    assert blocks.takes_lora_form(x, A, B, 8)
+    assert not blocks.takes_lora_form(x, A, B, 16)  # 16 * 8 * 384 >= 32768
 
 
 @pytest.mark.parametrize(("m", "n", "b", "r"), [(24, 16, 4, 2), (32, 32, 8, 2), (16, 48, 4, 8), (64, 32, 2, 4)])
