@@ -339,7 +339,9 @@ def bench_merged_inference(base: nn.Module, overrides: list[str], task: str, inp
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bora bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                        help="methods of the default bench (default: all; --table4, --eval and --decoding each "
+                             "measure their own fixed set)")
     parser.add_argument("--tokens", type=int, default=512, help="tokens per step in the single-layer bench")
     parser.add_argument("--rounds", type=int, default=10, help="timed steps per method (interleaved)")
     parser.add_argument("--warmup", type=int, default=2)
@@ -380,6 +382,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.table4 + args.eval + args.decoding > 1:
         parser.error("--table4, --eval and --decoding are separate benches; pass one of them")
+    if args.methods and (args.table4 or args.eval or args.decoding):
+        parser.error("--methods picks the methods of the default bench only; --table4, --eval and --decoding "
+                     "measure their own fixed set: drop --methods")
+    args.methods = args.methods or list(METHODS)
     run_tool(lambda: _bench(args))
 
 

@@ -127,3 +127,11 @@ def test_decoding_bench_needs_a_model_with_real_weights(capsys):
         bench.main(["--decoding", "--model", "tiny-decoder", "--rounds", "1"])
     assert exit_info.value.code != 0
     assert "--decoding needs a decoder with real weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bench_flag", ["--table4", "--eval", "--decoding"])
+def test_methods_with_a_fixed_set_bench_is_refused(bench_flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main([bench_flag, "--methods", "lora", "bora"])
+    assert exit_info.value.code == 2
+    assert "drop --methods" in capsys.readouterr().err

@@ -278,6 +278,10 @@ def test_beam_search_takes_padded_batches_and_continuous_refuses_it(tiny_decoder
     assert generate(model, tokenizer, ["Hi"], 1, 2) == ["y"]
     assert generate(model, tokenizer, ["Hi"], 1, 2, engine="padded") == ["x"]
     assert calls == [4, "continuous", 1]
+    on_gpu = torch.nn.Linear(1, 1, device="meta")  # any device but a CPU: auto takes padded batches (measured slower
+    assert generate(on_gpu, tokenizer, ["Hi"], 1, 2) == ["x"]  # and not identical in bf16 on H100 / H200)
+    assert generate(on_gpu, tokenizer, ["Hi"], 1, 2, engine="continuous") == ["y"]
+    assert calls == [4, "continuous", 1, 1, "continuous"]
 
 
 def test_llm_adapters_protocol_reaches_the_decoder(data_dir, tiny_decoder, monkeypatch):

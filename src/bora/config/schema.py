@@ -238,7 +238,7 @@ class TaskConfig:
     # 1: greedy search; > 1: beam search, as LLM-Adapters' evaluate.py (4 beams)
     num_beams: int = field(default=1, metadata=check(at_least(1), added=True))
     # How the test questions are batched (bora.tasks.generation): continuous (transformers' continuous batching,
-    # greedy only), padded (fixed batches, model.generate) or auto (continuous for greedy, padded for beams).
+    # greedy only), padded (fixed batches, model.generate) or auto (continuous for greedy on a CPU, else padded).
     generation_engine: GenerationEngine = field(default=GenerationEngine.auto, metadata=check(added=True))
 
 
