@@ -18,9 +18,11 @@ from pathlib import Path
 from bora.errors import BoraError, run_tool
 from bora.paths import PROJECT_ROOT
 from bora.report.aggregate import load_results
+from bora.report.selection import SELECTIONS, render_selection
 from bora.report.study import STUDIES, render_study
 
 README = PROJECT_ROOT / "README.md"
+BLOCKS = [*STUDIES, *SELECTIONS]  # each study's tables, and the selection runs that chose a study's protocol
 
 
 def block_pattern(name: str) -> re.Pattern:
@@ -28,7 +30,9 @@ def block_pattern(name: str) -> re.Pattern:
 
 
 def rendered(name: str) -> str:
-    """The study's Markdown from its committed results (nothing is written into the checkout)."""
+    """The study's (or selection's) Markdown from its committed results (nothing is written into the checkout)."""
+    if name in SELECTIONS:
+        return render_selection(name)
     study = STUDIES[name]
     runs = load_results(PROJECT_ROOT / study.results, [study.experiment_name])
     with tempfile.TemporaryDirectory() as scratch:
@@ -42,7 +46,7 @@ def readme_block(name: str, text: str) -> str | None:
 
 def update(check: bool) -> None:
     text = README.read_text(encoding="utf-8")
-    for name in STUDIES:
+    for name in BLOCKS:
         if readme_block(name, text) is None:
             raise BoraError(f"README.md has no <!-- study:{name} --> ... <!-- /study:{name} --> block")
         fresh = rendered(name)
@@ -51,7 +55,7 @@ def update(check: bool) -> None:
         text = block_pattern(name).sub(lambda m: m.group(1) + fresh + m.group(3), text)
     if not check:
         README.write_text(text, encoding="utf-8")
-        print(f"README.md: {', '.join(STUDIES)} tables written from results/")
+        print(f"README.md: {', '.join(BLOCKS)} tables written from results/")
 
 
 def main(argv: list[str] | None = None) -> None:

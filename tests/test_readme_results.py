@@ -8,6 +8,7 @@ from bora.config.identity import run_identity
 from bora.paths import PROJECT_ROOT
 from bora.record import read_record
 from bora.report.aggregate import load_results
+from bora.report.selection import SELECTIONS
 from bora.report.specs import planned
 from bora.report.study import STUDIES
 
@@ -16,7 +17,7 @@ update_readme = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(update_readme)
 
 
-@pytest.mark.parametrize("name", sorted(STUDIES))
+@pytest.mark.parametrize("name", update_readme.BLOCKS)
 def test_readme_table_equals_the_committed_results(name):
     block = update_readme.readme_block(name, (PROJECT_ROOT / "README.md").read_text(encoding="utf-8"))
     assert block is not None, f"README.md lacks the {name} block"
@@ -39,3 +40,17 @@ def test_committed_results_are_the_planned_runs_and_all_succeeded(name):
         record = read_record(run_dir)
         assert record.data["source"] == "local" and len(record.data["sha256"]) == 2  # train.tsv and dev.tsv
         assert record.config["model"]["name"] == study.model and record.git.get("commit")
+
+
+@pytest.mark.parametrize("name", sorted(SELECTIONS))
+def test_committed_selection_runs_are_planned_held_out_and_succeeded(name):
+    """The protocol-selection runs: planned by their experiment, scored on held-out train (never dev), succeeded."""
+    selection = SELECTIONS[name]
+    root = PROJECT_ROOT / selection.results / name
+    if not root.is_dir():
+        pytest.skip(f"no committed results under {root} yet")
+    runs = load_results(PROJECT_ROOT / selection.results, [name])
+    assert set(runs["identity"]) <= {run_identity(config) for config in planned(name)}
+    bad = runs[~runs["status"].isin(["success", "running"])]
+    assert bad.empty, bad[["run_dir", "status", "error"]]
+    assert all(config["task"]["eval_split"] == "heldout" for config in runs["config"])
