@@ -33,8 +33,8 @@ WIDE = ["model.arch.hidden_size=1024", "model.arch.intermediate_size=2816", "mod
 
 
 def build(overrides: list[str], method: str | None, device: str):
-    cfg = load_config(["model=tiny-decoder", "task=toy-math", *([f"method={method}", "method.blocks=4"] if method else []),
-                       *overrides])
+    method_overrides = [f"method={method}", "method.blocks=4"] if method else []
+    cfg = load_config(["model=tiny-decoder", "task=toy-math", *method_overrides, *overrides])
     model = build_from_arch(cfg.model, device=device)
     if method:
         inject(model, cfg.method, cfg.model.targets, total_steps=10)
@@ -70,12 +70,16 @@ def main() -> int:
     for name, overrides in (("tiny-decoder", []), ("tiny-decoder widened", WIDE)):
         for method in (None, "bora"):
             model, tokenizer, dtype = build(overrides, method, args.device)
-            run = lambda engine: generate(model, tokenizer, prompts, args.batch, args.new_tokens, engine=engine)  # noqa: E731
+
+            def run(engine: str, model=model, tokenizer=tokenizer) -> list[str]:
+                return generate(model, tokenizer, prompts, args.batch, args.new_tokens, engine=engine)
+
             run("padded"), run("continuous")  # warm-up (kernels, cache allocation)
             padded, padded_s = timed(lambda: run("padded"))
             continuous, continuous_s = timed(lambda: run("continuous"))
             same = sum(a == b for a, b in zip(padded, continuous))
-            print(f"| {name} | {dtype} | {method or '-'} | {same}/{len(prompts)} | {padded_s:.2f} | {continuous_s:.2f} |")
+            print(f"| {name} | {dtype} | {method or '-'} | {same}/{len(prompts)} | {padded_s:.2f} "
+                  f"| {continuous_s:.2f} |")
             if dtype == "float32" and same != len(prompts):
                 failed = True
                 for a, b in zip(padded, continuous):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bora.paths import PROJECT_ROOT
 from bora.report.aggregate import load_results, successful
 from bora.report.render import MISSING, number
 
@@ -60,8 +61,6 @@ def selection_table(selection: Selection, runs: pd.DataFrame) -> pd.DataFrame:
 
 def render_selection(name: str, root=None) -> str:
     """The selection's Markdown table and note, from ``results/<name>/`` and ``results/<study>/``."""
-    from bora.paths import PROJECT_ROOT
-
     selection = SELECTIONS[name]
     root = root or PROJECT_ROOT / selection.results
     runs = load_results(root, [selection.name])
@@ -82,8 +81,9 @@ def render_selection(name: str, root=None) -> str:
             f"mean: of the {len(selection.tasks)} tasks. (used): the learning rate of the committed "
             f"{selection.study} runs.")
     if best is not None and used and best not in used:
-        note += (f" The best mean here is lr {best:g}, not the rate the study used ({', '.join(f'{v:g}' for v in sorted(used))}):"
-                 " the study's rate was chosen by the selection as first run (see the text above), and is kept.")
+        rates = ", ".join(f"{v:g}" for v in sorted(used))
+        note += (f" The best mean here is lr {best:g}, not the rate the study used ({rates}): the study's rate was "
+                 "chosen by the selection as first run (see the text above), and is kept.")
     elif best is not None and best in used:
         note += f" The best mean is the rate the study used (lr {best:g})."
     return pd.DataFrame(display).to_markdown(index=False, disable_numparse=True) + "\n\n" + note
