@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check (issue 12 item 6): the paper's Table 4 on LLaMA-3-8B's architecture with random weights (step time and
 # peak memory at batch 4 x 256 tokens, bf16: LoRA, BoRA b=8 / b=16, MELoRA, HydraLoRA, DoRA, PEFT's DoRA, ratios to
-# LoRA beside the paper's), then generation throughput (LoRA, BoRA block form, BoRA LoRA form, merged), then whether
+# LoRA beside the paper's), then generation throughput (LoRA, BoRA training form, BoRA LoRA form, merged), then whether
 # continuous batching decodes what padded batches do on the GPU (scripts/gpu_decoding_check.py). No hub, no weights
 # to download. Sized for one H100: about 3 minutes expected; the three steps are capped at 4.5, 3 and 1.5 minutes,
 # so the whole script stays under 9.5.

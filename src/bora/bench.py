@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
                              "step time and peak memory of LoRA, BoRA b=8 / b=16, MELoRA, HydraLoRA, DoRA, PEFT's "
                              "DoRA, with ratios to LoRA beside the paper's")
     parser.add_argument("--eval", action="store_true",
-                        help="generation time instead of training steps: LoRA, BoRA block form, BoRA LoRA form, "
+                        help="generation time instead of training steps: LoRA, BoRA training form, BoRA LoRA form, "
                              "merged (bora.bench_eval); last line bora_eval_time_x_lora: X")
     parser.add_argument("--decoding", action="store_true",
                         help="the generation engines side by side, continuous batching vs padded batches, on real "

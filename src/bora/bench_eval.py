@@ -3,11 +3,11 @@
 Evaluation, not training, is where paper-scale runs spend their GPU hours (LLM-Adapters' 4,076 math questions,
 256 new tokens each). A frozen BoRA layer is exactly a LoRA of rank ``b r`` (paper eq. 6), and in evaluation it runs
 as one (``AdapterLayer.eval_as_lora``); this bench measures what that buys: greedy generation with LoRA (r=8), BoRA
-(r=8, b=16) in its training (block) form, BoRA in its LoRA form, and BoRA merged into the weights, interleaved round
-by round on one decoder with random weights (timing does not depend on their values; every row generates exactly
-``--new-tokens`` tokens). One base model serves all four: each variant's modules are swapped in around its linears
+(r=8, b=16) in its training form (the block form on a CPU), BoRA in its LoRA form, and BoRA merged into the weights,
+interleaved round by round on one decoder with random weights (timing does not depend on their values; every row
+generates exactly ``--new-tokens`` tokens). One base model serves all four: each variant's modules are swapped in around its linears
 (``bora.bench_swap``), so LLaMA-3-8B fits one GPU once. Generation runs as the project's evaluation does: base weights
-in the model's dtype (``--dtype``), adapters in float32, no autocast. The block and LoRA forms must generate the same
+in the model's dtype (``--dtype``), adapters in float32, no autocast. The training and LoRA forms must generate the same
 tokens; the last line is ``bora_eval_time_x_lora: X``, BoRA's LoRA-form generation time over LoRA's.
 """
 
@@ -54,7 +54,8 @@ def bench_generation(model_name: str, layers: int | None, batch: int, prompt_len
     merged = bora.merged()
     bora_layers = [layer for _, layer in adapter_layers(bora.host)]
 
-    def block_form(on: bool) -> None:  # the training form's block mix at every step, as before eq. 6 was used
+    def training_form(on: bool) -> None:  # the training form at every step (the block mix on a CPU; on a GPU the
+        # rank-b r factors rebuilt per call, bora.adapters.blocks), as before eq. 6 was cached
         for layer in bora_layers:
             layer.eval_as_lora = not on
 
@@ -65,25 +66,25 @@ def bench_generation(model_name: str, layers: int | None, batch: int, prompt_len
                     min_new_tokens=new_tokens, do_sample=False, num_beams=1, pad_token_id=pad)
     outputs = {}
 
-    def case(name: str, adapters: AdapterSet, block: bool = False) -> Case:
+    def case(name: str, adapters: AdapterSet, training: bool = False) -> Case:
         def step():
             with torch.no_grad():
                 outputs[name] = base.generate(**settings)
 
         def enter():
             adapters.install()
-            block_form(block)
+            training_form(training)
 
         def leave():
-            block_form(False)
+            training_form(False)
             adapters.remove()
 
         return Case(name, step, lambda: 0, enter=enter, leave=leave, measure_peak=False)
 
-    cases = [case("lora (r=8)", lora), case("bora (r=8, b=16), block form", bora, block=True),
+    cases = [case("lora (r=8)", lora), case("bora (r=8, b=16), training form", bora, training=True),
              case("bora, LoRA form", bora), case("bora merged", merged)]
     run_interleaved(cases, rounds, warmup, runtime=runtime)
-    same = torch.equal(outputs["bora (r=8, b=16), block form"], outputs["bora, LoRA form"])
+    same = torch.equal(outputs["bora (r=8, b=16), training form"], outputs["bora, LoRA form"])
     rows = [{"model": c.name, "generate ms": 1000 * statistics.median(c.wall),
              "new tokens / s": batch * new_tokens / statistics.median(c.wall),
              "time x lora": ratio(c, cases[0], "wall")} for c in cases]
@@ -93,6 +94,6 @@ def bench_generation(model_name: str, layers: int | None, batch: int, prompt_len
     print(f"\n### generation: {name}, {runtime.device}, {model_cfg.dtype}, batch {batch}, prompt {prompt_length} "
           f"tokens, {new_tokens} new tokens, greedy, targets {load_config(overrides).method.targets}\n")
     print(frame.to_markdown(index=False, floatfmt=".3f"))
-    print(f"\nBoRA block form and LoRA form generate the same tokens: {same}")
+    print(f"\nBoRA training form and LoRA form generate the same tokens: {same}")
     print(f"bora_eval_time_x_lora: {frame.loc[2, 'time x lora']:.3f}")
     return frame
