@@ -76,6 +76,9 @@ def test_table4_mode_reports_every_method_beside_the_papers_ratios(capsys):
     assert float(rows["bora (r=8, b=16)"]["paper time x lora"]) == round(18.6 / 18.5, 4)  # paper Table 4
     assert float(rows["dora (r=8)"]["paper mem x lora"]) == round(24.36 / 23.57, 4)
     assert float(rows["bora (r=8, b=16)"]["paper params M"]) == 4.92
+    ops = {name: int(row["ops / step"]) for name, row in rows.items()}
+    # BoRA's Sigma and block mix cost operators LoRA's two matmuls do not; MELoRA sits between (no Sigma)
+    assert ops["lora (r=8)"] < ops["melora (r=8, 4 blocks)"] < ops["bora (r=8, b=16)"]
     summary = dict(line.split(": ", 1) for line in out.strip().splitlines()[-4:])
     assert list(summary) == ["bora_time_x_lora", "bora_mem_x_lora", "dora_time_x_peft_dora", "dora_mem_x_peft_dora"]
 
