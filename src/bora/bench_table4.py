@@ -124,7 +124,7 @@ def report_table4(title: str, cases: list[Case], tags: dict[str, str], params: d
     print(blank.to_markdown(index=False, missingval="", floatfmt=("", ".4g", ".4g", ".4g", ".4f", ".4f", "d",
                                                                   ".4g", ".4f", ".4f")))
     print("\nops / step: ATen operators one step dispatches (views excluded). Where the host launching kernels bounds "
-          "a step (a small batch on a fast GPU), time x lora follows their ratio rather than the flops'.")
+          "a step (a small batch on a fast GPU), every extra operator costs time that the flops do not show.")
     print()
     for line, (case, reference, attr, bound) in TARGETS.items():
         value = ratio(by_name[case], by_name[reference], "wall") if attr == "time" else \
