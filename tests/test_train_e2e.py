@@ -367,15 +367,27 @@ def test_export_of_a_generation_run_and_the_cli(tmp_path):
     assert json.loads((tmp_path / "peft" / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
 
 
-def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path):
+def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path, monkeypatch):
     """task.val_size (LLM-Adapters' val_set_size): the held-out loss is scored at every checkpoint and the saved
-    adapter is the one where it was lowest; lr 0.1 makes it rise after step 20, so the best is not the last."""
+    adapter is the one where it was lowest. Which step that is depends on float rounding (threads, CPU), so the
+    scores reported for every step but 20 are raised by 10: the best is step 20, not the last, on any machine, and
+    the saved adapter's recomputed held-out loss must equal step 20's true score."""
     import torch
 
     from bora.adapters import inject, load_adapters
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
+    from bora.training import AdapterTrainer
 
+    scored = AdapterTrainer.evaluation_loop
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = scored(self, *args, **kwargs)
+        if self.state.global_step != 20:
+            output.metrics["eval_loss"] += 10.0
+        return output
+
+    monkeypatch.setattr(AdapterTrainer, "evaluation_loop", evaluation_loop)
     cfg = load_config([f"output_dir={tmp_path}", "model=tiny-decoder", "task=toy-math", "task.val_size=40",
                        "trainer.max_steps=40", "trainer.eval_steps=5", "trainer.lr=0.1", "task.max_eval_samples=2",
                        "task.max_new_tokens=2"])
@@ -385,7 +397,7 @@ def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path):
     assert result["train"]["examples"] == 360 and validation["examples"] == 40
     losses = {point["step"]: point["loss"] for point in validation["loss_history"]}
     assert sorted(losses) == [5, 10, 15, 20, 25, 30, 35, 40]
-    assert validation["best_step"] < 40 and validation["best_loss"] == min(losses.values()) < losses[40]
+    assert validation["best_step"] == 20 and validation["best_loss"] == min(losses.values()) == losses[20] < 10
 
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.task)
