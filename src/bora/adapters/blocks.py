@@ -16,18 +16,20 @@ narrow blocks (below ``PER_BLOCK_MIN_WIDTH``) one batched matmul plus one copy i
 the temporary is small. It computes in one explicit dtype (autocast's when autocast is on, as a matmul would) and
 runs its backward in the same dtype.
 
-On a GPU the block form is launch-bound: about 50 small kernels per layer and step (one matmul per block, the mix,
-their backward) against LoRA's 6, which made a LLaMA-3-8B training step 2.2x LoRA's on an H100 at b = 16 (measured,
-bf16, batch 4 x 256). There ``_LoraFormUpdate`` runs the same update as the rank ``b r`` LoRA of paper eq. 6,
+On a GPU a small step is launch-bound, and the block form is many small ops: 74 non-view operators per 4096-wide layer
+and step at b = 16 (one matmul per block, the mix, their backward; LoRA: 24), and a LLaMA-3-8B step took 2.2x LoRA's
+on an H100 (bf16, batch 4 x 256). There ``_LoraFormUpdate`` runs the same update as the rank ``b r`` LoRA of eq. 6,
 
     h = x A'^T      A' (b r x n) block-diagonal: row block k holds A_k at column block k
-    y = h (s B')^T  B' (m x b r): row block j, column block k is B_j diag(Sigma_jk) (MELoRA: B_j where j = k, else 0)
+    y = h (s B')^T  B' (m x b r): row block j, column block k is B_j diag(Sigma_jk)
+                    (MELoRA: B_j where j = k, else 0)
 
 in two dense matmuls (and four in backward), with ``A'`` and ``B'`` built by one broadcast multiply each and rebuilt in
-backward rather than saved. It does ``b`` times the adapter's ``A`` flops, a fraction of a percent of a large layer's;
-it saves ``x`` and ``h`` (``b r`` numbers per token, a few percent of a transformer layer's activations at b r = 128).
-It is taken on the devices in ``LORA_FORM_DEVICES`` while ``b r (m + n) < m n`` (past that, the two factors hold more
-numbers than ``dW`` itself).
+backward rather than saved: 65 operators, and 1.75x LoRA's step on an H200 (where MELoRA, HydraLoRA and DoRA kept
+their H100 ratios, 1.34-1.43x). It does ``b`` times the adapter's ``A`` flops, a fraction of a percent of a large
+layer's; it saves ``x`` and ``h`` (``b r`` numbers per token, a few percent of a transformer layer's activations at
+b r = 128). It is taken on the devices in ``LORA_FORM_DEVICES`` while ``b r (m + n) < m n`` (past that, the two
+factors hold more numbers than ``dW`` itself).
 """
 
 from __future__ import annotations
