@@ -116,9 +116,9 @@ class Case:
 
 class OpCounter(TorchDispatchMode):
     """Counts the ATen operators dispatched while it is active, views excluded (they launch no kernel). On a GPU a
-    small step is bound by the host launching kernels, each op costing about the same whatever its size, so this
-    count explains step-time ratios there that flops do not. It depends on the device only where the code does
-    (BoRA and MELoRA take the block form on a CPU, the LoRA form on a GPU: ``bora.adapters.blocks``)."""
+    small step is bound by the host launching kernels, and every op costs launch time whatever its size, so this
+    count shows a cost there that flops do not. It depends on the device only where the code does (BoRA and MELoRA
+    take the block form on a CPU, the LoRA form on a GPU: ``bora.adapters.blocks``). Counted on CPUs so far."""
 
     def __init__(self):
         super().__init__()
