@@ -24,18 +24,24 @@ def test_readme_table_equals_the_committed_results(name):
     assert block == update_readme.rendered(name), "README is out of date with results/: run `make readme`"
 
 
+def committed_runs(results: str, experiment: str, plan: str):
+    """The committed runs of ``results/<experiment>/``, checked to be runs ``conf/experiment/<plan>.yaml`` plans
+    (identity) that succeeded; a run still in progress (a local checkout mid-study) is the one exception."""
+    root = PROJECT_ROOT / results / experiment
+    if not root.is_dir():
+        pytest.skip(f"no committed results under {root} yet")
+    runs = load_results(PROJECT_ROOT / results, [experiment])
+    assert set(runs["identity"]) <= {run_identity(config) for config in planned(plan)}
+    bad = runs[~runs["status"].isin(["success", "running"])]
+    assert bad.empty, bad[["run_dir", "status", "error"]]
+    return runs
+
+
 @pytest.mark.parametrize("name", sorted(STUDIES))
 def test_committed_results_are_the_planned_runs_and_all_succeeded(name):
     """Every committed run is one the study plans (identity), succeeded, and names its config and data checksums."""
     study = STUDIES[name]
-    root = PROJECT_ROOT / study.results / study.experiment_name
-    if not root.is_dir():
-        pytest.skip(f"no committed results under {root} yet")
-    runs = load_results(PROJECT_ROOT / study.results, [study.experiment_name])
-    assert set(runs["identity"]) <= {run_identity(config) for config in planned(study.experiment)}
-    # Only successes are committed; a run still in progress (a local checkout mid-study) is the one exception.
-    bad = runs[~runs["status"].isin(["success", "running"])]
-    assert bad.empty, bad[["run_dir", "status", "error"]]
+    runs = committed_runs(study.results, study.experiment_name, study.experiment)
     for run_dir in runs.loc[runs["status"] == "success", "run_dir"]:
         record = read_record(run_dir)
         assert record.data["source"] == "local" and len(record.data["sha256"]) == 2  # train.tsv and dev.tsv
@@ -45,12 +51,5 @@ def test_committed_results_are_the_planned_runs_and_all_succeeded(name):
 @pytest.mark.parametrize("name", sorted(SELECTIONS))
 def test_committed_selection_runs_are_planned_held_out_and_succeeded(name):
     """The protocol-selection runs: planned by their experiment, scored on held-out train (never dev), succeeded."""
-    selection = SELECTIONS[name]
-    root = PROJECT_ROOT / selection.results / name
-    if not root.is_dir():
-        pytest.skip(f"no committed results under {root} yet")
-    runs = load_results(PROJECT_ROOT / selection.results, [name])
-    assert set(runs["identity"]) <= {run_identity(config) for config in planned(name)}
-    bad = runs[~runs["status"].isin(["success", "running"])]
-    assert bad.empty, bad[["run_dir", "status", "error"]]
+    runs = committed_runs(SELECTIONS[name].results, name, name)
     assert all(config["task"]["eval_split"] == "heldout" for config in runs["config"])

@@ -74,8 +74,8 @@ def render_selection(name: str, root=None) -> str:
         chosen = row["lr"] in used
         cells = {"held-out train": f"**lr {row['lr']:g}** (used)" if chosen else f"lr {row['lr']:g}"}
         cells.update({label: number(row[label], 3) for label, _ in selection.tasks})
-        cells["mean"] = f"**{number(row['mean'], 3)}**" if chosen and row["mean"] == row["mean"] else \
-            number(row["mean"], 3)
+        mean = number(row["mean"], 3)
+        cells["mean"] = f"**{mean}**" if chosen and pd.notna(row["mean"]) else mean
         display.append(cells)
     note = (f"Held-out score of each run of conf/experiment/{name}.yaml (one seed; {MISSING}: not finished); "
             f"mean: of the {len(selection.tasks)} tasks. (used): the learning rate of the committed "
