@@ -318,6 +318,31 @@ def test_torchrun_trains_the_same_recipe_and_shards_evaluation(tmp_path):
     assert two["metrics"] == one["metrics"]
 
 
+# Dropout off (adapter and model), so that splitting a batch cannot change a single random draw.
+NO_DROPOUT = {"tiny-encoder": ["method.dropout=0", "+model.arch.hidden_dropout_prob=0",
+                               "+model.arch.attention_probs_dropout_prob=0"],
+              "tiny-decoder": ["method.dropout=0", "task=toy-math", "task.max_new_tokens=4"]}
+
+
+@pytest.mark.parametrize("model, method", [("tiny-encoder", "lora"), ("tiny-decoder", "lora"), ("tiny-encoder", "ia3")])
+def test_grad_accum_and_processes_train_the_same_steps(tmp_path, model, method):
+    """A global batch of 8 as 1 x 8, 2 micro-batches of 4 (grad_accum) or 2 processes of 4 (torchrun): the same
+    loss and gradient norm at every step, for our adapters and PEFT's (ia3). (transformers scaled an encoder's loss
+    by grad_accum x processes: its forward takes **kwargs, so the Trainer took it for a token-count-normalised loss.)"""
+    args = [f"model={model}", f"method={method}", "trainer.device=cpu", "trainer.max_steps=4", "trainer.batch_size=8",
+            "trainer.logging_steps=1", "task.max_eval_samples=4", *NO_DROPOUT[model]]
+    runs = {"1 x 8": _launch(1, args, tmp_path / "one"),
+            "grad_accum 2 x 4": _launch(1, [*args, "trainer.grad_accum=2"], tmp_path / "accum"),
+            "2 processes x 4": _launch(2, args, tmp_path / "two")}
+    curves = {name: run["train"]["loss_history"] for name, run in runs.items()}
+    reference = curves["1 x 8"]
+    assert [point["step"] for point in reference] == [1, 2, 3, 4]
+    for name, curve in curves.items():
+        assert [p["loss"] for p in curve] == pytest.approx([p["loss"] for p in reference], rel=1e-4), name
+        assert [p["grad_norm"] for p in curve] == pytest.approx([p["grad_norm"] for p in reference], rel=1e-4), name
+        assert runs[name]["train"]["mean_loss"] == pytest.approx(runs["1 x 8"]["train"]["mean_loss"], rel=1e-4)
+
+
 def test_a_global_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     with pytest.raises(BoraError, match=r"trainer.batch_size=6 \(the global batch\) does not split into "

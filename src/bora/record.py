@@ -44,6 +44,7 @@ class Headline(_Part):
 class LossPoint(_Part):
     step: int
     loss: float
+    grad_norm: Optional[float] = None  # the step's gradient norm before clipping (logged steps of training)
 
 
 class Validation(_Part):

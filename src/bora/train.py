@@ -256,7 +256,8 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
             "examples": len(train_data),
             "mean_loss": mean_loss(trainer.state.log_history),
             "resumed_from": str(checkpoint) if checkpoint else None,
-            "loss_history": [{"step": e["step"], "loss": e["loss"]} for e in history],
+            "loss_history": [{"step": e["step"], "loss": e["loss"], "grad_norm": e.get("grad_norm")}
+                             for e in history],
             # task.val_size: the held-out loss at each checkpoint, and the checkpoint training ended on
             "validation": None if val_data is None else {
                 "examples": len(val_data),

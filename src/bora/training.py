@@ -57,6 +57,12 @@ class AdapterTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.max_loss_ratio = max_loss_ratio
         self._reference_loss: float | None = None
+        # transformers takes any model whose forward has **kwargs for one that divides its loss by the token count
+        # of the whole accumulated, all-process batch (num_items_in_batch): it then skips its own division by
+        # grad_accum and multiplies the loss by the number of processes. Encoders (RobertaForSequenceClassification
+        # ...) take **kwargs but return a per-batch mean, so their loss and gradients came out grad_accum x
+        # processes too large. Only the causal-LM loss reads the token count.
+        self.model_accepts_loss_kwargs = self.model_accepts_loss_kwargs and loss_reads_token_count(self.model)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -98,6 +104,18 @@ class AdapterTrainer(Trainer):
         with torch.no_grad():
             for name, tensor in saved.items():
                 params[name].copy_(tensor)
+
+
+def loss_reads_token_count(model: nn.Module) -> bool:
+    """Whether the model's loss is transformers' causal-LM loss, the one that honours ``num_items_in_batch``
+    (a sum over the micro-batch's tokens divided by the whole step's count); PEFT wrappers are looked through."""
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return base.loss_function is ForCausalLMLoss
+    except (AttributeError, KeyError, ValueError):  # no loss_type transformers knows: a loss of its own
+        return False
 
 
 def _first_logged_loss(history: list[dict]) -> float | None:
