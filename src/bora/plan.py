@@ -65,12 +65,15 @@ def plan(overrides: Sequence[str], with_params: bool = True) -> list[dict]:
     for config, setting in zip(configs, _settings(configs)):
         method = config["method"]
         identity = run_identity(config)
+        shared = runs.reused(Path(config["run_dir"]), Path(config["output_dir"]), config["experiment_name"],
+                             config.get("reuse_from") or [], identity)
+        run_dir = str(shared[0]) if shared is not None else config["run_dir"]
         rows.append({
             "model": config["model"]["name"], "task": config["task"]["name"],
             **{key: method.get(key) for key in ["r", "blocks", "heads", "targets"]}, "method": method["name"],
             "method_tag": method_tag(method), "setting": setting, "seed": config["seed"],
             "identity": identity[:8], "adapter_params": count(config) if with_params else None,
-            "status": runs.status_of(Path(config["run_dir"]), identity), "run_dir": config["run_dir"],
+            "status": runs.status_of(Path(run_dir), identity), "run_dir": run_dir,
         })
     return rows
 

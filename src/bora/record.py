@@ -57,6 +57,9 @@ class Validation(_Part):
 
 class TrainStats(_Part):
     wall_time_s: float
+    # CPU time of this process while it trained (user + system, summed over its threads): unlike wall time, another
+    # job on the same machine does not inflate it (None in records from before it was measured)
+    cpu_time_s: Optional[float] = None
     global_steps: int
     epochs: float
     examples: int

@@ -162,6 +162,26 @@ def decide(run_dir: Path, identity: str, config: dict, force: bool, data: dict, 
                     wandb_run_id=wandb_run_id)
 
 
+def reused(run_dir: Path, output_dir: Path, experiment_name: str, reuse_from: list[str], identity: str
+           ) -> tuple[Path, RunRecord] | None:
+    """(its directory, its record) of a success of ``identity`` at the same place in one of the ``reuse_from``
+    experiment folders (a study that shares runs with another, as cpu-ablations with cpu-glue), or None. Unreadable
+    or other runs there are ignored: this run then trains in its own directory."""
+    try:
+        below = Path(run_dir).relative_to(Path(output_dir) / experiment_name)
+    except ValueError:  # run_dir was set by hand, outside <output_dir>/<experiment_name>
+        return None
+    for other in reuse_from:
+        where = Path(output_dir) / other / below
+        try:
+            record = read_record(where)
+        except Unreadable:
+            continue
+        if record is not None and record.ok and record.identity == identity:
+            return where, record
+    return None
+
+
 def new_wandb_id(identity: str) -> str:
     """A fresh W&B run id per attempt (a resumed attempt keeps its own; a forced rerun gets a new one)."""
     return f"{identity[:8]}-{secrets.token_hex(3)}"

@@ -65,6 +65,10 @@ def train(cfg: DictConfig) -> Metrics:
     precision, precision_notice = effective_precision(cfg)  # an impossible explicit precision stops here
     identity = run_identity(config)
     data = data_record(config["task"])
+    shared = runs.reused(run_dir, Path(cfg.output_dir), cfg.experiment_name, list(cfg.reuse_from), identity)
+    if shared is not None and not cfg.force and not runs.changed_data(shared[1].data, data):
+        say(f"skip: this run already succeeded in {shared[0]} (reuse_from)")
+        return shared[1].metrics or {}
     with runs.RunLock(run_dir) if is_main else contextlib.nullcontext():
         decision = runs.decide(run_dir, identity, config, cfg.force, data, apply=is_main)
         if decision.skip:
@@ -209,11 +213,11 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     if checkpoint:
         say(f"resuming {work_dir} from {checkpoint.name} (step {checkpoint.name.removeprefix('checkpoint-')})")
     memory = PeakMemory()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     control.training = True
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     control.training = False
-    train_seconds = time.perf_counter() - start
+    train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     if control.signum is not None:
         raise Interrupted(control.signum, trainer.state.global_step)
     peak_train = memory.peak()
@@ -224,11 +228,11 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
 
         save_adapters(model, work_dir / "adapter", cfg.method)
 
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     model.eval()
     # every rank evaluates its share of the test sets; rank 0 writes the predictions
     metrics = task.evaluate(model, tokenizer, cfg.trainer.eval_batch_size, work_dir if is_main_process() else None)
-    eval_seconds = time.perf_counter() - start
+    eval_seconds, eval_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     undefined = dict(getattr(task, "undefined", {}))
     for sub, values in metrics.items():
         for name, value in values.items():
@@ -251,6 +255,7 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
         "adapted_modules": len(adapted),
         "train": {
             "wall_time_s": round(train_seconds, 3),
+            "cpu_time_s": round(train_cpu_seconds, 3),
             "global_steps": trainer.state.global_step,
             "epochs": trainer.state.epoch,
             "examples": len(train_data),
@@ -267,7 +272,7 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
                 "best_loss": trainer.state.best_metric,
             },
         },
-        "eval": {"wall_time_s": round(eval_seconds, 3)},
+        "eval": {"wall_time_s": round(eval_seconds, 3), "cpu_time_s": round(eval_cpu_seconds, 3)},
         "peak_memory": {"train": peak_train, "train_and_eval": memory.peak()},
         "adapter_stats": stats,
         "notices": notices,

@@ -13,6 +13,10 @@ from bora.adapters.lora import LoraLayer
 
 
 class DoraLayer(LoraLayer):
+    # lora_factors() are its direction's (what PEFT's DoRA export stores beside the magnitude); dW itself is not
+    # their product, so analysis (bora.adapters.stats) must take delta_weight()
+    delta_is_lora_product = False
+
     def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, name: str = ""):
         super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
         with torch.no_grad():

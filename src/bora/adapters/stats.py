@@ -1,4 +1,12 @@
-"""What a trained adapter looks like inside, for the run record: BoRA's Sigma per layer.
+"""What a trained adapter looks like inside, for the run record: the singular values of every layer's update, and
+BoRA's Sigma per layer.
+
+Spectrum (paper Figure 4): the singular values of each adapted layer's trained ``dW``, computed once at the end of
+training (from the factors of ``lora_factors()`` where the method has them: a QR of each, then the SVD of a
+``k x k`` core, so an 8B model's layers cost milliseconds; else from ``delta_weight()``). Recorded per layer: the
+largest ``SPECTRUM_TOP`` values, how many lie above 1e-3 and 1e-2 of the largest (the numerical rank at two
+tolerances), and the entropy effective rank ``exp(H(s / sum s))`` (Roy & Vetterli, 2007). BoRA's bound is
+``min(b r, m, n)``, LoRA's ``r``: the record shows which of them training reaches.
 
 BoRA's ``Sigma_jk = diag(exp(sigma_jk / Mav(sigma)))`` starts in ``[e^-2, e^2]`` (``sigma / Mav`` of a Kaiming-uniform
 draw lies in ``[-2, 2]``). Nothing bounds it during training: if ``Mav`` shrinks while one entry stays, that entry's
@@ -17,6 +25,8 @@ from torch import nn
 from bora.adapters.inject import adapter_layers
 
 SIGMA_WARN = 1e4
+SPECTRUM_TOP = 64
+SPECTRUM_TOLERANCES = (1e-3, 1e-2)
 
 
 def _finite(value: float) -> float | None:
@@ -34,11 +44,50 @@ def sigma_stats(model: nn.Module) -> list[dict]:
     return rows
 
 
+def singular_values(layer: nn.Module) -> torch.Tensor | None:
+    """The singular values of a layer's ``dW`` (float64, descending); None for an update no single ``dW`` holds."""
+    if not getattr(layer, "mergeable", True):
+        return None
+    with torch.no_grad():
+        factors = getattr(layer, "lora_factors", None)
+        if factors is not None and getattr(layer, "delta_is_lora_product", True):
+            lora_A, lora_B = (t.double() for t in factors())
+            if lora_A.shape[0] < min(lora_A.shape[1], lora_B.shape[0]):
+                core = torch.linalg.qr(lora_B).R @ torch.linalg.qr(lora_A.T).R.T  # dW = s Q_B (R_B R_A^T) Q_A^T
+                return torch.linalg.svdvals(core * layer.scaling)
+        return torch.linalg.svdvals(layer.delta_weight().double())
+
+
+def spectrum_of(values: torch.Tensor) -> dict:
+    """The record of one layer's singular values (see the module docstring)."""
+    top = float(values[0]) if len(values) else 0.0
+    record = {"top": [float(f"{v:.6g}") for v in values[:SPECTRUM_TOP].tolist()], "count": len(values)}
+    for tolerance in SPECTRUM_TOLERANCES:
+        record[f"above_{tolerance:g}"] = int((values > tolerance * top).sum()) if top > 0 else 0
+    weights = values / values.sum() if top > 0 else values
+    weights = weights[weights > 0]
+    record["effective_rank"] = round(float(torch.exp(-(weights * weights.log()).sum())), 4) if top > 0 else 0.0
+    return record
+
+
+def spectrum_stats(model: nn.Module) -> list[dict]:
+    """Per adapted layer with a single ``dW``: its name, shape and ``spectrum_of`` its singular values."""
+    rows = []
+    for name, layer in adapter_layers(model):
+        values = singular_values(layer)
+        if values is not None and torch.isfinite(values).all():
+            rows.append({"layer": name, "shape": [layer.out_features, layer.in_features], **spectrum_of(values)})
+    return rows
+
+
 def adapter_stats(model: nn.Module) -> tuple[dict, list[str]]:
-    """(the record's ``adapter_stats``, notices). Empty for methods without Sigma."""
+    """(the record's ``adapter_stats``: ``spectrum`` for every method with a single ``dW``, ``sigma`` for BoRA;
+    notices)."""
+    spectrum = spectrum_stats(model)
+    stats = {"spectrum": {"tolerances": list(SPECTRUM_TOLERANCES), "per_layer": spectrum}} if spectrum else {}
     layers = sigma_stats(model)
     if not layers:
-        return {}, []
+        return stats, []
     maxima = [row["sigma_max"] if row["sigma_max"] is not None else math.inf for row in layers]
     mavs = [row["mav"] for row in layers if row["mav"] is not None]
     over = [row["layer"] for row, top in zip(layers, maxima) if top > SIGMA_WARN]
@@ -51,4 +100,4 @@ def adapter_stats(model: nn.Module) -> tuple[dict, list[str]]:
     if over:
         notices.append(f"BoRA Sigma: {len(over)} of {len(layers)} layers have an entry above {SIGMA_WARN:g} "
                        f"(largest {max(maxima):.3g}, first {over[0]}); see adapter_stats")
-    return {"sigma": {"summary": summary, "per_layer": layers}}, notices
+    return {**stats, "sigma": {"summary": summary, "per_layer": layers}}, notices

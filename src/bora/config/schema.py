@@ -298,6 +298,9 @@ class Config:
     # <output_dir>/<experiment_name>/<model>/<task>/<method tag>/seed=<seed>-<identity>, see conf/config.yaml
     run_dir: str = field(default=MISSING, metadata=keep_out())
     force: bool = field(default=False, metadata=keep_out())  # rerun even if run_dir holds a successful result
+    # Other experiment folders under output_dir (e.g. [cpu-glue]) whose success of this very identity, at the same
+    # place below the folder, is this run's result: skipped, not retrained and not copied (bora.runs.reused)
+    reuse_from: List[str] = field(default_factory=list, metadata=keep_out())
     save_adapter: bool = field(default=True, metadata=keep_out())  # write the trained adapter into run_dir
 
 

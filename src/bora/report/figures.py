@@ -21,6 +21,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from bora.adapters.stats import singular_values  # noqa: E402  (also what every run records)
 from bora.record import read_record  # noqa: E402
 from bora.report.aggregate import successful  # noqa: E402
 from bora.report.paper import METHODS  # noqa: E402
@@ -28,23 +29,6 @@ from bora.report.paper import METHODS  # noqa: E402
 THRESHOLD = 0.005
 PAPER_RESULTS = {"glue", "math", "commonsense", "efficiency"}  # experiment_names of the paper tables
 DISPLAY_NAMES = {name: label for label, (name, _) in METHODS.items()}  # lora -> LoRA
-
-
-def singular_values(layer) -> torch.Tensor:
-    """Singular values of an adapter layer's ``dW``.
-
-    A factorised update ``dW = s B A`` of rank k (LoRA; BoRA and MELoRA as their exact LoRA form) has the singular
-    values of the k x k matrix ``s R_B R_A^T`` (``B = Q_B R_B``, ``A^T = Q_A R_A``): exact, and seconds instead of
-    an SVD of a 4096 x 4096 matrix per layer.
-    """
-    with torch.no_grad():
-        if hasattr(layer, "lora_factors"):
-            lora_A, lora_B = layer.lora_factors()
-            if lora_A.shape[0] < min(lora_A.shape[1], lora_B.shape[0]):
-                r_b = torch.linalg.qr(lora_B.double(), mode="r").R
-                r_a = torch.linalg.qr(lora_A.double().T, mode="r").R
-                return torch.linalg.svdvals(layer.scaling * r_b @ r_a.T).float()
-        return torch.linalg.svdvals(layer.delta_weight().double()).float()
 
 
 def _weightless(linear: nn.Linear) -> None:

@@ -1,0 +1,56 @@
+"""The singular values each run records of its trained updates (paper Figure 4): exact, cheap, and the rank bounds."""
+
+import pytest
+import torch
+from torch import nn
+
+from bora.adapters import adapter_layers
+from bora.adapters.bora import BoraLayer
+from bora.adapters.lora import LoraLayer
+from bora.adapters.stats import adapter_stats, singular_values, spectrum_of
+
+from adapter_helpers import MERGEABLE, adapted_model
+
+
+@pytest.mark.parametrize("method", MERGEABLE)
+def test_recorded_singular_values_are_those_of_delta_weight(method):
+    """From the factors (QR + a small SVD) or from dW: the same values as an SVD of the dense update."""
+    _, model = adapted_model(method)
+    layers = list(adapter_layers(model))
+    assert layers
+    for _, layer in layers:
+        expected = torch.linalg.svdvals(layer.delta_weight().detach().double())
+        got = singular_values(layer)
+        k = len(got)
+        assert torch.allclose(got, expected[:k], rtol=1e-5, atol=1e-9 * float(expected[0]))
+        rest = expected[k:]
+        assert not len(rest) or float(rest.max()) <= 1e-5 * float(expected[0])  # what the factors leave out is 0
+
+
+def test_the_record_counts_rank_up_to_b_r_for_bora_and_r_for_lora():
+    torch.manual_seed(0)
+    base = nn.Linear(64, 64)
+    lora = LoraLayer(base, r=2, alpha=4, dropout=0.0)
+    bora = BoraLayer(nn.Linear(64, 64), r=2, alpha=4, dropout=0.0, blocks=8)
+    for layer in (lora, bora):
+        nn.init.normal_(layer.B)
+    lora_record, bora_record = spectrum_of(singular_values(lora)), spectrum_of(singular_values(bora))
+    assert lora_record["above_0.001"] == lora_record["above_0.01"] == 2  # LoRA: exactly r
+    assert bora_record["above_0.001"] == 16  # BoRA: b r = 16 with random Sigma (paper eq. 6)
+    assert 2 < bora_record["effective_rank"] <= 16 and 1 <= lora_record["effective_rank"] <= 2
+    assert len(bora_record["top"]) == 16 and bora_record["top"] == sorted(bora_record["top"], reverse=True)
+
+
+def test_an_untrained_lora_records_a_zero_spectrum_without_nan():
+    record = spectrum_of(singular_values(LoraLayer(nn.Linear(16, 16), r=4, alpha=8, dropout=0.0)))
+    assert record["above_0.001"] == 0 and record["effective_rank"] == 0.0 and set(record["top"]) == {0.0}
+
+
+def test_run_stats_hold_a_spectrum_per_layer_and_sigma_for_bora():
+    _, model = adapted_model("bora")
+    stats, _ = adapter_stats(model)
+    layers = [name for name, _ in adapter_layers(model)]
+    assert [row["layer"] for row in stats["spectrum"]["per_layer"]] == layers
+    assert stats["sigma"]["summary"]["layers"] == len(layers)
+    _, hydra = adapted_model("hydralora")  # input-dependent: no single dW, so no spectrum
+    assert "spectrum" not in adapter_stats(hydra)[0]
