@@ -70,6 +70,16 @@ $(addprefix reproduce-,$(STUDIES)): reproduce-%:
 	$(OFFLINE) $(PY) -m bora.tables --experiment $*-protocol --outputs results
 	$(OFFLINE) $(PY) -m bora.tables --table $* --outputs results
 
+## `make reproduce-cpu-ablations`: Table 9 / 7 and Figures 3(b) / 4 at CPU scale (MiniLM, MRPC and SST-2; set GLUE_DIR):
+## the missing runs of conf/experiment/cpu-ablations.yaml and cpu-ablations-table7.yaml (cpu-glue's runs are reused).
+ABLATIONS := cpu-ablations cpu-ablations-table7
+.PHONY: reproduce-cpu-ablations
+reproduce-cpu-ablations:
+	@for experiment in $(ABLATIONS); do \
+		echo "python -m bora.train -m experiment=$$experiment"; $(PY) -m bora.train -m experiment=$$experiment || exit 1; \
+	done
+	@for experiment in $(ABLATIONS); do $(OFFLINE) $(PY) -m bora.tables --experiment $$experiment --outputs results || exit 1; done
+
 readme:
 	$(OFFLINE) $(PY) scripts/update_readme.py
 
@@ -79,7 +89,8 @@ list:
 		$(foreach r,$(call renders,$(t)),bora.tables --table $(r);)";)
 	@$(foreach t,$(STUDIES),echo "reproduce-$(t): $(foreach e,$(SWEEPS_$(t)),bora.train -m experiment=$(e);) \
 		bora.tables --table $(t) --outputs results";)
-	@$(OFFLINE) $(PY) -m bora.plan --summaries $(subst $(space),$(comma),$(EXPERIMENTS) $(foreach t,$(STUDIES),$(SWEEPS_$(t))) smoke smoke-llm)
+	@echo "reproduce-cpu-ablations: $(foreach e,$(ABLATIONS),bora.train -m experiment=$(e);) bora.tables --experiment cpu-ablations --outputs results"
+	@$(OFFLINE) $(PY) -m bora.plan --summaries $(subst $(space),$(comma),$(EXPERIMENTS) $(foreach t,$(STUDIES),$(SWEEPS_$(t))) $(ABLATIONS) smoke smoke-llm)
 
 ## The test suite (offline; under 15 minutes on 2 CPU cores).
 test: install
