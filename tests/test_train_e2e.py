@@ -461,3 +461,17 @@ def test_an_export_that_fails_its_check_leaves_nothing_behind(tmp_path):
     with pytest.raises(BoraError, match="not faithful"):
         export_run(Path(cfg.run_dir), tmp_path / "peft", tolerance=-1.0)  # no difference passes a negative bound
     assert not (tmp_path / "peft").exists()
+
+
+def test_reuse_from_skips_a_run_another_experiment_folder_holds(tmp_path):
+    """reuse_from: a success of the same identity in another experiment's folder is this run's result, not retrained
+    (train) and counted as done where it lies (plan)."""
+    from bora.plan import plan
+
+    first = load_config([f"output_dir={tmp_path}", "experiment_name=a", *FAST])
+    metrics = train(first)
+    args = [f"output_dir={tmp_path}", "experiment_name=b", "reuse_from=[a]", *FAST]
+    assert train(load_config(args)) == metrics
+    assert not list((tmp_path / "b").rglob("result.json"))
+    [row] = plan(args, with_params=False)
+    assert row["status"] == "done" and row["run_dir"] == first.run_dir
