@@ -71,8 +71,8 @@ $(addprefix reproduce-,$(STUDIES)): reproduce-%:
 	$(OFFLINE) $(PY) -m bora.tables --table $* --outputs results
 
 ## `make reproduce-cpu-ablations`: Table 9 / 7 and Figures 3(b) / 4 at CPU scale (MiniLM, MRPC and SST-2; set GLUE_DIR):
-## the missing runs of conf/experiment/cpu-ablations.yaml and cpu-ablations-table7.yaml (cpu-glue's runs are reused).
-ABLATIONS := cpu-ablations cpu-ablations-table7
+## the missing runs of conf/experiment/cpu-ablations(-table7, -spectra).yaml (cpu-glue's runs are reused).
+ABLATIONS := cpu-ablations cpu-ablations-table7 cpu-ablations-spectra
 .PHONY: reproduce-cpu-ablations
 reproduce-cpu-ablations:
 	@for experiment in $(ABLATIONS); do \
