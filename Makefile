@@ -78,7 +78,7 @@ reproduce-cpu-ablations:
 	@for experiment in $(ABLATIONS); do \
 		echo "python -m bora.train -m experiment=$$experiment"; $(PY) -m bora.train -m experiment=$$experiment || exit 1; \
 	done
-	@for experiment in $(ABLATIONS); do $(OFFLINE) $(PY) -m bora.tables --experiment $$experiment --outputs results || exit 1; done
+	$(OFFLINE) $(PY) -m bora.tables --table cpu-ablations --outputs results
 
 readme:
 	$(OFFLINE) $(PY) scripts/update_readme.py
@@ -89,7 +89,7 @@ list:
 		$(foreach r,$(call renders,$(t)),bora.tables --table $(r);)";)
 	@$(foreach t,$(STUDIES),echo "reproduce-$(t): $(foreach e,$(SWEEPS_$(t)),bora.train -m experiment=$(e);) \
 		bora.tables --table $(t) --outputs results";)
-	@echo "reproduce-cpu-ablations: $(foreach e,$(ABLATIONS),bora.train -m experiment=$(e);) bora.tables --experiment cpu-ablations --outputs results"
+	@echo "reproduce-cpu-ablations: $(foreach e,$(ABLATIONS),bora.train -m experiment=$(e);) bora.tables --table cpu-ablations --outputs results"
 	@$(OFFLINE) $(PY) -m bora.plan --summaries $(subst $(space),$(comma),$(EXPERIMENTS) $(foreach t,$(STUDIES),$(SWEEPS_$(t))) $(ABLATIONS) smoke smoke-llm)
 
 ## The test suite (offline; under 15 minutes on 2 CPU cores).

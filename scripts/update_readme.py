@@ -17,22 +17,29 @@ from pathlib import Path
 
 from bora.errors import BoraError, run_tool
 from bora.paths import PROJECT_ROOT
+from bora.report.ablations import FIGURE_DIR
+from bora.report.ablations import NAME as ABLATIONS
+from bora.report.ablations import render_ablations
 from bora.report.aggregate import load_results
 from bora.report.selection import SELECTIONS, render_selection
 from bora.report.study import STUDIES, render_study
 
 README = PROJECT_ROOT / "README.md"
-BLOCKS = [*STUDIES, *SELECTIONS]  # each study's tables, and the selection runs that chose a study's protocol
+BLOCKS = [*STUDIES, ABLATIONS, *SELECTIONS]  # each study's tables, and the selection runs that chose a protocol
 
 
 def block_pattern(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- study:{re.escape(name)} -->\n)(.*?)(\n<!-- /study:{re.escape(name)} -->)", re.S)
 
 
-def rendered(name: str) -> str:
-    """The study's (or selection's) Markdown from its committed results (nothing is written into the checkout)."""
+def rendered(name: str, figure_dir: Path | None = None) -> str:
+    """The study's (or selection's) Markdown from its committed results. Nothing is written into the checkout unless
+    ``figure_dir`` is given: the ablation study's figures (PNG and the plotted numbers) go there."""
     if name in SELECTIONS:
         return render_selection(name)
+    if name == ABLATIONS:
+        with tempfile.TemporaryDirectory() as scratch:
+            return render_ablations(PROJECT_ROOT / "results", Path(scratch), figure_dir or Path(scratch) / "figures")[0]
     study = STUDIES[name]
     runs = load_results(PROJECT_ROOT / study.results, [study.experiment_name])
     with tempfile.TemporaryDirectory() as scratch:
@@ -49,13 +56,13 @@ def update(check: bool) -> None:
     for name in BLOCKS:
         if readme_block(name, text) is None:
             raise BoraError(f"README.md has no <!-- study:{name} --> ... <!-- /study:{name} --> block")
-        fresh = rendered(name)
+        fresh = rendered(name, None if check else PROJECT_ROOT / FIGURE_DIR)
         if check and readme_block(name, text) != fresh:
             raise BoraError(f"README.md's {name} table differs from results/; run `make readme`")
         text = block_pattern(name).sub(lambda m: m.group(1) + fresh + m.group(3), text)
     if not check:
         README.write_text(text, encoding="utf-8")
-        print(f"README.md: {', '.join(BLOCKS)} tables written from results/")
+        print(f"README.md: {', '.join(BLOCKS)} tables written from results/; figures into {FIGURE_DIR}/")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -53,3 +53,22 @@ def test_committed_selection_runs_are_planned_held_out_and_succeeded(name):
     """The protocol-selection runs: planned by their experiment, scored on held-out train (never dev), succeeded."""
     runs = committed_runs(SELECTIONS[name].results, name, name)
     assert all(config["task"]["eval_split"] == "heldout" for config in runs["config"])
+
+
+def test_ablation_study_runs_are_planned_and_its_committed_figures_are_what_they_give(tmp_path):
+    """results/cpu-ablations(-spectra) hold only runs their sweeps plan, all succeeded; the committed figures' plotted
+    numbers (figures/*.csv) are what the committed runs give, and their PNGs exist."""
+    from bora.report import ablations
+
+    grid = {run_identity(c) for sweep in (ablations.GRID, ablations.TABLE7) for c in planned(sweep)}
+    for folder, identities in (("cpu-ablations", grid),
+                               ("cpu-ablations-spectra", {run_identity(c) for c in planned(ablations.SPECTRA)})):
+        runs = load_results(PROJECT_ROOT / "results", [folder])
+        assert set(runs["identity"]) <= identities, folder
+        assert set(runs["status"]) <= {"success", "running"}, runs[runs["status"] != "success"][["run_dir", "error"]]
+    ablations.render_ablations(PROJECT_ROOT / "results", tmp_path, tmp_path / "figures")
+    committed = PROJECT_ROOT / ablations.FIGURE_DIR
+    for name in ("figure3b", "figure4"):
+        assert (committed / f"{name}.png").stat().st_size > 0
+        fresh = (tmp_path / "figures" / f"{name}.csv").read_text()
+        assert (committed / f"{name}.csv").read_text() == fresh, f"{name}.csv is out of date: run `make readme`"

@@ -26,6 +26,7 @@ from bora.report.tables import excluded_runs, member_configs, paper_comparison, 
 
 FIGURES = ["figure3b", "figure4"]
 STUDIES = ["cpu-glue"]  # bora.report.study.STUDIES (named here so that --help does not import scipy)
+ABLATIONS = "cpu-ablations"  # bora.report.ablations: Table 9 / 7, Figures 3(b) / 4 at CPU scale
 
 
 def render_paper_table(name: str, runs: pd.DataFrame, out_dir: Path, overrides=(), root: Path | None = None
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--experiment", help="summarise one experiment_name's runs (printed)")
     group.add_argument("--table", help=f"one of {', '.join(PAPER_TABLES)}, {', '.join(FIGURES)}, claims, or a study: "
-                                       f"{', '.join(STUDIES)} (printed)")
+                                       f"{', '.join(STUDIES)}, {ABLATIONS} (printed)")
     group.add_argument("--problems", action="store_true", help="list the runs that did not succeed, and why")
     args = parser.parse_args(argv)
     run_tool(lambda: _print(args))
@@ -109,6 +110,11 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
 
         markdown, written = render_study(args.table, runs, out_dir)
         return f"{markdown}\n\n({found})", written
+    if args.table == ABLATIONS:
+        from bora.report.ablations import render_ablations
+
+        markdown, written = render_ablations(outputs, out_dir, out_dir / "figures")
+        return f"{markdown}\n\n(figures in {out_dir / 'figures'})", written
     if args.table in FIGURES:
         from bora.report import figures
 
@@ -120,7 +126,7 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
         return claims.render_claims(runs, out_dir, args.overrides)
     if args.table:
         raise BoraError(f"unknown table {args.table!r}; choose one of: {', '.join(PAPER_TABLES)}, "
-                        f"{', '.join(FIGURES)}, claims, {', '.join(STUDIES)}")
+                        f"{', '.join(FIGURES)}, claims, {', '.join(STUDIES)}, {ABLATIONS}")
     written = render_all(runs, outputs, out_dir, args.overrides)
     counts = status_counts(runs) if not runs.empty else {}
     return (f"rendered {len(PAPER_TABLES)} paper tables, the figures, the claims check and each experiment's summary "
