@@ -478,3 +478,32 @@ def test_reuse_from_skips_a_run_another_experiment_folder_holds(tmp_path):
     assert not list((tmp_path / "b").rglob("result.json"))
     [row] = plan(args, with_params=False)
     assert row["status"] == "done" and row["run_dir"] == first.run_dir
+
+
+@pytest.mark.parametrize("model", ["tiny-encoder", "tiny-decoder"])
+def test_a_run_interrupted_after_its_last_step_resumes_into_evaluation_only(tmp_path, monkeypatch, model):
+    """Ctrl-C after the last optimizer step (during evaluation): the rerun resumes from the final checkpoint and
+    trains no further step; step count, loss history and mean loss equal an uninterrupted run's."""
+    import bora.adapters.stats as stats
+    from bora.errors import Interrupted
+
+    task = [] if model == "tiny-encoder" else ["task=toy-math", "task.max_new_tokens=4"]
+    args = [f"model={model}", *task, "trainer.max_steps=8", "trainer.save_steps=4", "trainer.logging_steps=1",
+            "task.max_eval_samples=8", "save_adapter=false"]
+    train(load_config([f"output_dir={tmp_path / 'uninterrupted'}", *args]))
+    cfg = load_config([f"output_dir={tmp_path / 'interrupted'}", *args])
+    real = stats.adapter_stats
+    monkeypatch.setattr(stats, "adapter_stats", lambda model: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(Interrupted):
+        train(cfg)
+    assert result_of(cfg.run_dir)["status"] == "interrupted"
+    assert latest_checkpoint(Path(cfg.run_dir) / "checkpoints").name == "checkpoint-8"
+    monkeypatch.setattr(stats, "adapter_stats", real)
+    train(cfg)
+    resumed = result_of(cfg.run_dir)
+    reference = result_of(load_config([f"output_dir={tmp_path / 'uninterrupted'}", *args]).run_dir)
+    assert resumed["status"] == "success" and resumed["train"]["resumed_from"].endswith("checkpoint-8")
+    assert resumed["train"]["global_steps"] == reference["train"]["global_steps"] == 8
+    assert resumed["train"]["loss_history"] == reference["train"]["loss_history"]
+    assert resumed["train"]["mean_loss"] == pytest.approx(reference["train"]["mean_loss"], rel=1e-6)
+    assert resumed["metrics"] == reference["metrics"]

@@ -78,6 +78,14 @@ class AdapterTrainer(Trainer):
                            f"{self._reference_loss:.4g}; trainer.max_loss_ratio)", step)
         return loss
 
+    def _run_epoch(self, *args, **kwargs):
+        # Resumed from the final checkpoint (interrupted during evaluation), HF's epoch loop still runs: it skips the
+        # trained batches and takes one more optimizer step before it checks max_steps. Training is complete: stop.
+        if self.state.max_steps > 0 and self.state.global_step >= self.state.max_steps:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         if not self.args.should_save:
             return
