@@ -507,3 +507,21 @@ def test_a_run_interrupted_after_its_last_step_resumes_into_evaluation_only(tmp_
     assert resumed["train"]["loss_history"] == reference["train"]["loss_history"]
     assert resumed["train"]["mean_loss"] == pytest.approx(reference["train"]["mean_loss"], rel=1e-6)
     assert resumed["metrics"] == reference["metrics"]
+
+
+def test_a_forced_rerun_keeps_the_replaced_runs_wandb_data_and_log_and_links_the_records(tmp_path):
+    args = ["logger=wandb", "trainer.max_steps=4", "task.max_eval_samples=8", "save_adapter=false"]
+    env = {"BORA_OUTPUT_DIR": str(tmp_path), "WANDB_MODE": "offline"}
+    assert run_cli(args, env=env).returncode == 0
+    run_dir = Path(load_config([f"output_dir={tmp_path}", *args]).run_dir)
+    old, old_log = result_of(run_dir), (run_dir / "train.log").read_text()
+    rerun = run_cli([*args, "force=true"], env=env)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    new = result_of(run_dir)
+    assert new["replaces"] and json.loads((run_dir / new["replaces"]).read_text()) == old
+    assert old["wandb_run_id"] != new["wandb_run_id"]
+    offline = [p.name for p in (run_dir / "wandb").glob("offline-run-*")]
+    assert sorted(any(name.endswith(r["wandb_run_id"]) for name in offline) for r in (old, new)) == [True, True]
+    assert len(offline) == 2 and (run_dir / "wandb" / "latest-run").resolve().name.endswith(new["wandb_run_id"])
+    [kept_log] = run_dir.glob("train.log.replaced-*")
+    assert kept_log.read_text() == old_log and (run_dir / "train.log").read_text().startswith(old_log)

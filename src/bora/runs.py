@@ -196,27 +196,59 @@ def changed_data(before: dict, now: dict) -> str | None:
     return None
 
 
-def promote(attempt_dir: Path, run_dir: Path, replaced: RunRecord) -> Path:
-    """Move a succeeded forced rerun into its run directory; keep what it replaces beside as ``*.replaced-<time>``.
+def kept_name(replaced: RunRecord) -> str:
+    """The file name a forced rerun keeps the success it replaces under (``result.replaced-<time>.json``)."""
+    return f"result.replaced-{_stamp(replaced)}.json"
+
+
+def _stamp(replaced: RunRecord) -> str:
+    return (replaced.finished_at or now()).replace(":", "")
+
+
+def promote(attempt_dir: Path, run_dir: Path, replaced: RunRecord, old_log_bytes: int = 0) -> Path:
+    """Move a succeeded forced rerun into its run directory; keep everything of the run it replaces beside it.
 
     The old result.json stays in place until the new one replaces it in a single rename, so a reader always sees
-    one complete success. Returns the path the old result was kept as.
+    one complete success. What the old run wrote is kept as ``<name>.replaced-<time>`` (adapter, predictions, any
+    file the rerun also writes), its W&B runs stay in ``wandb/`` beside the new one (``make wandb-sync`` finds
+    both), and the first ``old_log_bytes`` of train.log (the log the rerun appended to) are copied out as
+    ``train.log.replaced-<time>``. Returns the path the old result was kept as.
     """
-    stamp = (replaced.finished_at or now()).replace(":", "")
-    kept = run_dir / f"result.replaced-{stamp}.json"
+    stamp = _stamp(replaced)
+    kept = run_dir / kept_name(replaced)
     shutil.copy2(run_dir / RESULT_FILE, kept)
+    log = run_dir / "train.log"
+    if old_log_bytes and log.is_file():
+        with open(log, "rb") as source:
+            (run_dir / f"train.log.replaced-{stamp}").write_bytes(source.read(old_log_bytes))
     for name in PRODUCTS:
         if (run_dir / name).exists():
             os.replace(run_dir / name, run_dir / f"{name}.replaced-{stamp}")
     for item in attempt_dir.iterdir():
-        if item.name not in (RESULT_FILE, CHECKPOINTS):
-            target = run_dir / item.name
-            if target.is_dir() and item.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
+        if item.name in (RESULT_FILE, CHECKPOINTS):
+            continue
+        target = run_dir / item.name
+        if item.is_dir() and target.is_dir() and not target.is_symlink():
+            _merge(item, target, stamp)
+            continue
+        if target.exists() or target.is_symlink():
+            os.replace(target, run_dir / f"{item.name}.replaced-{stamp}")
+        os.replace(item, target)
     os.replace(attempt_dir / RESULT_FILE, run_dir / RESULT_FILE)
     shutil.rmtree(attempt_dir, ignore_errors=True)
     return kept
+
+
+def _merge(source: Path, target: Path, stamp: str) -> None:
+    """Move ``source``'s entries into ``target`` (wandb/: each attempt's offline-run-* side by side). A link of the
+    old run is replaced (W&B's latest-run and debug.log pointers); any other clash keeps the old entry renamed."""
+    for item in source.iterdir():
+        existing = target / item.name
+        if existing.is_symlink():
+            existing.unlink()
+        elif existing.exists():
+            os.replace(existing, target / f"{item.name}.replaced-{stamp}")
+        os.replace(item, existing)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------

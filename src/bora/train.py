@@ -74,6 +74,8 @@ def train(cfg: DictConfig) -> Metrics:
         if decision.skip:
             say(f"skip: {run_dir} already succeeded with this config (force=true reruns it)")
             return decision.previous.metrics or {}
+        old_log = run_dir / "train.log"
+        old_log_bytes = old_log.stat().st_size if decision.replaces is not None and old_log.is_file() else 0
         if decision.replaces is not None:
             say(f"force=true: rerunning in {decision.work_dir}; the previous success stays until this one succeeds")
         record = RunRecord(
@@ -82,6 +84,7 @@ def train(cfg: DictConfig) -> Metrics:
             group=group_identity(config), config=config, started_at=runs.now(),
             data=data, precision={"requested": str(cfg.trainer.precision), "used": precision},
             notices=[precision_notice] if precision_notice else [], wandb_run_id=decision.wandb_run_id,
+            replaces=runs.kept_name(decision.replaces) if decision.replaces is not None else None,
             **runs.environment(),
         )
         work_dir = decision.work_dir
@@ -138,7 +141,7 @@ def train(cfg: DictConfig) -> Metrics:
         if is_main:
             shutil.rmtree(work_dir / runs.CHECKPOINTS, ignore_errors=True)  # only needed to resume an unfinished run
             if decision.replaces is not None:
-                kept = runs.promote(work_dir, run_dir, decision.replaces)
+                kept = runs.promote(work_dir, run_dir, decision.replaces, old_log_bytes)
                 say(f"force=true: the previous result is kept as {kept}")
             value = record.headline.value if record.headline else None
             shown = f"{value:.4f}" if value is not None else "undefined"
