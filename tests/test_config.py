@@ -158,6 +158,9 @@ def test_schema_names_its_non_identity_keys():
         (["task=glue9"], "unknown task 'glue9'; choose one of:"),
         (["trainer.lrr=1"], "unknown config key 'trainer.lrr'"),
         (["method.block=4"], "unknown config key 'method.block'"),
+        (["+trainer.lrr=1e-9"], "unknown config key 'trainer.lrr'; did you mean 'trainer.lr'?"),  # + adds keys
+        (["+method.blokcs=4"], "unknown config key 'method.blokcs'; did you mean 'method.blocks'?"),
+        (["+speed=1"], "unknown config key 'speed'; did you mean 'seed'?"),
         (["seed=abc"], "bad value for 'seed'"),
     ],
 )
@@ -166,6 +169,19 @@ def test_bad_input_is_one_line_naming_the_value(overrides, expected):
         load_config(overrides)
     message = str(info.value)
     assert expected in message and "\n" not in message
+
+
+def test_a_typo_inside_an_experiment_file_names_the_key_and_the_file(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\ntrainer:\n  lrr: 0.1\n")
+    with pytest.raises(BoraError) as info:
+        load_config([f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo"])
+    assert str(info.value).startswith("unknown config key 'trainer.lrr' in experiment/typo.yaml")
+    assert "did you mean 'trainer.lr'?" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_free_form_dicts_take_added_keys():
+    assert load_config(["+model.arch.hidden_act=gelu"]).model.arch.hidden_act == "gelu"
 
 
 def test_preflight_checks_every_value_of_a_sweep():
@@ -179,14 +195,14 @@ def test_preflight_checks_every_value_of_a_sweep():
 
 
 @pytest.mark.parametrize("override", ["trainer.batch_size=0", "trainer.lr_scheduler=nosuch", "model.dtype=x",
-                                      "task.max_new_tokens=0"])
+                                      "task.max_new_tokens=0", "+trainer.lrr=1e-9"])
 def test_train_stops_at_start_up_in_seconds_without_a_result(tmp_path, override):
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "bora.train", override], capture_output=True, text=True,
                             env={**os.environ, "BORA_OUTPUT_DIR": str(tmp_path)})
     assert time.perf_counter() - start < 10
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert override.split("=")[0] in result.stderr
+    assert override.split("=")[0].lstrip("+") in result.stderr
     assert not list(tmp_path.rglob("result.json"))
 
 

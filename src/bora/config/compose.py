@@ -7,6 +7,7 @@ names the value and the choices or the fix, then resolves the config and checks 
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
@@ -14,7 +15,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
-from bora.config.schema import validate
+from bora.config.schema import unknown_key_error, validate
 from bora.errors import BoraError
 from bora.paths import CONF_DIR
 
@@ -38,7 +39,12 @@ def one_line(error: Exception) -> BoraError:
             return BoraError(f"unknown config key {key!r} (misspelt? see the keys of '{parent or 'config'}' "
                              f"with --cfg job); {reason}")
         return BoraError(f"bad value for {key!r}: {reason}")
-    first = str(error).strip().splitlines()
+    text = str(error)
+    typo = re.search(r"Key '[^']*' not in '[^']*'\s+full_key: (\S+)", text)
+    if typo:  # a misspelt key inside a config file (an experiment's ``trainer: {lrr: ...}``): name it and the file
+        source = re.match(r"In '([^']+)'", text)
+        return unknown_key_error(typo.group(1), f" in {source.group(1)}.yaml (under conf/ or the search path)" if source else "")
+    first = text.strip().splitlines()
     return BoraError(first[0] if first else type(error).__name__)
 
 

@@ -16,6 +16,7 @@ their identity and stay in their tables (results/ holds committed studies).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from enum import Enum
@@ -338,6 +339,47 @@ def _rules(schema=Config, prefix: str = ""):
             yield prefix + f.name, f.metadata["check"]
 
 
+def _node_fields(dotted_parent: str) -> list[str] | None:
+    """The field names of the schema node at ``dotted_parent`` ("" = the top level); None if it is not a node."""
+    schema = Config
+    for part in filter(None, dotted_parent.split(".")):
+        fields = {f.name: f for f in dataclasses.fields(schema)}
+        if part not in fields or fields[part].type not in _NODES:
+            return None
+        schema = _NODES[fields[part].type]
+    return [f.name for f in dataclasses.fields(schema)]
+
+
+def closest_key(dotted: str) -> str | None:
+    """The schema key closest in spelling to a misspelt dotted key (``trainer.lrr`` -> ``trainer.lr``)."""
+    parent, _, leaf = dotted.rpartition(".")
+    names = _node_fields(parent)
+    match = difflib.get_close_matches(leaf, names or [], n=1, cutoff=0.5)
+    return f"{parent + '.' if parent else ''}{match[0]}" if match else None
+
+
+def unknown_key_error(dotted: str, where: str = "") -> BoraError:
+    near = closest_key(dotted)
+    hint = f"did you mean {near!r}?" if near else f"see the keys of '{dotted.rpartition('.')[0] or 'config'}' with " \
+                                                   "--cfg job"
+    return BoraError(f"unknown config key {dotted!r}{where}; {hint}")
+
+
+def unknown_keys(values: dict, schema=Config, prefix: str = "") -> list[str]:
+    """Dotted keys of a composed config that the schema does not define (added with ``+``, which Hydra lets
+    through the typed nodes); the free-form dict fields (model.arch, model.targets, method.peft) take any key."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    found = []
+    for key, value in values.items():
+        if not prefix and key == "hydra":
+            continue
+        if key not in fields:
+            found.append(prefix + key)
+        elif fields[key].type in _NODES and isinstance(value, dict):
+            found += unknown_keys(value, _NODES[fields[key].type], f"{prefix}{key}.")
+    return found
+
+
 def _lookup(values: dict, dotted: str):
     node = values
     for part in dotted.split("."):
@@ -350,8 +392,12 @@ def _lookup(values: dict, dotted: str):
 def validate(values: dict) -> None:
     """Check every range of the schema on a resolved config (a plain dict); raise one line on the first bad value.
 
-    Types and choices were checked by OmegaConf when the config was composed; this adds the ranges.
+    Types and choices were checked by OmegaConf when the config was composed; this adds the ranges, and refuses
+    keys the schema does not know (``+trainer.lrr=...`` would otherwise train at the default lr under a new identity).
     """
+    unknown = unknown_keys(values)
+    if unknown:
+        raise unknown_key_error(unknown[0])
     for key, rule in _rules():
         value = _lookup(values, key)
         if value is None or isinstance(value, bool):
