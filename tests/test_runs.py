@@ -3,6 +3,7 @@ directory, and a record that is read whole or listed as unreadable."""
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -158,6 +159,20 @@ def test_a_record_with_nan_is_never_written(tmp_path):
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     write_record(tmp_path / "a", record())
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["result.json"]
+
+
+def test_result_files_get_the_umasks_mode_and_stale_temporaries_are_cleaned_up(tmp_path):
+    old = os.umask(0o022)
+    try:
+        stale, fresh = tmp_path / ".result.json.killed1", tmp_path / ".result.json.writing"
+        for leftover in (stale, fresh):
+            leftover.write_text('{"half')
+        os.utime(stale, (time.time() - 3600, time.time() - 3600))  # left by a writer killed an hour ago
+        write_record(tmp_path, record())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "result.json").stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert not stale.exists() and fresh.exists()  # a concurrent writer's file is left alone
 
 
 def test_status_of_names_every_state(tmp_path):

@@ -9,9 +9,11 @@ Light on purpose (pydantic only): rendering tables from records must not import 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -178,10 +180,31 @@ def write_record(path: Path | str, record: RunRecord) -> None:
     write_text_atomic(path, text)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+STALE_TEMP_S = 60  # a temporary file this old was left by a writer that was killed (a write takes milliseconds)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the ``.<name>.*`` temporaries of ``path`` that killed writers left behind."""
+    cutoff = time.time() - STALE_TEMP_S
+    for stale in path.parent.glob(f".{path.name}.*"):
+        with contextlib.suppress(OSError):
+            if stale.is_file() and stale.stat().st_mtime < cutoff:
+                stale.unlink()
+
+
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file and one rename: a reader sees the old or the new text, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # what open() would give; mkstemp's 0600 would hide results from a group
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
