@@ -162,6 +162,9 @@ def test_schema_names_its_non_identity_keys():
         (["+method.blokcs=4"], "unknown config key 'method.blokcs'; did you mean 'method.blocks'?"),
         (["+speed=1"], "unknown config key 'speed'; did you mean 'seed'?"),
         (["seed=abc"], "bad value for 'seed'"),
+        (["experiment_name=../../escape"], "bad value experiment_name=../../escape: must be one folder name"),
+        (["experiment_name=" + "a" * 300], "is 300 bytes; must be at most 200"),
+        (["experiment_name=ünïcødé_日本"], "quote it, e.g. \"experiment_name='ünïcødé_日本'\" in a shell"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_value(overrides, expected):
@@ -180,8 +183,19 @@ def test_a_typo_inside_an_experiment_file_names_the_key_and_the_file(tmp_path):
     assert "did you mean 'trainer.lr'?" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_quoted_unicode_experiment_name_is_one_folder():
+    cfg = load_config(["experiment_name='ünïcødé_日本'"])
+    assert Path(cfg.run_dir).relative_to(cfg.output_dir).parts[0] == "ünïcødé_日本"
+
+
 def test_free_form_dicts_take_added_keys():
     assert load_config(["+model.arch.hidden_act=gelu"]).model.arch.hidden_act == "gelu"
+
+
+def test_preflight_refuses_zero_parallel_jobs():
+    with pytest.raises(BoraError, match=r"hydra.launcher.n_jobs=0: must be >= 1"):
+        preflight(["-m", "experiment=smoke", "hydra/launcher=local", "hydra.launcher.n_jobs=0"])
+    preflight(["-m", "experiment=smoke", "hydra/launcher=local", "hydra.launcher.n_jobs=-1"])  # joblib: every CPU
 
 
 def test_preflight_checks_every_value_of_a_sweep():

@@ -365,22 +365,41 @@ def bench_merged_inference(base: nn.Module, overrides: list[str], task: str, inp
     return frame
 
 
+def _integer(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+    return value
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1 (0 rounds has no median, 0 tokens no time per token)."""
+    return _integer(text, 1)
+
+
+def at_least_zero(text: str) -> int:
+    return _integer(text, 0)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bora bench", description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
                         help="methods of the default bench (default: all; --table4, --eval and --decoding each "
                              "measure their own fixed set)")
-    parser.add_argument("--tokens", type=int, default=512, help="tokens per step in the single-layer bench")
-    parser.add_argument("--rounds", type=int, default=10, help="timed steps per method (interleaved)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--tokens", type=positive, default=512, help="tokens per step in the single-layer bench")
+    parser.add_argument("--rounds", type=positive, default=10, help="timed steps per method (interleaved)")
+    parser.add_argument("--warmup", type=at_least_zero, default=2)
     parser.add_argument("--model", default=None, help="model config of the small-model bench (default minilm; "
                         "with --eval tiny-decoder; with --table4 llama-3-8b)")
-    parser.add_argument("--layers", type=int, default=None, help="override the model's number of layers")
-    parser.add_argument("--vocab", type=int, default=None,
+    parser.add_argument("--layers", type=positive, default=None, help="override the model's number of layers")
+    parser.add_argument("--vocab", type=positive, default=None,
                         help="override the model's vocabulary size (on a CPU the 128k-token embedding and head of "
                              "LLaMA-3-8B dominate a shortened model)")
-    parser.add_argument("--batch", type=int, default=None, help="rows per step (default 8; --table4: the paper's 4)")
-    parser.add_argument("--length", type=int, default=None,
+    parser.add_argument("--batch", type=positive, default=None, help="rows per step (default 8; --table4: the paper's 4)")
+    parser.add_argument("--length", type=positive, default=None,
                         help="tokens per row (default 64; --table4: the paper's cutoff 256; --eval: the prompt)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--dtype", choices=list(DTYPES), default=None,
@@ -403,9 +422,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the generation engines side by side, continuous batching vs padded batches, on real "
                              "gsm8k questions (bora.bench_decoding; default model smollm2-135m); last line "
                              "continuous_time_x_padded: X")
-    parser.add_argument("--questions", type=int, default=32, help="--decoding: test questions decoded")
+    parser.add_argument("--questions", type=positive, default=32, help="--decoding: test questions decoded")
     parser.add_argument("--prompt", choices=["chat", "alpaca"], default="chat", help="--decoding: prompt template")
-    parser.add_argument("--new-tokens", type=int, default=None,
+    parser.add_argument("--new-tokens", type=positive, default=None,
                         help="--eval: tokens generated per row (default 32); --decoding: the limit (default 256)")
     args = parser.parse_args(argv)
     if args.table4 + args.eval + args.decoding > 1:

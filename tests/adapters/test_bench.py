@@ -138,3 +138,14 @@ def test_methods_with_a_fixed_set_bench_is_refused(bench_flag, capsys):
         bench.main([bench_flag, "--methods", "lora", "bora"])
     assert exit_info.value.code == 2
     assert "drop --methods" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, expected", [(["--rounds", "0"], "--rounds: 0 must be >= 1"),
+                                            (["--rounds", "-3"], "--rounds: -3 must be >= 1"),
+                                            (["--tokens", "0"], "--tokens: 0 must be >= 1"),
+                                            (["--warmup", "-1"], "--warmup: -1 must be >= 0"),
+                                            (["--batch", "two"], "--batch: 'two' is not an integer")])
+def test_counts_below_one_are_refused_before_anything_runs(args, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(args)
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err

@@ -40,6 +40,11 @@ def one_line(error: Exception) -> BoraError:
                              f"with --cfg job); {reason}")
         return BoraError(f"bad value for {key!r}: {reason}")
     text = str(error)
+    unparsed = re.match(r"LexerNoViableAltException: (.*)", text.strip())
+    if isinstance(error, OverrideParseException) and unparsed:
+        key, _, value = unparsed.group(1).partition("=")
+        return BoraError(f"cannot parse the override {unparsed.group(1)!r}: unquoted values take only plain ASCII "
+                         f"characters; quote it, e.g. \"{key}='{value}'\" in a shell")
     typo = re.search(r"Key '[^']*' not in '[^']*'\s+full_key: (\S+)", text)
     if typo:  # a misspelt key inside a config file (an experiment's ``trainer: {lrr: ...}``): name it and the file
         source = re.match(r"In '([^']+)'", text)

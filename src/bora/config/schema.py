@@ -141,6 +141,18 @@ def in_range(low: float, high: float, what: str = "") -> Check:
     return lambda v: None if low <= v < high else f"must be in [{low:g}, {high:g}){what}"
 
 
+NAME_BYTES = 200  # a path part: file systems allow 255 bytes, and the run directory adds its own below it
+
+
+def path_part(value: str) -> str | None:
+    """A name that becomes one folder of the run directory (``experiment_name``): no separator, no ``..``."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        return "must be one folder name (no '/', no '..', not empty); e.g. experiment_name=my-study"
+    if len(value.encode()) > NAME_BYTES:
+        return f"is {len(value.encode())} bytes; must be at most {NAME_BYTES} (it becomes a folder name)"
+    return None
+
+
 def check(rule: Check | None = None, *, identity: bool = True, added: bool = False) -> dict:
     """Field metadata: a range ``rule`` (not applied to None), whether the field is part of a run's identity, and
     whether it was added after results were recorded (then its default is left out of identities)."""
@@ -294,7 +306,7 @@ class Config:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = field(default=MISSING, metadata=keep_out())
     seed: int = field(default=0, metadata=check(lambda v: None if 0 <= v < 2**32 else "must be in [0, 2**32)"))
-    experiment_name: str = field(default="default", metadata=keep_out())  # a folder, like output_dir
+    experiment_name: str = field(default="default", metadata=keep_out(path_part))  # a folder, like output_dir
     output_dir: str = field(default="outputs", metadata=keep_out())
     # <output_dir>/<experiment_name>/<model>/<task>/<method tag>/seed=<seed>-<identity>, see conf/config.yaml
     run_dir: str = field(default=MISSING, metadata=keep_out())
@@ -406,7 +418,8 @@ def validate(values: dict) -> None:
             raise BoraError(f"bad value {key}={value}: must be a finite number")
         problem = rule(value)
         if problem:
-            raise BoraError(f"bad value {key}={value}: {problem}")
+            shown = value if len(str(value)) <= 60 else f"{str(value)[:40]}..."
+            raise BoraError(f"bad value {key}={shown}: {problem}")
     trainer = values.get("trainer") or {}
     if "batch_size" in trainer and "grad_accum" in trainer:
         per_device_batch(trainer["batch_size"], trainer["grad_accum"], world_size())
