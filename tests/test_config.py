@@ -97,6 +97,13 @@ def test_the_same_data_through_another_spelling_of_its_path_is_the_same_run(tmp_
     assert data_record(resolved(relative)["task"]) == data_record(resolved(absolute)["task"])  # checksums, no paths
 
 
+def test_target_letters_in_any_order_or_repeated_are_one_run():
+    runs = {spelling: load_config([f"method.targets={spelling}"]) for spelling in ("QV", "VQ", "QQV", "VQV")}
+    assert len({cfg.run_dir for cfg in runs.values()}) == 1 and runs["VQ"].run_dir.split("/")[-2].endswith("_QV")
+    assert len({run_identity(resolved(cfg)) for cfg in runs.values()}) == 1
+    assert load_config(["method.targets=Q"]).run_dir != runs["QV"].run_dir  # other modules: another run
+
+
 def test_identity_is_the_same_from_typed_and_plain_configs():
     typed = resolved(load_config(["method=bora"]))
     plain = json.loads(json.dumps(typed))

@@ -16,9 +16,8 @@ from torch import nn
 from bora.adapters import peft_method
 from bora.adapters.base import AdapterLayer, plain_dict
 from bora.adapters.registry import METHOD_NAMES, METHODS, layer_arguments
+from bora.config.resolvers import PAPER_LETTERS, canonical_targets
 from bora.errors import BoraError
-
-PAPER_LETTERS = "QKVOGUD"
 
 
 def target_patterns(letters: str, target_map: Mapping[str, str | None]) -> list[str]:
@@ -27,7 +26,7 @@ def target_patterns(letters: str, target_map: Mapping[str, str | None]) -> list[
     if unknown or not letters:
         raise BoraError(f"method.targets={letters!r}: use letters from {PAPER_LETTERS} (e.g. QV, QKV, QKVOGUD)")
     patterns = []
-    for letter in letters:
+    for letter in canonical_targets(letters):
         pattern = target_map.get(letter)
         if not pattern:
             available = "".join(k for k in PAPER_LETTERS if target_map.get(k))

@@ -16,6 +16,7 @@ import json
 from enum import Enum
 from typing import Any
 
+from bora.config.resolvers import canonical_targets
 from bora.config.schema import added_defaults, non_identity_keys
 
 DIR_LENGTH = 8  # hex digits of the identity in a run directory's name
@@ -40,6 +41,9 @@ def canonical(value: Any) -> Any:
 def identity_values(config: dict, drop_seed: bool = False) -> dict:
     """The resolved config without the keys that cannot change a result (and without ``seed`` if asked)."""
     kept = canonical(config)
+    method = kept.get("method")
+    if isinstance(method, dict) and "targets" in method:
+        method["targets"] = canonical_targets(method["targets"])
     for dotted in _DROPPED | ({"seed"} if drop_seed else set()) | set(_ADDED):
         *parents, leaf = dotted.split(".")
         node = kept

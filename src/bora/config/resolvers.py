@@ -6,6 +6,17 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+PAPER_LETTERS = "QKVOGUD"  # the paper's target modules: query, key, value, output, gate, up, down
+
+
+def canonical_targets(letters: Any) -> Any:
+    """Target letters in the paper's order, each once (``VQ`` and ``QQV`` are ``QV``): the same modules, the same
+    run. Anything else (not a string, unknown letters) is left as it is for the injection to refuse."""
+    if not isinstance(letters, str) or any(c not in PAPER_LETTERS for c in letters):
+        return letters
+    return "".join(c for c in PAPER_LETTERS if c in letters)
+
+
 # Order of the method hyperparameters in a run-directory name.
 _TAG_KEYS = [("r", "r"), ("blocks", "b"), ("heads", "h"), ("alpha", "a"), ("dropout", "d"), ("targets", "")]
 
@@ -23,7 +34,7 @@ def method_tag(method: Mapping[str, Any]) -> str:
     """
     parts = [str(method["name"])]
     for key, short in _TAG_KEYS:
-        value = method.get(key)
+        value = canonical_targets(method.get(key)) if key == "targets" else method.get(key)
         if value is not None:
             parts.append(f"{short}{_fmt(value)}")
     if not method.get("use_exp", True):
