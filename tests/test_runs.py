@@ -161,6 +161,18 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["result.json"]
 
 
+def test_plan_and_train_apply_one_rule_to_a_success_on_changed_data(tmp_path):
+    write_record(tmp_path / "mine", record())
+    changed = {"source": "local", "sha256": {**DATA["sha256"], "T/dev.tsv": "cc"}}
+    assert runs.status_of(tmp_path / "mine", "id-a", DATA) == "done"
+    assert runs.status_of(tmp_path / "mine", "id-a", changed) == "stale"  # decide refuses it: not done
+    with pytest.raises(BoraError, match="succeeded on other data"):
+        decide(tmp_path / "mine", data=changed)
+    write_record(tmp_path / "other" / "x", record())  # a reuse_from folder holding the same run
+    assert runs.reused(tmp_path / "mine" / "x", tmp_path, "mine", ["other"], "id-a", DATA) is not None
+    assert runs.reused(tmp_path / "mine" / "x", tmp_path, "mine", ["other"], "id-a", changed) is None
+
+
 def test_result_files_get_the_umasks_mode_and_stale_temporaries_are_cleaned_up(tmp_path):
     old = os.umask(0o022)
     try:

@@ -4,7 +4,8 @@ Prints one CSV row per planned run (model, task, method and its hyperparameters,
 parameters, status, run directory) and, on stderr, a summary. Nothing is trained and no weights are loaded or
 downloaded: parameters are counted on a meta-device model built from the model config's ``arch``.
 
-Status: ``done`` (a successful result of this config), ``missing``, ``failed``, ``interrupted``, ``unfinished`` (a
+Status: ``done`` (a successful result of this config), ``stale`` (one on data files that have changed since:
+``bora train`` refuses it, ``force=true`` reruns it), ``missing``, ``failed``, ``interrupted``, ``unfinished`` (a
 result still marked running: in progress, or killed), ``conflict`` (a successful result of a different identity in
 the same directory, which the trainer refuses to overwrite) or ``unreadable`` (a broken result.json).
 """
@@ -28,6 +29,7 @@ from bora.config.resolvers import method_tag
 from bora.config.sweep import compose_jobs, expand_sweep
 from bora.errors import run_tool
 from bora.report.aggregate import dotted, varying_keys
+from bora.tasks.sources import data_record
 
 if TYPE_CHECKING:
     from torch import nn
@@ -62,18 +64,21 @@ def plan(overrides: Sequence[str], with_params: bool = True) -> list[dict]:
     count = ParamCounter()
     configs = compose_jobs(expand_sweep(overrides))
     rows = []
+    data_of: dict[str, dict] = {}  # per task config: the checksums of its data files (train compares the same)
     for config, setting in zip(configs, _settings(configs)):
         method = config["method"]
         identity = run_identity(config)
+        task_key = json.dumps(config["task"], sort_keys=True)
+        data = data_of.setdefault(task_key, data_record(config["task"]))
         shared = runs.reused(Path(config["run_dir"]), Path(config["output_dir"]), config["experiment_name"],
-                             config.get("reuse_from") or [], identity)
+                             config.get("reuse_from") or [], identity, data)
         run_dir = str(shared[0]) if shared is not None else config["run_dir"]
         rows.append({
             "model": config["model"]["name"], "task": config["task"]["name"],
             **{key: method.get(key) for key in ["r", "blocks", "heads", "targets"]}, "method": method["name"],
             "method_tag": method_tag(method), "setting": setting, "seed": config["seed"],
             "identity": identity[:8], "adapter_params": count(config) if with_params else None,
-            "status": runs.status_of(Path(run_dir), identity), "run_dir": run_dir,
+            "status": runs.status_of(Path(run_dir), identity, data), "run_dir": run_dir,
         })
     return rows
 
@@ -93,7 +98,7 @@ def _settings(configs: list[dict]) -> list[str]:
 
 def summary(rows: list[dict], name: str) -> str:
     counts = Counter(row["status"] for row in rows)
-    order = ["done", "missing", "failed", "interrupted", "unfinished", "conflict", "unreadable"]
+    order = ["done", "stale", "missing", "failed", "interrupted", "unfinished", "conflict", "unreadable"]
     order += sorted(set(counts) - set(order))
     parts = ", ".join(f"{counts[s]} {s}" for s in order if counts[s]) or "nothing"
     return f"{name}: {len(rows)} runs planned: {parts}"

@@ -162,11 +162,12 @@ def decide(run_dir: Path, identity: str, config: dict, force: bool, data: dict, 
                     wandb_run_id=wandb_run_id)
 
 
-def reused(run_dir: Path, output_dir: Path, experiment_name: str, reuse_from: list[str], identity: str
-           ) -> tuple[Path, RunRecord] | None:
-    """(its directory, its record) of a success of ``identity`` at the same place in one of the ``reuse_from``
-    experiment folders (a study that shares runs with another, as cpu-ablations with cpu-glue), or None. Unreadable
-    or other runs there are ignored: this run then trains in its own directory."""
+def reused(run_dir: Path, output_dir: Path, experiment_name: str, reuse_from: list[str], identity: str,
+           data: dict | None = None) -> tuple[Path, RunRecord] | None:
+    """(its directory, its record) of a success of ``identity`` on the same ``data`` at the same place in one of the
+    ``reuse_from`` experiment folders (a study that shares runs with another, as cpu-ablations with cpu-glue), or
+    None. Unreadable or other runs there, and runs on other data, are ignored: this run then trains in its own
+    directory."""
     try:
         below = Path(run_dir).relative_to(Path(output_dir) / experiment_name)
     except ValueError:  # run_dir was set by hand, outside <output_dir>/<experiment_name>
@@ -177,7 +178,8 @@ def reused(run_dir: Path, output_dir: Path, experiment_name: str, reuse_from: li
             record = read_record(where)
         except Unreadable:
             continue
-        if record is not None and record.ok and record.identity == identity:
+        if record is not None and record.ok and record.identity == identity and not (
+                data is not None and changed_data(record.data, data)):
             return where, record
     return None
 
@@ -272,9 +274,10 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     return None
 
 
-def status_of(run_dir: Path, identity: str) -> str:
-    """``done`` (a success of this identity), ``missing``, ``failed``, ``interrupted``, ``unfinished`` (running, or
-    killed), ``conflict`` (a success of another identity) or ``unreadable``: what ``bora.plan`` shows."""
+def status_of(run_dir: Path, identity: str, data: dict | None = None) -> str:
+    """``done`` (a success of this identity), ``stale`` (a success on other ``data``: train refuses it, force=true
+    reruns), ``missing``, ``failed``, ``interrupted``, ``unfinished`` (running, or killed), ``conflict`` (a success
+    of another identity) or ``unreadable``: what ``bora.plan`` shows, by the rules ``decide`` applies."""
     try:
         record = read_record(run_dir)
     except Unreadable:
@@ -282,7 +285,9 @@ def status_of(run_dir: Path, identity: str) -> str:
     if record is None:
         return "missing"
     if record.ok:
-        return "done" if record.identity == identity else "conflict"
+        if record.identity != identity:
+            return "conflict"
+        return "stale" if data is not None and changed_data(record.data, data) else "done"
     return {Status.RUNNING: "unfinished"}.get(record.status, str(record.status))
 
 

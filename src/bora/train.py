@@ -65,8 +65,8 @@ def train(cfg: DictConfig) -> Metrics:
     precision, precision_notice = effective_precision(cfg)  # an impossible explicit precision stops here
     identity = run_identity(config)
     data = data_record(config["task"])
-    shared = runs.reused(run_dir, Path(cfg.output_dir), cfg.experiment_name, list(cfg.reuse_from), identity)
-    if shared is not None and not cfg.force and not runs.changed_data(shared[1].data, data):
+    shared = runs.reused(run_dir, Path(cfg.output_dir), cfg.experiment_name, list(cfg.reuse_from), identity, data)
+    if shared is not None and not cfg.force:
         say(f"skip: this run already succeeded in {shared[0]} (reuse_from)")
         return shared[1].metrics or {}
     with runs.RunLock(run_dir) if is_main else contextlib.nullcontext():
