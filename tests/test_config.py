@@ -199,10 +199,22 @@ def test_free_form_dicts_take_added_keys():
     assert load_config(["+model.arch.hidden_act=gelu"]).model.arch.hidden_act == "gelu"
 
 
+def test_log_lines_name_the_run_as_its_directory_ends():
+    """Side-by-side jobs of a sweep over a trainer value log under labels that tell them apart."""
+    labels = set()
+    for lr in ("0.001", "0.002"):
+        cfg = load_config([f"trainer.lr={lr}"], hydra=True)
+        label = cfg.hydra.job_logging.formatters.simple.format
+        assert f"{Path(cfg.run_dir).name}]" in label
+        labels.add(label)
+    assert len(labels) == 2
+
+
 def test_preflight_refuses_zero_parallel_jobs():
     with pytest.raises(BoraError, match=r"hydra.launcher.n_jobs=0: must be >= 1"):
         preflight(["-m", "experiment=smoke", "hydra/launcher=local", "hydra.launcher.n_jobs=0"])
     preflight(["-m", "experiment=smoke", "hydra/launcher=local", "hydra.launcher.n_jobs=-1"])  # joblib: every CPU
+    preflight(["-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", "trainer.lr=0.001,0.002"])  # a value sweep
 
 
 def test_preflight_checks_every_value_of_a_sweep():

@@ -73,12 +73,12 @@ def preflight(args: Sequence[str]) -> None:
     if not multirun:
         load_config(overrides, config_name, hydra=True)
         return
-    launcher = load_config(overrides, config_name, hydra=True).hydra.launcher
-    if launcher.get("n_jobs") == 0:
+    jobs = expand_sweep(overrides, config_name)
+    if jobs and load_config(jobs[0], config_name, hydra=True).hydra.launcher.get("n_jobs") == 0:
         raise BoraError("bad value hydra.launcher.n_jobs=0: must be >= 1 (runs side by side) or negative (joblib's "
                         "count back from every CPU: -1 = all)")
     covered: set[str] = set()
-    for job in expand_sweep(overrides, config_name):
+    for job in jobs:
         if set(job) - covered:
             load_config(job, config_name)
             covered |= set(job)
