@@ -118,6 +118,38 @@ def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(tmp_path, capsys):
     assert "ignoring incomplete checkpoint" in capsys.readouterr().out
 
 
+def test_a_checkpoint_whose_weights_were_cut_off_is_skipped_for_the_previous_one(tmp_path, capsys):
+    from safetensors.torch import save_file
+    import torch
+
+    write_record(tmp_path, record(status="interrupted"))
+    for step in (10, 20):
+        complete_checkpoint(tmp_path / "checkpoints" / f"checkpoint-{step}")
+        save_file({"w": torch.ones(64)}, str(tmp_path / "checkpoints" / f"checkpoint-{step}" / runs.TRAINABLE_FILE))
+    latest = tmp_path / "checkpoints" / "checkpoint-20" / runs.TRAINABLE_FILE
+    latest.write_bytes(latest.read_bytes()[:50])  # the disk filled up while it was written
+    assert decide(tmp_path).checkpoint.name == "checkpoint-10"
+    assert "ignoring incomplete checkpoint" in capsys.readouterr().out
+
+
+def test_safetensors_problem_reads_only_the_header(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    from bora.integrity import safetensors_problem
+
+    path = tmp_path / "t.safetensors"
+    save_file({"a": torch.zeros(10), "b": torch.ones(3, 3)}, str(path))
+    whole = path.read_bytes()
+    assert safetensors_problem(path) is None
+    for cut, expected in ((4, "shorter than the header length"), (50, "the header alone needs"),
+                          (len(whole) - 1, f"cut off ({len(whole) - 1} of {len(whole)} bytes)")):
+        path.write_bytes(whole[:cut])
+        assert expected in safetensors_problem(path)
+    path.write_bytes(b"\x08" + b"\x00" * 7 + b"not json")
+    assert "not a safetensors file" in safetensors_problem(path)
+
+
 def test_unfinished_run_of_another_identity_starts_over(tmp_path):
     write_record(tmp_path, record(status="failed", identity="id-b"))
     (tmp_path / "checkpoints" / "checkpoint-3").mkdir(parents=True)

@@ -33,11 +33,13 @@ from typing import Any
 from bora.config.identity import differing_keys, identity_values
 from bora.distributed import world_size
 from bora.errors import BoraError
+from bora.integrity import safetensors_problem
 from bora.paths import PROJECT_ROOT
 from bora.record import RESULT_FILE, RunRecord, Status, Unreadable, read_record
 
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_PREFIX = "checkpoint-"  # HF Trainer's folder name (not imported: transformers would slow bora.plan)
+TRAINABLE_FILE = "trainable.safetensors"  # a checkpoint's trainable tensors (bora.training.AdapterTrainer)
 ATTEMPT_DIR = ".attempt"
 LOCK_FILE = ".lock"
 PRODUCTS = ("adapter", "predictions")  # what a run writes besides result.json, kept with it when replaced
@@ -257,11 +259,14 @@ def _merge(source: Path, target: Path, stamp: str) -> None:
 def _is_complete(checkpoint: Path) -> bool:
     # HF's Trainer writes trainer_state.json after the weights, optimizer and RNG state, so a checkpoint whose
     # state file is missing or cut short was interrupted mid-write (e.g. the job was killed) and cannot resume.
+    # Our checkpoints hold the trainable tensors in one safetensors file: a disk that filled up, or a copy cut
+    # short, leaves it shorter than its header says.
     try:
         json.loads((checkpoint / "trainer_state.json").read_text())
     except (OSError, ValueError):
         return False
-    return True
+    weights = checkpoint / TRAINABLE_FILE
+    return not weights.exists() or safetensors_problem(weights) is None
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -270,7 +275,8 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     for _, path in sorted(((int(step), p) for step, p in steps if step.isdigit()), reverse=True):
         if _is_complete(path):
             return path
-        print(f"ignoring incomplete checkpoint {path} (no readable trainer_state.json)", flush=True)
+        print(f"ignoring incomplete checkpoint {path} (no readable trainer_state.json, or {TRAINABLE_FILE} cut "
+              "off)", flush=True)
     return None
 
 

@@ -20,6 +20,14 @@ from bora.tasks import answers
 def read_predictions(path: Path, test_set: str) -> list[dict]:
     if not path.is_file():
         raise BoraError(f"{path}: no such file")
+    try:
+        return _read_predictions(path, test_set)
+    except UnicodeDecodeError as error:
+        raise BoraError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start} of a line); predictions "
+                        "files are UTF-8 JSON lines") from None
+
+
+def _read_predictions(path: Path, test_set: str) -> list[dict]:
     rows = []
     with path.open(encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):

@@ -34,9 +34,9 @@ with contextlib.redirect_stdout(io.StringIO()):
 from bora.config.resolvers import method_tag
 from bora.distributed import per_device_batch, world_size
 from bora.errors import BoraError, Diverged, Interrupted
+from bora.runs import TRAINABLE_FILE
 
 log = logging.getLogger("bora.train")
-TRAINABLE_FILE = "trainable.safetensors"
 # Renamed in transformers 5.x; the old name still works there but warns.
 _CHECKPOINTING_ARG = (
     "activation_checkpointing"

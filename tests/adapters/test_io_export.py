@@ -111,6 +111,24 @@ def test_strict_loading(tmp_path):
         save_adapters(base_model(cfg), tmp_path / "empty", cfg.method)
 
 
+def test_a_cut_off_adapter_is_one_line_naming_the_file(tmp_path):
+    cfg, model = adapted_model("lora", "tiny-decoder")
+    save_adapters(model, tmp_path, cfg.method)
+    weights, settings = tmp_path / WEIGHTS_FILE, tmp_path / CONFIG_FILE
+    whole_weights, whole_settings = weights.read_bytes(), settings.read_text()
+    for cut in (50, len(whole_weights) - 10):  # inside the header; inside the tensor bytes
+        weights.write_bytes(whole_weights[:cut])
+        with pytest.raises(BoraError, match=rf"{WEIGHTS_FILE}: cut off .*train or export it again"):
+            load_adapters(base_model(cfg), tmp_path)
+    weights.write_bytes(whole_weights)
+    settings.write_text(whole_settings[: len(whole_settings) // 2])
+    with pytest.raises(BoraError, match=rf"{CONFIG_FILE}: not a readable adapter config"):
+        load_adapters(base_model(cfg), tmp_path)
+    settings.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(BoraError, match="not a readable adapter config"):
+        load_adapters(base_model(cfg), tmp_path)
+
+
 def test_adalora_allocator_state_survives_a_resume(tmp_path):
     cfg, model = adapted_model("adalora", "tiny-decoder", "+method.peft.tinit=1", "+method.peft.deltaT=1",
                                randomize=False)

@@ -108,6 +108,15 @@ def test_bad_tsv_is_one_line_error_naming_file_and_line(tmp_path, content, messa
     assert "\n" not in str(error.value)
 
 
+def test_a_tsv_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    write_glue(tmp_path, "RTE")
+    text = "index\tsentence1\tsentence2\tlabel\n0\tA\tB\tentailment\n1\tcaf\u00e9\tB\tentailment\n"
+    (tmp_path / "RTE" / "train.tsv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(BoraError, match=r"RTE/train\.tsv: not UTF-8 text \(invalid continuation byte at line 3") as e:
+        glue_task("rte", tmp_path).split("train")
+    assert "\n" not in str(e.value)
+
+
 def test_bad_score_and_missing_file(tmp_path):
     write_glue(tmp_path, "STS-B")
     path = tmp_path / "STS-B" / "dev.tsv"

@@ -51,6 +51,15 @@ def test_bad_file_is_one_line_error(tmp_path, capsys, lines, message):
     assert re.search(message, err)
 
 
+def test_a_predictions_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes('{"generation": "caf\u00e9 5", "answer": "5"}\n'.encode("latin-1"))
+    with pytest.raises(SystemExit) as exit_info:
+        score.main(["--dataset", "gsm8k", "--predictions", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and f"{path}: not UTF-8 text" in err
+
+
 def test_unknown_dataset_and_missing_file(tmp_path):
     path = write_lines(tmp_path / "p.jsonl", [{"generation": "1", "answer": "1"}])
     result = run("--dataset", "GSM8K", "--predictions", str(path))

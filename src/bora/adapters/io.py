@@ -23,6 +23,7 @@ from bora.adapters.base import plain_dict
 from bora.adapters.inject import adapter_layers, has_adapters, inject_modules
 from bora.adapters.registry import METHODS
 from bora.errors import BoraError
+from bora.integrity import safetensors_problem
 
 CONFIG_FILE = "bora_adapter.json"
 WEIGHTS_FILE = "bora_adapter.safetensors"
@@ -92,9 +93,18 @@ def read_adapter(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
         raise BoraError(f"{directory} is not a saved adapter (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    config = json.loads(config_path.read_text())
-    if config.get("format") != FORMAT:
-        raise BoraError(f"{config_path}: unknown format {config.get('format')!r} (expected {FORMAT})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise BoraError(f"{config_path}: not a readable adapter config ({str(error).splitlines()[0]}); the adapter "
+                        "was cut off while being written: export it again from its run") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise BoraError(f"{config_path}: unknown format {found!r} (expected {FORMAT})")
+    problem = safetensors_problem(weights_path)
+    if problem:
+        raise BoraError(f"{weights_path}: {problem}; the adapter was cut off while being written: train or export "
+                        "it again")
     return config, load_file(str(weights_path))
 
 

@@ -37,21 +37,36 @@ def read_tsv(path: Path, spec: GlueSpec) -> datasets.Dataset:
     texts: list[list[str]] = [[] for _ in spec.tsv_texts]
     labels: list = []
     # utf-8-sig drops MRPC's byte-order mark; QUOTE_NONE because GLUE sentences contain unbalanced quotes.
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        columns, n_fields = _columns(path, spec, rows)
-        for line, row in enumerate(rows, start=2 if spec.header else 1):
-            if len(row) != n_fields:
-                raise BoraError(f"{path} line {line}: {len(row)} tab-separated fields, expected {n_fields}")
-            for column, values in zip(columns[:-1], texts):
-                values.append(row[column])
-            labels.append(_label(path, line, row[columns[-1]], spec))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            columns, n_fields = _columns(path, spec, rows)
+            for line, row in enumerate(rows, start=2 if spec.header else 1):
+                if len(row) != n_fields:
+                    raise BoraError(f"{path} line {line}: {len(row)} tab-separated fields, expected {n_fields}")
+                for column, values in zip(columns[:-1], texts):
+                    values.append(row[column])
+                labels.append(_label(path, line, row[columns[-1]], spec))
+    except UnicodeDecodeError:
+        raise BoraError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}); GLUE's TSV files are UTF-8: re-download "
+                        "or convert it (iconv -t utf-8)") from None
     if not labels:
         raise BoraError(f"{path}: no data rows")
     names = ["text_a", "text_b"][: len(texts)]
     label_type = datasets.Value("float32") if spec.labels is None else datasets.ClassLabel(len(spec.labels))
     features = datasets.Features({**{n: datasets.Value("string") for n in names}, "label": label_type})
     return datasets.Dataset.from_dict({**dict(zip(names, texts)), "label": labels}, features=features)
+
+
+def _first_bad_byte(path: Path) -> str:
+    """Where a file stops being UTF-8 (the reader decodes in chunks, so its own error cannot say)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        return f"{error.reason} at line {line}, byte {error.start}"
+    return "undecodable"
 
 
 def _columns(path: Path, spec: GlueSpec, rows) -> tuple[list[int], int]:
