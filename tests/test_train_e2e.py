@@ -525,3 +525,11 @@ def test_a_forced_rerun_keeps_the_replaced_runs_wandb_data_and_log_and_links_the
     assert len(offline) == 2 and (run_dir / "wandb" / "latest-run").resolve().name.endswith(new["wandb_run_id"])
     [kept_log] = run_dir.glob("train.log.replaced-*")
     assert kept_log.read_text() == old_log and (run_dir / "train.log").read_text().startswith(old_log)
+
+
+def test_a_divergence_of_float16_weights_on_a_cpu_names_the_likely_cause(tmp_path):
+    cfg = load_config([f"output_dir={tmp_path}", "model.dtype=float16", "trainer.max_steps=8",
+                       "task.max_eval_samples=8", "trainer.device=cpu"])
+    with pytest.raises(BoraError, match=r"diverged at step \d+ .*model.dtype=float16 on a CPU, the likely cause"):
+        train(cfg)
+    assert "float16 on a CPU" in result_of(cfg.run_dir)["error"]["message"]

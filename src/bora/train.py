@@ -115,8 +115,9 @@ def train(cfg: DictConfig) -> Metrics:
             raise Interrupted(interrupted.signum, interrupted.step, message) from None
         except Diverged as diverged:
             record.status = Status.FAILED
-            record.error = ErrorInfo(type="Diverged", message=str(diverged), step=diverged.step)
-            raise BoraError(f"{run_dir}: {diverged}; the run is recorded as failed") from None
+            message = f"{diverged}{_half_precision_on_cpu(cfg)}"
+            record.error = ErrorInfo(type="Diverged", message=message, step=diverged.step)
+            raise BoraError(f"{run_dir}: {message}; the run is recorded as failed") from None
         except OSError as error:
             record.status = Status.FAILED
             if error.errno not in _DISK_ERRORS:
@@ -149,6 +150,18 @@ def train(cfg: DictConfig) -> Metrics:
             say(f"done: {run_dir} {cfg.task.metric}={shown} ({summary}{record.train.global_steps} steps, "
                 f"{record.train.wall_time_s:.0f} s training)")
     return record.metrics or {}
+
+
+def _half_precision_on_cpu(cfg: DictConfig) -> str:
+    """The likely cause of a divergence when float16 weights or fp16 autocast run on a CPU, else ""."""
+    on_cpu = str(cfg.trainer.device) == "cpu" or not torch.cuda.is_available()
+    half = [f"{key}={value}" for key, value in (("model.dtype", cfg.model.dtype), ("trainer.precision",
+                                                                                    cfg.trainer.precision))
+            if str(getattr(value, "value", value)) in ("float16", "fp16")]
+    if not (on_cpu and half):
+        return ""
+    return (f" ({' and '.join(half)} on a CPU, the likely cause: float16 overflows here without a GPU's loss "
+            "scaling; use model.dtype=float32 or bfloat16)")
 
 
 def _write(work_dir: Path, record: RunRecord, quiet: bool = False) -> None:
