@@ -3,6 +3,7 @@ directory, and a record that is read whole or listed as unreadable."""
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -264,12 +265,34 @@ def test_an_output_folder_that_is_a_file_is_one_line_naming_the_path(tmp_path):
         runs.RunLock(tmp_path / "out" / "run").__enter__()
 
 
-@pytest.mark.parametrize("code, reason", [(28, "the disk is full"), (30, "read-only file system"),
-                                          (13, "permission denied")])
+@pytest.mark.parametrize("code, reason", [(28, "the disk is full; free space or pass"),
+                                          (30, "read-only file system; pass"), (13, "permission denied; pass")])
 def test_disk_errors_read_as_one_line_with_the_fix(tmp_path, code, reason):
     error = runs.unwritable(OSError(code, os.strerror(code), str(tmp_path / "x")), tmp_path)
-    assert str(error) == f"cannot write {tmp_path / 'x'}: {reason}; free space or pass a writable output_dir=... " \
-                         "(BORA_OUTPUT_DIR)"
+    assert str(error) == f"cannot write {tmp_path / 'x'}: {reason} a writable output_dir=... (BORA_OUTPUT_DIR)"
+
+
+def test_an_unwritable_output_folder_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(BoraError, match=r"cannot write .*file: a part of it is a file, not a folder; pass"):
+        runs.check_writable(tmp_path / "file" / "run")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a user without write permission
+    with pytest.raises(BoraError, match=r"cannot write .*: (permission denied|read-only file system); pass"):
+        runs.check_writable(tmp_path / "new" / "run")
+    monkeypatch.undo()
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=2**20))
+    with pytest.raises(BoraError, match=r"the disk is full; free space .*\(1 MiB free, a run needs at least 20"):
+        runs.check_writable(tmp_path / "new" / "run")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("message", ["Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                                     '"No space left on device" })', "No space left on device (os error 28)"])
+def test_a_full_disk_reported_by_a_library_reads_as_one(message):
+    error = runs.disk_error(RuntimeError(message))
+    assert error is not None and error.errno == 28
+    assert runs.disk_error(RuntimeError("shape mismatch (code: 3, ...)")) is None
 
 
 def test_environment_names_versions_commit_and_hardware():

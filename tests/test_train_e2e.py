@@ -533,3 +533,27 @@ def test_a_divergence_of_float16_weights_on_a_cpu_names_the_likely_cause(tmp_pat
     with pytest.raises(BoraError, match=r"diverged at step \d+ .*model.dtype=float16 on a CPU, the likely cause"):
         train(cfg)
     assert "float16 on a CPU" in result_of(cfg.run_dir)["error"]["message"]
+
+
+def test_an_output_dir_that_is_a_file_stops_before_hydra_writes_anything(tmp_path, monkeypatch, capsys):
+    from bora.train import main
+
+    (tmp_path / "file").write_text("in the way")
+    for args in (["trainer.max_steps=1"], ["-m", "trainer.max_steps=1", "seed=0,1"]):
+        monkeypatch.setattr(sys, "argv", ["bora.train", f"output_dir={tmp_path / 'file'}", *args])
+        with pytest.raises(SystemExit) as exit_info:  # main() stops before it hands over to Hydra
+            main()
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(lines) == 1, lines
+        assert f"cannot write {tmp_path / 'file'}: a part of it is a file, not a folder" in lines[0]
+
+
+def test_a_second_sweep_in_the_same_folder_keeps_the_first_ones_multirun_yaml(tmp_path):
+    earlier = tmp_path / "default" / "multirun.yaml"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("hydra: {}  # the multirun.yaml of an earlier (or concurrent) sweep of this folder\n")
+    first = earlier.read_text()
+    args = ["-m", f"output_dir={tmp_path}", "trainer.max_steps=1", "task.max_eval_samples=4", "save_adapter=false"]
+    assert run_cli([*args, "seed=0"]).returncode == 0
+    [kept] = (tmp_path / "default").glob("multirun.*.yaml")
+    assert kept.read_text() == first and "trainer.max_steps=1" in earlier.read_text()

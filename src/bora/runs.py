@@ -100,7 +100,45 @@ def unwritable(error: OSError, where: Path) -> BoraError:
               errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
               errno.ENOTDIR: "a part of it is a file, not a folder", errno.EEXIST: "a file is in the way"}.get(
         error.errno, error.strerror or str(error))
-    return BoraError(f"cannot write {path}: {reason}; free space or pass a writable output_dir=... (BORA_OUTPUT_DIR)")
+    fix = "free space or pass" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "pass"
+    return BoraError(f"cannot write {path}: {reason}; {fix} a writable output_dir=... (BORA_OUTPUT_DIR)")
+
+
+MIN_FREE_BYTES = 20 * 2**20  # below this a run cannot even write its checkpoints and result: refuse to start
+
+
+def check_writable(folder: Path, min_free: int = MIN_FREE_BYTES) -> None:
+    """Refuse, in one line naming the path, an output folder that cannot be written: a file in its way, a read-only
+    or full disk. Called before anything writes below ``folder`` (Hydra's own job set-up included)."""
+    folder = Path(folder)
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise unwritable(OSError(errno.ENOTDIR, "not a directory", str(existing)), folder)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        raise unwritable(OSError(errno.EROFS if read_only else errno.EACCES, "not writable", str(existing)), folder)
+    free = shutil.disk_usage(existing).free
+    if free < min_free:
+        error = OSError(errno.ENOSPC, "no space", str(existing))
+        raise BoraError(f"{unwritable(error, folder)} ({free // 2**20} MiB free, a run needs at least "
+                        f"{min_free // 2**20} MiB)")
+
+
+def disk_error(error: BaseException) -> OSError | None:
+    """The OS error inside a failed write: an OSError of a full, read-only or forbidden disk, or the same reported
+    by a library in its own words (safetensors: ``IoError(Os { code: 28, ... })``)."""
+    if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+        return error
+    text = str(error)
+    for code in DISK_ERRORS:
+        if f"code: {code}," in text or f"os error {code})" in text:
+            return OSError(code, os.strerror(code))
+    return None
+
+
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 # --- what to do in a run directory ----------------------------------------------------------------------------

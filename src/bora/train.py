@@ -31,7 +31,7 @@ from bora import runs
 from bora.config.compose import load_config, resolved, split_command_line
 from bora.config.identity import group_identity, run_identity
 from bora.config.schema import validate
-from bora.config.sweep import preflight
+from bora.config.sweep import first_sweep_dir, keep_previous_multirun_yaml, preflight
 from bora.distributed import is_main_process
 from bora.errors import BoraError, Diverged, Interrupted
 from bora.paths import CONF_DIR
@@ -49,9 +49,6 @@ def say(message: str) -> None:
         log.info(message)
     else:
         print(message, flush=True)
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
-
-
 def train(cfg: DictConfig) -> Metrics:
     """Train and evaluate one run; return its per sub-task metrics (read from result.json when skipped)."""
     from bora.training import StepControl, effective_precision
@@ -118,18 +115,15 @@ def train(cfg: DictConfig) -> Metrics:
             message = f"{diverged}{_half_precision_on_cpu(cfg)}"
             record.error = ErrorInfo(type="Diverged", message=message, step=diverged.step)
             raise BoraError(f"{run_dir}: {message}; the run is recorded as failed") from None
-        except OSError as error:
-            record.status = Status.FAILED
-            if error.errno not in _DISK_ERRORS:
-                record.error = _error_info(error)
-                raise
-            problem = runs.unwritable(error, work_dir)
-            record.error = ErrorInfo(type="OSError", message=str(problem))
-            raise problem from None
         except BaseException as error:
             record.status = Status.FAILED
-            record.error = _error_info(error)
-            raise
+            disk = runs.disk_error(error)
+            if disk is None:
+                record.error = _error_info(error)
+                raise
+            problem = runs.unwritable(disk, work_dir)
+            record.error = ErrorInfo(type="OSError", message=str(problem))
+            raise problem from None
         finally:
             control.uninstall()
             record.finished_at = runs.now()
@@ -372,11 +366,17 @@ def main() -> None:
 
     try:
         preflight(sys.argv[1:])
-        overrides, _, multirun = split_command_line(sys.argv[1:])
+        overrides, config_name, multirun = split_command_line(sys.argv[1:])
         if not multirun:  # an impossible explicit precision is a start-up error too (sweeps: per job)
             from bora.training import effective_precision
 
-            effective_precision(load_config(overrides))
+            cfg = load_config(overrides, config_name)
+            effective_precision(cfg)
+            runs.check_writable(Path(cfg.run_dir))  # before Hydra's job set-up writes there
+        else:
+            sweep_dir = first_sweep_dir(overrides, config_name)
+            runs.check_writable(sweep_dir)
+            keep_previous_multirun_yaml(sweep_dir)
     except BoraError as error:
         fail(str(error))
 

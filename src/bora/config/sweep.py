@@ -8,7 +8,10 @@ swept key before anything is launched.
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Sequence
 
 from hydra import initialize_config_dir
@@ -82,6 +85,24 @@ def preflight(args: Sequence[str]) -> None:
         if set(job) - covered:
             load_config(job, config_name)
             covered |= set(job)
+
+
+def first_sweep_dir(overrides: Sequence[str], config_name: str = "config") -> Path:
+    """The folder a multirun writes its ``multirun.yaml`` into (``hydra.sweep.dir`` of its first job)."""
+    jobs = expand_sweep(overrides, config_name)
+    return Path(load_config(jobs[0] if jobs else list(overrides), config_name, hydra=True).hydra.sweep.dir)
+
+
+def keep_previous_multirun_yaml(sweep_dir: Path) -> Path | None:
+    """Hydra writes every sweep's ``multirun.yaml`` to the same place in an experiment folder, so a second sweep
+    there (concurrent or later) would overwrite the first one's: keep it as ``multirun.<its time>.yaml``."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.is_file():
+        return None
+    stamp = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H%M%S.%f")
+    kept = path.with_name(f"multirun.{stamp}.yaml")
+    os.replace(path, kept)
+    return kept
 
 
 def _is_group(override: Override) -> bool:
