@@ -43,7 +43,7 @@ def rendered(name: str, figure_dir: Path | None = None) -> str:
     study = STUDIES[name]
     runs = load_results(PROJECT_ROOT / study.results, [study.experiment_name])
     with tempfile.TemporaryDirectory() as scratch:
-        return render_study(name, runs, Path(scratch))[0]
+        return render_study(name, runs, Path(scratch), PROJECT_ROOT / study.results)[0]
 
 
 def readme_block(name: str, text: str) -> str | None:

@@ -79,3 +79,14 @@ def test_efficiency_needs_every_task_and_compares_to_lora(study_runs, tmp_path):
 
 def pd_isna(value) -> bool:
     return value is None or value != value
+
+
+def test_the_study_lists_the_runs_it_leaves_out_with_the_reason(study_runs, tmp_path):
+    write_run(tmp_path, "cpu-glue", "minilm", "cpu/mrpc", LORA8, 0, {"mrpc": {"accuracy": 0.9}}, headline=0.9,
+              plan="cpu-glue", extra=("trainer.lr=0.5",))  # a rerun at another learning rate
+    write_run(tmp_path, "cpu-glue", "minilm", "cpu/sst2", BORA8, 3, status="failed", plan="cpu-glue")
+    markdown, _ = render_study("cpu-glue", load_results(tmp_path), tmp_path / "out", tmp_path)
+    assert "Not in the table (2 runs found in its folders)" in markdown
+    assert "not planned by conf/experiment/cpu-glue.yaml: differs at trainer.lr" in markdown
+    assert "- `cpu-glue/minilm/sst2/bora_r8_b8_a16_d0.05_QV/seed=3-" in markdown and ": failed" in markdown
+    assert "| LoRA (r=8)  " in markdown and "90.00" not in markdown  # the stray run did not enter the table

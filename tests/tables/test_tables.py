@@ -107,12 +107,16 @@ def test_every_generation_table_names_its_decoding_protocol(tmp_path):
     assert "66.00 [1/3]" in glue and "Decoding" not in glue
 
 
-def test_empty_or_missing_outputs_render_empty_tables(tmp_path, capsys):
-    for outputs in (tmp_path / "missing", tmp_path):
-        code, out, err = _cli(capsys, "--outputs", str(outputs), "--table", "table2")
-        assert code == 0 and err == "" and "no result.json found under" in out and "| ours " in out
-    code, out, _ = _cli(capsys, "--outputs", str(tmp_path / "missing"), "--problems")
+def test_empty_outputs_render_empty_tables_and_a_missing_folder_is_an_error(tmp_path, capsys):
+    code, out, err = _cli(capsys, "--outputs", str(tmp_path), "--table", "table2")
+    assert code == 0 and err == "" and "no result.json found under" in out and "| ours " in out
+    code, out, _ = _cli(capsys, "--outputs", str(tmp_path), "--problems")
     assert code == 0 and "no problems: no result.json found" in out
+    for args in (["--table", "table2"], ["--problems"], []):
+        code, out, err = _cli(capsys, "--outputs", str(tmp_path / "missing"), *args)
+        assert code == 2 and out == "" and err.strip().splitlines() == [err.strip()]
+        assert f"--outputs {tmp_path / 'missing'}: no such folder" in err
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "tables").exists()
 
 
 def test_glue_table_joins_task_runs_and_counts_params(tmp_path):

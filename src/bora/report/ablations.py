@@ -27,7 +27,7 @@ from bora.record import read_record
 from bora.report.aggregate import load_results, successful
 from bora.report.claims import verdict
 from bora.report.paper import paper_table
-from bora.report.render import MISSING, number
+from bora.report.render import MISSING, excluded_markdown, number
 from bora.report.specs import planned
 
 NAME = "cpu-ablations"
@@ -48,6 +48,7 @@ class Runs:
     table7: pd.DataFrame
     spectra: pd.DataFrame
     planned: dict  # sweep -> number of runs it plans
+    left_out: pd.DataFrame  # runs found in this study's folders that enter nothing: run_dir, status, reason
 
 
 def row_label(method: dict) -> str:
@@ -106,7 +107,25 @@ def study_runs(root: Path | str) -> Runs:
     runs = load_results(root, list(FOLDERS))
     return Runs(grid=_chosen(runs, GRID, {GRID, "cpu-glue"}), table7=_chosen(runs, TABLE7, {GRID, "cpu-glue"}),
                 spectra=_chosen(runs, SPECTRA, {SPECTRA}),
-                planned={sweep: len(planned(sweep)) for sweep in (GRID, TABLE7, SPECTRA)})
+                planned={sweep: len(planned(sweep)) for sweep in (GRID, TABLE7, SPECTRA)},
+                left_out=_left_out(runs))
+
+
+def _left_out(runs: pd.DataFrame) -> pd.DataFrame:
+    """This study's own runs (not cpu-glue's) that no table takes: not a success, or not planned by its sweeps."""
+    plans = {GRID: (GRID, TABLE7), SPECTRA: (SPECTRA,)}
+    rows = []
+    for folder, sweeps in plans.items():
+        identities = {run_identity(config) for sweep in sweeps for config in planned(sweep)}
+        for _, run in runs[runs["experiment"] == folder].iterrows():
+            if run["status"] != "success":
+                reason = f"{run['status']}: {run['error']}" if run["error"] else str(run["status"])
+            elif run["identity"] not in identities:
+                reason = "not planned by " + " or ".join(f"conf/experiment/{s}.yaml" for s in sweeps)
+            else:
+                continue
+            rows.append({"run_dir": run["run_dir"], "status": run["status"], "reason": reason})
+    return pd.DataFrame(rows, columns=["run_dir", "status", "reason"])
 
 
 def with_spectra(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
@@ -312,7 +331,8 @@ def render_ablations(root: Path | str, out_dir: Path, figure_dir: Path) -> tuple
         "finished so far. #Params: adapter parameters (no task head). The paper's column is Table 9's Avg on another "
         "model and task family: compare the direction along b, not the level. Runs: "
         + ", ".join(f"{done[s]} of {runs.planned[s]} planned by conf/experiment/{s}.yaml" for s in (GRID, TABLE7))
-        + f"; Figure 4's seed-0 reruns {done[SPECTRA]} of {runs.planned[SPECTRA]}.",
+        + f"; Figure 4's seed-0 reruns {done[SPECTRA]} of {runs.planned[SPECTRA]}."
+        + excluded_markdown(runs.left_out, Path(root)),
         f"![Figure 3(b) at CPU scale]({FIGURE_DIR}/figure3b.png)",
         "#### Table 7 at CPU scale: BoRA (r=8, b=16) without Exp / without Norm",
         _markdown(table7),

@@ -89,6 +89,9 @@ def _print(args) -> None:
 
 def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
     """(the text to print, the files written) of one command line."""
+    if not outputs.is_dir():
+        raise BoraError(f"--outputs {outputs}: no such folder; pass the folder the runs were written to (the "
+                        f"training output_dir, e.g. outputs or results)")
     runs = load_results(outputs, [args.experiment] if args.experiment else None)
     found = f"no result.json found under {outputs}" if runs.empty else f"{len(runs)} runs under {outputs}"
     if args.problems:
@@ -108,7 +111,7 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
     if args.table in STUDIES:
         from bora.report.study import render_study
 
-        markdown, written = render_study(args.table, runs, out_dir)
+        markdown, written = render_study(args.table, runs, out_dir, outputs)
         return f"{markdown}\n\n({found})", written
     if args.table == ABLATIONS:
         from bora.report.ablations import render_ablations

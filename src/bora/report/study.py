@@ -24,7 +24,7 @@ from scipy import stats as scipy_stats
 from bora.report.aggregate import Column, per_seed, seed_stats
 from bora.report.claims import verdict
 from bora.report.paper import method_label, paper_table, paper_tag
-from bora.report.render import MISSING, latex_table, number, ours_cell, write_outputs
+from bora.report.render import MISSING, excluded_markdown, latex_table, number, ours_cell, write_outputs
 from bora.report.specs import KEYS, membership, planned_seeds
 
 
@@ -221,9 +221,11 @@ def _params(value) -> str:
     return MISSING if value is None or pd.isna(value) else f"{int(value):,}"
 
 
-def render_study(name: str, runs: pd.DataFrame, out_dir: Path) -> tuple[str, list[Path]]:
-    """The study's Markdown (main table, claims, Sigma, efficiency) and its files (md, tex, csv per section)."""
+def render_study(name: str, runs: pd.DataFrame, out_dir: Path, root: Path | None = None) -> tuple[str, list[Path]]:
+    """The study's Markdown (main table, the runs it leaves out, claims, Sigma, efficiency) and its files (md, tex,
+    csv per section); ``root``: the results folder (left-out runs are shown relative to it)."""
     study = STUDIES[name]
+    left_out = membership(runs, study.experiment_name, study.experiment)[1]
     table = study_table(study, runs)
     display = []
     for label, lines in table.groupby("label", sort=False):
@@ -244,7 +246,8 @@ def render_study(name: str, runs: pd.DataFrame, out_dir: Path) -> tuple[str, lis
     parts = [f"### {study.title}", main.to_markdown(index=False, disable_numparse=True),
              "Scores x100 (accuracy; STS-B Pearson; CoLA Matthews correlation), mean ±std over seeds (ddof=1) of our "
              f"runs of conf/experiment/{study.experiment}.yaml; Avg: the mean of the four, per seed; #Params: adapter "
-             "parameters (no task head); [n/planned]: fewer seeds finished than planned.",
+             "parameters (no task head); [n/planned]: fewer seeds finished than planned."
+             + excluded_markdown(left_out, root),
              "#### The paper's Table 1 claims, recomputed", claims_display.to_markdown(index=False, disable_numparse=True),
              "Paper: the same difference in the paper's Table 1, averaged over RoBERTa-base and -large, on its 8 tasks "
              "and on our 4. Ours: mean ±std over seeds of the per-seed difference. Best of the similar-#Params "
