@@ -30,13 +30,13 @@ def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     for seed in (0, 1):
         _run(root, method("lora", r=2, targets="QV"), seed, 0.70 + 0.001 * seed, stats=spectrum(2))
-        for b in (2, 4, 8, 16, 32):  # one point per doubling of b, the paper's shape
+        for b in (4, 32):  # rising with log2(b), the paper's shape
             _run(root, method("bora", r=2, blocks=b, targets="QV"), seed, 0.70 + 0.01 * math.log2(b) + 0.001 * seed,
                  stats=spectrum(2 * b) if b == 4 else None)  # rank b r
         _run(root, method("bora", blocks=16, targets="QV"), seed, 0.80, plan="cpu-ablations-table7")
         _run(root, method("bora", blocks=16, targets="QV", use_exp=False), seed, 0.78 - 0.01 * seed,
              plan="cpu-ablations-table7")
-    _run(root, method("bora", r=2, blocks=2, targets="QV"), 2, 0.0, status="failed")
+    _run(root, method("bora", r=2, blocks=4, targets="QV"), 2, 0.0, status="failed")
     markdown, written = ablations.render_ablations(root, root / "tables", root / "figures")
     return root, markdown, written, ablations.study_runs(root)
 
@@ -52,7 +52,7 @@ def test_grid_cells_are_seed_means_of_the_task_average(report):
 def test_verdicts_follow_the_measured_direction(report):
     verdicts = ablations.verdicts(report[3]).set_index("claim")
     rises = verdicts.loc["r=2: Avg rises with b (Spearman over b in LoRA=1..32, every seed)"]
-    assert rises["verdict"] == "supported" and rises["n"] == "12" and rises["paper"] == "1.00"
+    assert rises["verdict"] == "supported" and rises["n"] == "6" and rises["paper"] == "1.00"
     gain = verdicts.loc["r=2: BoRA b=32 minus LoRA, Avg (paired by seed)"]
     assert gain["ours"] == "5.00 ±0.00" and gain["verdict"] == "supported"
     exp = verdicts.loc["BoRA (r=8, b=16) minus BoRA w/o Exp, Avg (paired by seed)"]
@@ -69,4 +69,4 @@ def test_rank_table_figures_and_left_out_runs(report):
     assert ranks.loc[(2, "LoRA"), "bound"] == 2
     assert {p.name for p in written} >= {"figure3b.png", "figure3b.csv", "figure4.png", "cpu-ablations-grid.csv"}
     assert "Not in the table (2 runs found in its folders)" in markdown  # the failed run, on both tasks
-    assert "bora_r2_b2_a4_d0.05_QV/seed=2-" in markdown and ": failed" in markdown
+    assert "bora_r2_b4_a4_d0.05_QV/seed=2-" in markdown and ": failed" in markdown
