@@ -70,3 +70,18 @@ def test_rank_table_figures_and_left_out_runs(report):
     assert {p.name for p in written} >= {"figure3b.png", "figure3b.csv", "figure4.png", "cpu-ablations-grid.csv"}
     assert "Not in the table (2 runs found in its folders)" in markdown  # the failed run, on both tasks
     assert "bora_r2_b4_a4_d0.05_QV/seed=2-" in markdown and ": failed" in markdown
+
+
+def test_cost_comes_from_quiet_runs_only():
+    import pandas as pd
+
+    def run(identity, b, task, cpu, wall):
+        return {"identity": identity, "stored_under": "cpu-ablations", "r": 2, "b": b,
+                "row": "LoRA" if b == 1 else f"BoRA b={b}", "task": task, "cpu_s": cpu, "wall_s": wall}
+
+    grid = pd.DataFrame([run("a", 1, "mrpc", 400, 410), run("b", 1, "mrpc", 500, 900),  # b: descheduled, left out
+                         run("c", 4, "mrpc", 392, 400), run("d", 4, "sst2", 250, 260)])
+    empty = grid.iloc[:0]
+    cost = ablations.cost_table(ablations.Runs(grid, empty, empty, {}, empty)).set_index("row")
+    assert cost.loc["LoRA", ["MRPC (s)", "quiet runs", "x LoRA (same r)"]].tolist() == ["400", "1 of 2", "1.000"]
+    assert cost.loc["BoRA b=4", ["SST-2 (s)", "x LoRA (same r)"]].tolist() == ["250", "0.980"]  # MRPC only vs LoRA

@@ -48,7 +48,8 @@ def one_line(error: Exception) -> BoraError:
     typo = re.search(r"Key '[^']*' not in '[^']*'\s+full_key: (\S+)", text)
     if typo:  # a misspelt key inside a config file (an experiment's ``trainer: {lrr: ...}``): name it and the file
         source = re.match(r"In '([^']+)'", text)
-        return unknown_key_error(typo.group(1), f" in {source.group(1)}.yaml (under conf/ or the search path)" if source else "")
+        where = f" in {source.group(1)}.yaml (under conf/ or the search path)" if source else ""
+        return unknown_key_error(typo.group(1), where)
     first = text.strip().splitlines()
     return BoraError(first[0] if first else type(error).__name__)
 
