@@ -104,6 +104,7 @@ def unwritable(error: OSError, where: Path) -> BoraError:
     return BoraError(f"cannot write {path}: {reason}; {fix} a writable output_dir=... (BORA_OUTPUT_DIR)")
 
 
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}  # a write failed for the disk, not the code
 MIN_FREE_BYTES = 20 * 2**20  # below this a run cannot even write its checkpoints and result: refuse to start
 
 
@@ -136,9 +137,6 @@ def disk_error(error: BaseException) -> OSError | None:
         if f"code: {code}," in text or f"os error {code})" in text:
             return OSError(code, os.strerror(code))
     return None
-
-
-DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 # --- what to do in a run directory ----------------------------------------------------------------------------
