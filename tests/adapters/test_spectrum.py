@@ -54,3 +54,13 @@ def test_run_stats_hold_a_spectrum_per_layer_and_sigma_for_bora():
     assert stats["sigma"]["summary"]["layers"] == len(layers)
     _, hydra = adapted_model("hydralora")  # input-dependent: no single dW, so no spectrum
     assert "spectrum" not in adapter_stats(hydra)[0]
+
+
+def test_a_layer_whose_update_is_not_finite_is_left_out_with_a_notice():
+    _, model = adapted_model("lora")
+    name, layer = next(iter(adapter_layers(model)))
+    with torch.no_grad():
+        layer.B.fill_(float("inf"))
+    stats, notices = adapter_stats(model)
+    assert stats["spectrum"]["left_out"] == [name] and name not in [r["layer"] for r in stats["spectrum"]["per_layer"]]
+    assert len(notices) == 1 and notices[0].startswith("spectrum: 1 of ") and name in notices[0]

@@ -70,24 +70,35 @@ def spectrum_of(values: torch.Tensor) -> dict:
     return record
 
 
-def spectrum_stats(model: nn.Module) -> list[dict]:
-    """Per adapted layer with a single ``dW``: its name, shape and ``spectrum_of`` its singular values."""
-    rows = []
+def spectrum_stats(model: nn.Module) -> tuple[list[dict], list[str]]:
+    """(per adapted layer with a single, finite ``dW``: its name, shape and ``spectrum_of`` its singular values;
+    the names of the layers left out because their ``dW`` is not finite, e.g. a BoRA Sigma entry overflowed)."""
+    rows, left_out = [], []
     for name, layer in adapter_layers(model):
-        values = singular_values(layer)
-        if values is not None and torch.isfinite(values).all():
+        try:
+            values = singular_values(layer)
+        except RuntimeError:  # the SVD of a matrix holding inf / nan does not converge
+            values = torch.tensor([math.nan])
+        if values is None:
+            continue
+        if torch.isfinite(values).all():
             rows.append({"layer": name, "shape": [layer.out_features, layer.in_features], **spectrum_of(values)})
-    return rows
+        else:
+            left_out.append(name)
+    return rows, left_out
 
 
 def adapter_stats(model: nn.Module) -> tuple[dict, list[str]]:
     """(the record's ``adapter_stats``: ``spectrum`` for every method with a single ``dW``, ``sigma`` for BoRA;
     notices)."""
-    spectrum = spectrum_stats(model)
-    stats = {"spectrum": {"tolerances": list(SPECTRUM_TOLERANCES), "per_layer": spectrum}} if spectrum else {}
+    spectrum, left_out = spectrum_stats(model)
+    stats = {"spectrum": {"tolerances": list(SPECTRUM_TOLERANCES), "per_layer": spectrum, "left_out": left_out}
+             } if spectrum or left_out else {}
+    notices = [f"spectrum: {len(left_out)} of {len(spectrum) + len(left_out)} layers left out, their update dW is "
+               f"not finite (first {left_out[0]}); see adapter_stats"] if left_out else []
     layers = sigma_stats(model)
     if not layers:
-        return stats, []
+        return stats, notices
     maxima = [row["sigma_max"] if row["sigma_max"] is not None else math.inf for row in layers]
     mavs = [row["mav"] for row in layers if row["mav"] is not None]
     over = [row["layer"] for row, top in zip(layers, maxima) if top > SIGMA_WARN]
@@ -96,7 +107,6 @@ def adapter_stats(model: nn.Module) -> tuple[dict, list[str]]:
                "sigma_max_median": _finite(ordered[len(ordered) // 2]),
                "mav_min": min(mavs) if mavs else None, "mav_max": max(mavs) if mavs else None,
                "layers_over_warn": len(over), "warn_threshold": SIGMA_WARN}
-    notices = []
     if over:
         notices.append(f"BoRA Sigma: {len(over)} of {len(layers)} layers have an entry above {SIGMA_WARN:g} "
                        f"(largest {max(maxima):.3g}, first {over[0]}); see adapter_stats")
