@@ -204,6 +204,10 @@ def _paired(wide: pd.DataFrame, key: str, better, baseline, column: str = "Avg")
     return (a - b).dropna()
 
 
+def _p_value(p: float) -> str:
+    return "p<0.001" if p < 1e-3 else f"p={p:.2g}"
+
+
 def _spearman_verdict(rho: float, p: float, n: int) -> str:
     if n < 3 or math.isnan(rho):
         return "no runs" if n == 0 else "too few runs"
@@ -232,7 +236,7 @@ def verdicts(runs: Runs) -> pd.DataFrame:
                   else (math.nan, math.nan))
         paper_rho = scipy_stats.spearmanr(theirs["b"], theirs["Avg"])[0]
         rows.append({"claim": f"r={r}: Avg rises with b (Spearman over b in LoRA=1..32, every seed)",
-                     "paper": number(paper_rho), "ours": MISSING if math.isnan(rho) else f"{rho:+.2f} (p={p:.2g})",
+                     "paper": number(paper_rho), "ours": MISSING if math.isnan(rho) else f"{rho:+.2f} ({_p_value(p)})",
                      "n": str(len(part)), "verdict": _spearman_verdict(rho, p, len(part))})
         top = max(c["method"].get("blocks") or 1 for c in planned(GRID))
         gain = _paired(grid[grid["r"] == r], "b", top, 1)
