@@ -28,10 +28,10 @@ import torch
 from omegaconf import DictConfig
 
 from bora import runs
-from bora.config.compose import load_config, resolved, split_command_line
+from bora.config.compose import resolved, split_command_line
 from bora.config.identity import group_identity, run_identity
 from bora.config.schema import validate
-from bora.config.sweep import first_sweep_dir, keep_previous_multirun_yaml, preflight
+from bora.config.sweep import keep_previous_multirun_yaml, preflight
 from bora.distributed import is_main_process
 from bora.errors import BoraError, Diverged, Interrupted
 from bora.paths import CONF_DIR
@@ -365,16 +365,14 @@ def main() -> None:
     from bora.errors import fail
 
     try:
-        preflight(sys.argv[1:])
-        overrides, config_name, multirun = split_command_line(sys.argv[1:])
-        if not multirun:  # an impossible explicit precision is a start-up error too (sweeps: per job)
+        first = preflight(sys.argv[1:])
+        if not split_command_line(sys.argv[1:])[2]:  # a single run
             from bora.training import effective_precision
 
-            cfg = load_config(overrides, config_name)
-            effective_precision(cfg)
-            runs.check_writable(Path(cfg.run_dir))  # before Hydra's job set-up writes there
+            effective_precision(first)  # an impossible explicit precision is a start-up error too (sweeps: per job)
+            runs.check_writable(Path(first.run_dir))  # before Hydra's job set-up writes there
         else:
-            sweep_dir = first_sweep_dir(overrides, config_name)
+            sweep_dir = Path(first.hydra.sweep.dir)
             runs.check_writable(sweep_dir)
             keep_previous_multirun_yaml(sweep_dir)
     except BoraError as error:

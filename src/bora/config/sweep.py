@@ -69,28 +69,24 @@ def expand_sweep(overrides: Sequence[str], config_name: str = "config") -> list[
             raise BoraError(f"bad sweep: {str(error).splitlines()[0]}") from None
 
 
-def preflight(args: Sequence[str]) -> None:
+def preflight(args: Sequence[str]) -> DictConfig:
     """Compose enough of the jobs a command line launches that every value of every swept key is checked once;
-    raise the first problem as one line. Run before Hydra launches anything."""
+    raise the first problem as one line. Run before Hydra launches anything. Returns the first job's config, with
+    its ``hydra`` node (where the run or the sweep will write)."""
     overrides, config_name, multirun = split_command_line(args)
     if not multirun:
-        load_config(overrides, config_name, hydra=True)
-        return
-    jobs = expand_sweep(overrides, config_name)
-    if jobs and load_config(jobs[0], config_name, hydra=True).hydra.launcher.get("n_jobs") == 0:
+        return load_config(overrides, config_name, hydra=True)
+    jobs = expand_sweep(overrides, config_name) or [list(overrides)]
+    first = load_config(jobs[0], config_name, hydra=True)
+    if first.hydra.launcher.get("n_jobs") == 0:
         raise BoraError("bad value hydra.launcher.n_jobs=0: must be >= 1 (runs side by side) or negative (joblib's "
                         "count back from every CPU: -1 = all)")
-    covered: set[str] = set()
-    for job in jobs:
+    covered: set[str] = set(jobs[0])
+    for job in jobs[1:]:
         if set(job) - covered:
             load_config(job, config_name)
             covered |= set(job)
-
-
-def first_sweep_dir(overrides: Sequence[str], config_name: str = "config") -> Path:
-    """The folder a multirun writes its ``multirun.yaml`` into (``hydra.sweep.dir`` of its first job)."""
-    jobs = expand_sweep(overrides, config_name)
-    return Path(load_config(jobs[0] if jobs else list(overrides), config_name, hydra=True).hydra.sweep.dir)
+    return first
 
 
 def keep_previous_multirun_yaml(sweep_dir: Path) -> Path | None:

@@ -8,8 +8,8 @@ CPU scale, rendered from the committed result files of three sweeps:
 
 A run enters when its identity is one the sweep plans and it succeeded, wherever it is stored (runs shared with
 cpu-glue stay in ``results/cpu-glue``: ``reuse_from``). Scores x100 (MRPC and SST-2 accuracy). Costs are CPU time
-(process time over all threads, ``train.cpu_time_s``): the other run on the 2-core machine cannot inflate it, as it
-inflates wall time.
+(process time over all threads, ``train.cpu_time_s``) of quiet runs only (``cost_table``): a run that waited for
+its core shows inflated wall time and, from shared caches, inflated CPU time too.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from bora.report.aggregate import load_results, successful
 from bora.report.claims import verdict
 from bora.report.paper import paper_table
 from bora.report.render import MISSING, excluded_markdown, number
-from bora.report.specs import planned
+from bora.report.specs import planned, planned_seeds
 
 NAME = "cpu-ablations"
 GRID, TABLE7, SPECTRA = "cpu-ablations", "cpu-ablations-table7", "cpu-ablations-spectra"
@@ -38,6 +38,7 @@ WIDTH = 384  # MiniLM's hidden size: a query update is 384 x 384
 RANK_TOLERANCE = 1e-2  # a singular value counts when above this fraction of the largest
 FIGURE_DIR = "results/cpu-ablations/figures"  # relative to the project root; the README shows the PNGs from here
 PAPER_MODEL = "llama-3-8b"  # Table 9's only model
+FIGURE4_BLOCKS = (4, 16)  # the BoRA rows Figure 4 sets against LoRA
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,8 @@ def with_spectra(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
 
 def per_seed_scores(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per ``keys`` x seed: each task's score and their mean (NaN unless the seed has both tasks)."""
+    if frame.empty:
+        return pd.DataFrame(columns=[*keys, "seed", *[task for _, task in TASKS], "Avg"])
     wide = frame.pivot_table(index=[*keys, "seed"], columns="task", values="score").reset_index()
     for _, task in TASKS:
         if task not in wide:
@@ -160,12 +163,12 @@ def _cell(values: pd.Series, planned_seeds: int) -> str:
 
 def grid_table(runs: Runs) -> pd.DataFrame:
     """Table 9 at CPU scale: per r x row, #Params, each task and Avg (mean ±std over seeds), the paper's Avg."""
-    seeds = 3
+    seeds = planned_seeds(GRID)
     configs = sorted({(c["method"]["r"], 1 if c["method"]["name"] == "lora" else c["method"]["blocks"])
                       for c in planned(GRID)})
     paper = paper_table("table9_rank_blocks.csv")
     frame = runs.grid
-    wide = per_seed_scores(frame, ["r", "b"]) if len(frame) else pd.DataFrame(columns=["r", "b", "seed", "Avg"])
+    wide = per_seed_scores(frame, ["r", "b"])
     rows = []
     for r, b in configs:
         part = wide[(wide["r"] == r) & (wide["b"] == b)]
@@ -185,15 +188,15 @@ def table7_table(runs: Runs) -> pd.DataFrame:
     """Table 7 at CPU scale: BoRA r=8 b=16 and its w/o Exp / w/o Norm rows, with the paper's Avg per LLM."""
     paper = paper_table("table7_ablation_exp_norm.csv")
     frame = runs.table7
-    wide = per_seed_scores(frame, ["row"]) if len(frame) else pd.DataFrame(columns=["row", "seed", "Avg"])
-    rows = []
+    wide = per_seed_scores(frame, ["row"])
+    rows, seeds = [], planned_seeds(TABLE7)
     for variant in ("BoRA", "BoRA w/o Exp", "BoRA w/o Norm"):
         label = "BoRA b=16" + variant[len("BoRA"):]
         part = wide[wide["row"] == label]
         theirs = paper[paper["variant"] == variant].set_index("model")["Avg"]
         rows.append({"row": f"{variant} (r=8, b=16)",
-                     **{name: _cell(part.get(task, pd.Series(dtype=float)), 3) for name, task in TASKS},
-                     "Avg": _cell(part["Avg"], 3),
+                     **{name: _cell(part.get(task, pd.Series(dtype=float)), seeds) for name, task in TASKS},
+                     "Avg": _cell(part["Avg"], seeds),
                      **{f"paper Avg, {model}": number(value) for model, value in theirs.items()}})
     return pd.DataFrame(rows)
 
@@ -226,7 +229,7 @@ def _gain_row(claim: str, paper_value: float, values: pd.Series) -> dict:
 def verdicts(runs: Runs) -> pd.DataFrame:
     """The paper's ablation claims, measured: one row each, with the paper's own value and a verdict."""
     rows = []
-    grid = per_seed_scores(runs.grid, ["r", "b"]) if len(runs.grid) else pd.DataFrame(columns=["r", "b", "seed", "Avg"])
+    grid = per_seed_scores(runs.grid, ["r", "b"])
     paper = paper_table("table9_rank_blocks.csv")
     paper = paper[paper["model"] == PAPER_MODEL].assign(b=lambda f: f["b"].fillna(1))
     for r in sorted(grid["r"].dropna().unique()):
@@ -243,20 +246,18 @@ def verdicts(runs: Runs) -> pd.DataFrame:
         rows.append(_gain_row(f"r={r}: BoRA b={top} minus LoRA, Avg (paired by seed)",
                               float(theirs[theirs["b"] == top]["Avg"].mean() - theirs[theirs["b"] == 1]["Avg"].mean()),
                               gain))
-    table7 = per_seed_scores(runs.table7, ["row"]) if len(runs.table7) else pd.DataFrame(columns=["row", "seed", "Avg"])
+    table7 = per_seed_scores(runs.table7, ["row"])
     paper7 = paper_table("table7_ablation_exp_norm.csv").pivot(index="model", columns="variant", values="Avg")
     for variant in ("w/o Exp", "w/o Norm"):
         rows.append(_gain_row(f"BoRA (r=8, b=16) minus BoRA {variant}, Avg (paired by seed)",
                               float((paper7["BoRA"] - paper7[f"BoRA {variant}"]).mean()),
                               _paired(table7, "row", "BoRA b=16", f"BoRA b=16 {variant}")))
-    ranks = rank_table(runs)
-    for r in sorted(ranks["r"].unique()) if len(ranks) else []:
-        mine = with_spectra(runs, runs.grid)
-        mine = mine[(mine["r"] == r)].dropna(subset=["rank"])
+    spectra = with_spectra(runs, runs.grid)
+    spectra = spectra.dropna(subset=["rank"]) if len(spectra) else spectra
+    for r in sorted(spectra["r"].unique()) if len(spectra) else []:
+        mine = spectra[spectra["r"] == r]
         lora = mine[mine["b"] == 1].set_index(["task", "seed"])["rank"]
-        for b in sorted(set(mine["b"]) - {1}):
-            if b not in (4, 16):
-                continue
+        for b in FIGURE4_BLOCKS:
             bora = mine[mine["b"] == b].set_index(["task", "seed"])["rank"]
             diff = (bora - lora).dropna()
             row = _gain_row(f"r={r}: BoRA b={b} minus LoRA, query updates' numerical rank (median layer; per task "

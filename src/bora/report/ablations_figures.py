@@ -16,17 +16,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bora.report.ablations import RANK_TOLERANCE, TASKS, PAPER_MODEL, Runs, per_seed_scores, with_spectra  # noqa: E402
+from bora.report.ablations import (  # noqa: E402
+    FIGURE4_BLOCKS, PAPER_MODEL, RANK_TOLERANCE, TASKS, Runs, per_seed_scores, with_spectra)
 from bora.report.paper import paper_table  # noqa: E402
 
-FIGURE4_ROWS = ((1, "LoRA"), (4, "BoRA b=4"), (16, "BoRA b=16"))
+FIGURE4_ROWS = ((1, "LoRA"), *((b, f"BoRA b={b}") for b in FIGURE4_BLOCKS))
 FIGURE4_R = 8
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def figure3b_frame(runs: Runs) -> pd.DataFrame:
     """Per r x b x seed: each task's score and the Avg (the plotted points)."""
-    if runs.grid.empty:
-        return pd.DataFrame(columns=["r", "b", "seed", *[t for _, t in TASKS], "Avg"])
     return per_seed_scores(runs.grid, ["r", "b"]).sort_values(["r", "b", "seed"]).reset_index(drop=True)
 
 
@@ -62,11 +69,7 @@ def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
     _ticks(axes[-1], sorted(paper["b"].unique()))
     axes[-1].legend(fontsize=8)
     fig.suptitle("Figure 3(b) at CPU scale: all-MiniLM-L6-v2, GLUE dev, Q and V adapted; score against b per rank")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def figure4_frame(runs: Runs) -> pd.DataFrame:
@@ -102,11 +105,7 @@ def plot_figure4(frame: pd.DataFrame, path: Path) -> Path:
         if part.empty:
             ax.text(0.02, 0.97, "no spectra of these runs yet", transform=ax.transAxes, va="top", fontsize=9)
     fig.suptitle("Figure 4 at CPU scale: normalised singular values of the query updates (grey: 1e-2, 1e-3)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def render_figures(runs: Runs, out_dir: Path) -> list[Path]:

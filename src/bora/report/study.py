@@ -295,7 +295,7 @@ def _efficiency_markdown(frame: pd.DataFrame) -> str:
                                                                                            disable_numparse=True)
             + "\n\nTraining wall time summed over the four tasks, mean over seeds; peak resident memory of a training "
               "run (largest over the runs of the method). The time columns are not a cost measure: wall time of "
-              "runs that shared the 2-core machine with each other and, in stretches, with other work (tests, "
-              "benchmarks), so the same config took up to 6x longer on one seed than on another; memory is unaffected. "
+              "runs that shared the 2-core machine with each other and with whatever else ran then, so the same "
+              "config took up to 6x longer on one seed than on another; memory is unaffected. "
               "The cost comparison is the interleaved step benchmark (`python -m bora.bench`) and the CPU time of "
               "quiet runs in the cpu-ablations study.")
