@@ -3,7 +3,8 @@
     python -m bora.score --dataset gsm8k --predictions outputs/.../predictions/gsm8k.jsonl
 
 Each line is a JSON object with at least ``generation`` (the model's continuation after the prompt) and
-``answer`` (the gold label). Prints the number correct, then ``accuracy: X`` (percent, 2 decimals) as the last
+``answer`` (the gold label); where it has ``response`` (the answer text its protocol cut from the whole decoded
+sequence, bora.tasks.protocols), that is what is scored. Prints the number correct, then ``accuracy: X`` (percent, 2 decimals) as the last
 line. Bad input: one line on stderr naming the file and line, exit code 2.
 """
 
@@ -42,6 +43,8 @@ def _read_predictions(path: Path, test_set: str) -> list[dict]:
             for field in ("generation", "answer"):
                 if not isinstance(row.get(field), str):
                     raise BoraError(f"{path} line {line_number}: needs a string field {field!r}")
+            if "response" in row and not isinstance(row["response"], str):
+                raise BoraError(f"{path} line {line_number}: field 'response' must be a string")
             problem = answers.check_gold(test_set, row["answer"])
             if problem:
                 raise BoraError(f"{path} line {line_number}: {problem}")
@@ -53,7 +56,7 @@ def _read_predictions(path: Path, test_set: str) -> list[dict]:
 
 def count_correct(test_set: str, rows: list[dict]) -> int:
     """How many rows' generations the test set's rule scores as correct."""
-    return sum(answers.score(test_set, row["generation"], row["answer"])[1] for row in rows)
+    return sum(answers.score(test_set, row.get("response", row["generation"]), row["answer"])[1] for row in rows)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -177,7 +177,7 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     """Build model, adapters and data; train with HF Trainer; evaluate. Returns the record fields it measured."""
     from transformers import set_seed
 
-    from bora.adapters import count_adapter_params, inject, oversized_rank
+    from bora.adapters import cast_adapters, count_adapter_params, inject, oversized_rank
     from bora.adapters.stats import adapter_stats
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
@@ -199,6 +199,7 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
         model.config.pad_token_id = tokenizer.pad_token_id
     adapted = inject(model, cfg.method, cfg.model.targets, total_steps=_total_steps(cfg, args, len(train_data)))
     notices += oversized_rank(model, cfg.method.r)
+    cast_adapters(model, cfg.trainer.adapter_dtype)
     if getattr(model, "is_quantized", False):
         # HF's Trainer refuses a quantized model unless adapters are attached; it only recognises PEFT's, so say
         # ours are (the flag transformers itself sets when it loads adapters).

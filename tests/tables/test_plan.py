@@ -105,10 +105,11 @@ def test_smoke_runs_are_done_after_make_smoke(smoke_outputs):
 
 
 def test_plan_names_the_settings_a_sweep_varies_beyond_the_method(tmp_path):
-    rows = plan(["model=tiny-decoder", "method=bora", "task=toy-math", "task.protocol=greedy,llm_adapters",
+    rows = plan(["model=tiny-decoder", "method=bora", "task=toy-math", "task.protocol=bora_authors,llm_adapters",
                  f"output_dir={tmp_path}"], with_params=False)
-    assert [r["setting"] for r in rows] == ["task.num_beams=1 task.protocol=greedy",
-                                           "task.num_beams=4 task.protocol=llm_adapters"]
+    assert [r["setting"] for r in rows] == [
+        "task.adapter_dtype=bf16 task.num_beams=1 task.protocol=bora_authors trainer.adapter_dtype=bf16",
+        "task.adapter_dtype=fp32 task.num_beams=4 task.protocol=llm_adapters trainer.adapter_dtype=fp32"]
     assert rows[0]["identity"] != rows[1]["identity"]
 
 

@@ -11,8 +11,10 @@ from bora.config import load_config
 from bora.errors import BoraError
 from bora.tasks import build_task, llm_adapters
 from bora.tasks import generation
-from bora.tasks.generation import batched_generate, generate
-from bora.tasks.llm_adapters import alpaca_prompt, evaluation_prompt, read_records
+from bora.tasks.generation import batched_generate, generate, generate_ids
+from bora.tasks.llm_adapters import read_records
+from bora.tasks.protocols import BORA_AUTHORS_PROMPT
+from bora.tasks.templates import alpaca_prompt
 
 PROMPT = (  # LLM-Adapters finetune.py generate_prompt, typed out independently of the implementation
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n"
@@ -94,33 +96,32 @@ def test_alpaca_prompt_is_llm_adapters_text():
     assert alpaca_prompt("Add.", "2 3") == PROMPT_WITH_INPUT
 
 
-def test_evaluation_prompt_follows_the_protocol():
-    assert evaluation_prompt("greedy", "Add 2 and 3.") == PROMPT  # the training template: train and test agree
-    assert evaluation_prompt("greedy", "Add.", "2 3") == PROMPT_WITH_INPUT
-    assert evaluation_prompt("llm_adapters", "Add 2 and 3.") == EVAL_PROMPT  # LLM-Adapters' own, byte for byte
-    assert evaluation_prompt("llm_adapters", "Add.", "2 3") == EVAL_PROMPT_WITH_INPUT
-
-
-@pytest.mark.parametrize("task, protocol, beams, new_tokens", [
-    ("math", "greedy", 1, 256), ("commonsense", "greedy", 1, 256),
-    ("math", "llm_adapters", 4, 256), ("commonsense", "llm_adapters", 4, 32),
+@pytest.mark.parametrize("task, protocol, beams, new_tokens, adapter_dtype", [
+    ("math", "bora_authors", 1, 256, "bf16"), ("commonsense", "bora_authors", 1, 256, "bf16"),
+    ("math", "llm_adapters", 4, 256, "fp32"), ("commonsense", "llm_adapters", 4, 32, "fp32"),
+    ("math", "training_prompt", 1, 256, "fp32"), ("commonsense", "training_prompt", 1, 256, "fp32"),
 ])
-def test_protocol_sets_beams_and_new_tokens(task, protocol, beams, new_tokens):
-    cfg = load_config(["model=tiny-decoder", f"task={task}", f"task.protocol={protocol}"]).task
-    assert (cfg.num_beams, cfg.max_new_tokens) == (beams, new_tokens)
+def test_protocol_sets_beams_new_tokens_and_adapter_dtype(task, protocol, beams, new_tokens, adapter_dtype):
+    cfg = load_config(["model=tiny-decoder", f"task={task}", f"task.protocol={protocol}"])
+    assert (cfg.task.num_beams, cfg.task.max_new_tokens, cfg.trainer.adapter_dtype) == (beams, new_tokens,
+                                                                                       adapter_dtype)
     chosen = load_config(["model=tiny-decoder", f"task={task}", f"task.protocol={protocol}", "task.num_beams=2",
-                          "task.max_new_tokens=7"]).task
-    assert (chosen.protocol, chosen.num_beams, chosen.max_new_tokens) == (protocol, 2, 7)  # still overridable
+                          "task.max_new_tokens=7", "trainer.adapter_dtype=fp32"])
+    assert (chosen.task.protocol, chosen.task.num_beams, chosen.task.max_new_tokens,
+            chosen.trainer.adapter_dtype) == (protocol, 2, 7, "fp32")  # still overridable
 
 
-def test_default_protocol_is_greedy_and_a_bad_one_is_named():
-    assert load_config(["model=tiny-decoder", "task=math"]).task.protocol == "greedy"
-    with pytest.raises(BoraError, match="llm-adapters.*greedy, llm_adapters"):
+def test_default_protocol_is_bora_authors_and_a_bad_one_is_named():
+    assert load_config(["model=tiny-decoder", "task=math"]).task.protocol == "bora_authors"
+    assert load_config(["model=tiny-encoder", "task=rte"]).trainer.adapter_dtype == "fp32"  # GLUE: as before
+    with pytest.raises(BoraError, match="llm-adapters.*bora_authors, llm_adapters, training_prompt"):
         load_config(["model=tiny-decoder", "task=math", "task.protocol=llm-adapters"])
+    with pytest.raises(BoraError, match="'greedy', expected one of .bora_authors, llm_adapters, training_prompt"):
+        load_config(["model=tiny-decoder", "task=math", "task.protocol=greedy"])  # the earlier name is refused
 
 
 def test_protocol_is_an_llm_adapters_setting_only():
-    cfg = load_config(["model=tiny-encoder", "task=rte", "task.protocol=greedy", "task.data_dir=/nonexistent"])
+    cfg = load_config(["model=tiny-encoder", "task=rte", "task.protocol=bora_authors", "task.data_dir=/nonexistent"])
     with pytest.raises(BoraError, match="task.protocol are LLM-Adapters settings"):
         build_task(cfg.task)
 
@@ -272,51 +273,59 @@ def test_beam_search_takes_padded_batches_and_continuous_refuses_it(tiny_decoder
     with pytest.raises(BoraError, match="continuous decodes greedily only, but task.num_beams=4"):
         generate(model, tokenizer, ["Hi"], batch_size=1, max_new_tokens=2, num_beams=4, engine="continuous")
     calls = []
-    monkeypatch.setattr(generation, "batched_generate", lambda *args: calls.append(args[-1]) or ["x"])
-    monkeypatch.setattr(generation, "continuous_generate", lambda *args: calls.append("continuous") or ["y"])
-    assert generate(model, tokenizer, ["Hi"], 1, 2, num_beams=4) == ["x"]
-    assert generate(model, tokenizer, ["Hi"], 1, 2) == ["y"]
-    assert generate(model, tokenizer, ["Hi"], 1, 2, engine="padded") == ["x"]
+    monkeypatch.setattr(generation, "batched_generate_ids", lambda *args: calls.append(args[6]) or [[1]])
+    monkeypatch.setattr(generation, "continuous_generate_ids", lambda *args: calls.append("continuous") or [[2]])
+    assert generate_ids(model, tokenizer, ["Hi"], 1, 2, num_beams=4) == [[1]]
+    assert generate_ids(model, tokenizer, ["Hi"], 1, 2) == [[2]]
+    assert generate_ids(model, tokenizer, ["Hi"], 1, 2, engine="padded") == [[1]]
     assert calls == [4, "continuous", 1]
     # On any device but a CPU auto takes padded batches (continuous measured slower, and not identical in bf16, on
     # an H100 and an H200); continuous stays available when asked for.
     on_gpu = torch.nn.Linear(1, 1, device="meta")
-    assert generate(on_gpu, tokenizer, ["Hi"], 1, 2) == ["x"]
-    assert generate(on_gpu, tokenizer, ["Hi"], 1, 2, engine="continuous") == ["y"]
+    assert generate_ids(on_gpu, tokenizer, ["Hi"], 1, 2) == [[1]]
+    assert generate_ids(on_gpu, tokenizer, ["Hi"], 1, 2, engine="continuous") == [[2]]
     assert calls == [4, "continuous", 1, 1, "continuous"]
 
 
-def test_llm_adapters_protocol_reaches_the_decoder(data_dir, tiny_decoder, monkeypatch):
-    """Under task.protocol=llm_adapters the questions are asked with evaluate.py's prompt, 4 beams, 256 tokens."""
+def fake_decoder(tokenizer, answer_of, seen=None):
+    """A stand-in for generate_ids: the token ids of ``answer_of(prompt)`` plus EOS, and what it was asked with."""
+    def fake_generate_ids(model, tok, prompts, batch_size, max_new_tokens, desc, **settings):
+        if seen is not None:
+            seen[desc] = (prompts[0], max_new_tokens, settings)
+        return [tokenizer(answer_of(p), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                for p in prompts]
+    return fake_generate_ids
+
+
+@pytest.mark.parametrize("protocol, prompt, beams, file_order, pad", [
+    ("llm_adapters", EVAL_PROMPT, 4, True, 0),  # evaluate.py's prompt and batches, 4 beams
+    ("bora_authors", BORA_AUTHORS_PROMPT.format(instruction="Add 2 and 3."), 1, True, 0),  # the default
+    ("training_prompt", PROMPT, 1, False, None),
+])
+def test_protocol_reaches_the_decoder(data_dir, tiny_decoder, monkeypatch, protocol, prompt, beams, file_order, pad):
     seen = {}
-
-    def fake_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, engine):
-        seen[desc] = (prompts[0], max_new_tokens, num_beams, engine)
-        return ["The answer is 5"] * len(prompts)
-
-    monkeypatch.setattr(llm_adapters, "generate", fake_generate)
-    reasoning(data_dir, "task.protocol=llm_adapters").evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
-    assert seen["gsm8k"] == (EVAL_PROMPT, 256, 4, "auto")
-    reasoning(data_dir).evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
-    assert seen["gsm8k"] == (PROMPT, 256, 1, "auto")
+    monkeypatch.setattr(llm_adapters, "generate_ids", fake_decoder(tiny_decoder[2], lambda p: "The answer is 5", seen))
+    reasoning(data_dir, f"task.protocol={protocol}").evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
+    assert seen["gsm8k"] == (prompt, 256, {"num_beams": beams, "engine": "auto", "file_order": file_order,
+                                           "pad_token_id": pad})
 
 
 def test_evaluate_scores_and_saves_predictions(data_dir, tiny_decoder, tmp_path, monkeypatch, capsys):
     generations = {"Add 2 and 3.": "2 + 3 = 5. The answer is 5", "Add 10 and 1.": "The answer is 12",
                    "Is 2 even?": "the correct answer is true"}
-
-    def fake_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, engine):
-        return [next(g for q, g in generations.items() if q in p) for p in prompts]
-
-    monkeypatch.setattr(llm_adapters, "generate", fake_generate)
+    tokenizer = tiny_decoder[2]
+    answer_of = lambda p: next(g for q, g in generations.items() if q in p)  # noqa: E731
+    monkeypatch.setattr(llm_adapters, "generate_ids", fake_decoder(tokenizer, answer_of))
     task = reasoning(data_dir)
-    metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2, out_dir=tmp_path / "run")
+    metrics = task.evaluate(tiny_decoder[1], tokenizer, batch_size=2, out_dir=tmp_path / "run")
     assert metrics == {"gsm8k": {"accuracy": 0.5}, "boolq": {"accuracy": 1.0}, "average": {"accuracy": 0.75}}
     assert task.headline(metrics) == 0.75
     rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "gsm8k.jsonl").read_text().splitlines()]
     assert rows == [
-        {"id": 0, "generation": "2 + 3 = 5. The answer is 5", "prediction": 5.0, "answer": "5.0", "correct": True},
-        {"id": 1, "generation": "The answer is 12", "prediction": 12.0, "answer": "11", "correct": False},
+        {"id": 0, "generation": "2 + 3 = 5. The answer is 5", "response": "2 + 3 = 5. The answer is 5",
+         "prediction": 5.0, "answer": "5.0", "correct": True, "new_tokens": 27, "stopped": True},
+        {"id": 1, "generation": "The answer is 12", "response": "The answer is 12", "prediction": 12.0,
+         "answer": "11", "correct": False, "new_tokens": 17, "stopped": True},
     ]
     score.main(["--dataset", "gsm8k", "--predictions", str(tmp_path / "run" / "predictions" / "gsm8k.jsonl")])
     assert capsys.readouterr().out.splitlines()[-1] == "accuracy: 50.00"
@@ -327,4 +336,5 @@ def test_evaluate_with_the_tiny_decoder(data_dir, tiny_decoder, tmp_path):
     metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=4, out_dir=tmp_path)
     assert set(metrics) == {"gsm8k", "boolq", "average"}
     rows = (tmp_path / "predictions" / "gsm8k.jsonl").read_text().splitlines()
-    assert len(rows) == 1 and set(json.loads(rows[0])) == {"id", "generation", "prediction", "answer", "correct"}
+    assert len(rows) == 1 and set(json.loads(rows[0])) == {"id", "generation", "response", "prediction", "answer",
+                                                           "correct", "new_tokens", "stopped"}

@@ -1,7 +1,7 @@
 """Adapter methods: one module per method (config, layer, delta weight, merge, forward) and a registry.
 
 Public interface: ``inject``, ``on_optimizer_step``, ``merge_adapters``, ``disabled_adapters``,
-``count_adapter_params``, ``adapter_layers``, ``adapter_parameters``, ``save_adapters``, ``load_adapters``,
+``count_adapter_params``, ``cast_adapters``, ``adapter_layers``, ``adapter_parameters``, ``save_adapters``, ``load_adapters``,
 ``export_peft_lora``; ``METHODS`` / ``METHOD_NAMES`` list the methods (``method.name`` in the configs).
 """
 
@@ -10,6 +10,7 @@ from bora.adapters.export import export_peft_lora
 from bora.adapters.inject import (
     adapter_layers,
     adapter_parameters,
+    cast_adapters,
     count_adapter_params,
     disabled_adapters,
     find_targets,
@@ -28,6 +29,7 @@ __all__ = [
     "METHODS",
     "METHOD_NAMES",
     "AdapterLayer",
+    "cast_adapters",
     "adapter_layers",
     "adapter_parameters",
     "count_adapter_params",

@@ -11,6 +11,7 @@ import re
 import warnings
 from typing import Iterator, Mapping
 
+import torch
 from torch import nn
 
 from bora.adapters import peft_method
@@ -130,6 +131,20 @@ def adapter_parameters(model: nn.Module) -> Iterator[tuple[str, nn.Parameter]]:
             if not name.startswith("base_layer.") and param.requires_grad:
                 yield f"{layer_name}.{name}", param
     yield from peft_method.adapter_tensors(model, trainable_only=True)
+
+
+ADAPTER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # trainer.adapter_dtype
+
+
+def cast_adapters(model: nn.Module, adapter_dtype) -> None:
+    """Keep every trainable adapter parameter in ``adapter_dtype`` (``trainer.adapter_dtype``): ``bf16`` as the BoRA
+    authors' pipeline does (toplora-neurips25 utils/train_utils.py ``convert_lora_params_dtype``: ``param.data``
+    of every ``lora_`` parameter, DoRA's magnitude included), so gradients and AdamW's state are bf16 too. Task
+    heads are not adapters and stay as they are. The layers cast their input to their parameters' dtype."""
+    dtype = ADAPTER_DTYPES[getattr(adapter_dtype, "value", adapter_dtype)]
+    for _, param in adapter_parameters(model):
+        if param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def count_adapter_params(model: nn.Module) -> int:

@@ -46,16 +46,17 @@ def method_tag(method: Mapping[str, Any]) -> str:
     return "_".join(parts).replace("/", "-").replace(" ", "")
 
 
-PROTOCOLS = ("greedy", "llm_adapters")  # bora.config.schema.DecodingProtocol, in the order by_protocol takes
+# bora.config.schema.DecodingProtocol, in the order by_protocol takes its values (README "Protocol choices")
+PROTOCOLS = ("bora_authors", "llm_adapters", "training_prompt")
 
 
-def by_protocol(protocol: Any, greedy: Any, llm_adapters: Any) -> Any:
-    """``${by_protocol:${.protocol},<greedy value>,<llm_adapters value>}``: a decoding setting of a generation task
-    that depends on its ``task.protocol`` (conf/task/base/llm_adapters.yaml)."""
+def by_protocol(protocol: Any, bora_authors: Any, llm_adapters: Any, training_prompt: Any) -> Any:
+    """``${by_protocol:${.protocol},<bora_authors value>,<llm_adapters value>,<training_prompt value>}``: a setting
+    of a generation task that depends on its ``task.protocol`` (conf/task/base/llm_adapters.yaml)."""
     name = getattr(protocol, "value", protocol)
     if name not in PROTOCOLS:
         raise ValueError(f"task.protocol={name!r} is not a decoding protocol; use one of: {', '.join(PROTOCOLS)}")
-    return greedy if name == "greedy" else llm_adapters
+    return dict(zip(PROTOCOLS, (bora_authors, llm_adapters, training_prompt)))[name]
 
 
 def run_identity_resolver(*, _root_: DictConfig) -> str:

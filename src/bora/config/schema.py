@@ -77,8 +77,9 @@ class EvalSplit(Choice):
 class DecodingProtocol(Choice):
     """How a generation task is scored (README "Protocol choices")."""
 
-    greedy = "greedy"  # the BoRA authors' pipeline: greedy search, 256 new tokens, the training prompt
+    bora_authors = "bora_authors"  # the BoRA authors' sibling pipeline (toplora-neurips25): its prompt, greedy, 256
     llm_adapters = "llm_adapters"  # LLM-Adapters' evaluate.py: 4 beams, 256 new tokens (commonsense 32), its prompt
+    training_prompt = "training_prompt"  # greedy, 256 new tokens, the training template as prompt (bora.tasks.protocols)
 
 
 class GenerationEngine(Choice):
@@ -91,6 +92,13 @@ class Precision(Choice):
     fp32 = "fp32"
     bf16 = "bf16"  # autocast
     fp16 = "fp16"
+
+
+class AdapterDtype(Choice):
+    """The dtype of the adapter parameters (trained, stored and optimised in it), whatever the base runs in."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"  # the BoRA authors' pipeline: convert_lora_params_dtype(model, "bf16") (bora.tasks.protocols)
 
 
 class Device(Choice):
@@ -238,6 +246,8 @@ class TaskConfig:
     warmup_steps: int = field(default=0, metadata=check(at_least(0)))
     max_length: int = field(default=256, metadata=check(at_least(8, " tokens")))
     precision: Precision = Precision.fp32
+    # the adapters' parameter dtype this task's protocol trains in (trainer.adapter_dtype reads it)
+    adapter_dtype: AdapterDtype = field(default=AdapterDtype.fp32, metadata=check(added=True))
     # Generation tasks (LLM-Adapters format)
     train_on_inputs: bool = False  # false: loss on the response only (the BoRA authors' setting)
     max_new_tokens: int = field(default=256, metadata=check(at_least(1)))
@@ -245,8 +255,9 @@ class TaskConfig:
     # finetune.py); their loss is scored every trainer.eval_steps and the run ends on the checkpoint with the lowest
     # (load_best_model_at_end). 0: train on every example, end on the last step.
     val_size: int = field(default=0, metadata=check(at_least(0), added=True))
-    # The decoding protocol of a generation task: its prompt template, and (through ${by_protocol:...} in
-    # conf/task/) its num_beams and max_new_tokens, which stay overridable. null for classification tasks.
+    # The evaluation protocol of a generation task (bora.tasks.protocols): its prompt template, batch order, padding
+    # and answer cut, and (through ${by_protocol:...} in conf/task/) its num_beams, max_new_tokens and adapter
+    # dtype, which stay overridable. null for classification tasks.
     protocol: Optional[DecodingProtocol] = field(default=None, metadata=check(added=True))
     # 1: greedy search; > 1: beam search, as LLM-Adapters' evaluate.py (4 beams)
     num_beams: int = field(default=1, metadata=check(at_least(1), added=True))
@@ -273,6 +284,9 @@ class TrainerConfig:
     adam_eps: float = field(default=1e-8, metadata=check(above(0)))
     max_grad_norm: float = field(default=1.0, metadata=check(at_least(0, " (0 turns clipping off)")))
     precision: Precision = MISSING  # fp32 | bf16 (autocast) | fp16
+    # fp32: adapters keep float32 parameters under any precision (autocast computes their matmuls in bf16);
+    # bf16: adapter parameters, their gradients and AdamW's state in bfloat16, as the BoRA authors' pipeline
+    adapter_dtype: AdapterDtype = field(default=AdapterDtype.fp32, metadata=check(added=True))
     gradient_checkpointing: bool = False  # trade compute for memory on large models
     eval_batch_size: int = field(default=32, metadata=check(at_least(1)))
     logging_steps: int = field(default=10, metadata=keep_out(at_least(1)))

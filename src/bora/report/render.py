@@ -79,8 +79,9 @@ def comparison_rows(frame: pd.DataFrame, spec) -> pd.DataFrame:
     return pd.DataFrame(display)
 
 
-PROTOCOL_NAMES = {"greedy": "the BoRA authors' pipeline: the training template as prompt",
-                  "llm_adapters": "LLM-Adapters' evaluate.py: its own evaluation prompt"}
+PROTOCOL_NAMES = {"bora_authors": "the BoRA authors' sibling pipeline toplora-neurips25: its prompt and answer cut",
+                  "llm_adapters": "LLM-Adapters' evaluate.py: its own evaluation prompt",
+                  "training_prompt": "the training template as prompt"}
 
 
 def decoding_line(configs) -> str:

@@ -1,8 +1,9 @@
 """Answer extraction and scoring of the LLM-Adapters test sets, rule for rule as its evaluation scripts.
 
-``evaluate.py`` (math) and ``commonsense_evaluate.py`` of AGI-Edgerunners/LLM-Adapters decode the whole sequence
-and keep ``text.split("### Response:")[1]``; our generations are the continuation after the prompt, so the same
-cut is ``generation.split("### Response:")[0]``. Then, case-sensitively:
+The answer text is cut from the decoded sequence as the evaluation protocol says (bora.tasks.protocols: LLM-Adapters'
+``split("### Response:")[1]``, the BoRA authors' ``[-1]``); given a bare continuation, ``response_text`` cuts it
+at a repeated marker, as ``[1]`` of the whole sequence would. Then, case-sensitively (the rules of LLM-Adapters'
+``evaluate.py`` / ``commonsense_evaluate.py`` and of toplora-neurips25 ``utils/evaluate_utils.py`` agree):
 
 - numeric sets: drop commas, take the LAST ``-?\\d+\\.?\\d*``; correct if ``|pred - float(answer)| <= 0.001``;
   no number is wrong;

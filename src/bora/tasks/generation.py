@@ -40,8 +40,31 @@ def generate(
     desc: str = "generate",
     num_beams: int = 1,
     engine: str = "auto",
+    file_order: bool = False,
+    pad_token_id: int | None = None,
 ) -> list[str]:
     """The decoded continuation of every prompt (special tokens dropped), in the order of ``prompts``."""
+    ids = generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, engine, file_order,
+                       pad_token_id)
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+
+
+def generate_ids(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+    desc: str = "generate",
+    num_beams: int = 1,
+    engine: str = "auto",
+    file_order: bool = False,
+    pad_token_id: int | None = None,
+) -> list[list[int]]:
+    """The new token ids of every prompt, each ending at its first EOS (kept) or at ``max_new_tokens``.
+
+    ``file_order`` and ``pad_token_id`` shape the ``padded`` engine's batches (a protocol's, bora.tasks.protocols):
+    consecutive prompts (else longest first), left-padded with that id (else the tokenizer's pad token)."""
     if engine not in ENGINES:
         raise BoraError(f"task.generation_engine={engine!r}: use one of {', '.join(ENGINES)}")
     if engine == "continuous" and num_beams != 1:
@@ -49,18 +72,32 @@ def generate(
                         "use task.generation_engine=padded (or auto) for beam search")
     on_cpu = next(model.parameters()).device.type == "cpu"
     if engine == "padded" or (engine == "auto" and (num_beams != 1 or not on_cpu)):
-        return batched_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams)
-    return continuous_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc)
+        return batched_generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams,
+                                    file_order, pad_token_id)
+    return continuous_generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc)
 
 
-def continuous_generate(
+def until_eos(ids: list[int], eos_token_id: int | None) -> list[int]:
+    """``ids`` up to and including the first EOS (what follows it is padding of a finished row)."""
+    if eos_token_id is not None and eos_token_id in ids:
+        return ids[: ids.index(eos_token_id) + 1]
+    return ids
+
+
+def continuous_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc="generate") -> list[str]:
+    """``continuous_generate_ids``, decoded (special tokens dropped)."""
+    ids = continuous_generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc)
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+
+
+def continuous_generate_ids(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
     batch_size: int,
     max_new_tokens: int,
     desc: str = "generate",
-) -> list[str]:
+) -> list[list[int]]:
     """Greedy decoding with transformers' continuous batching, at most ``batch_size`` questions at a time."""
     from transformers import ContinuousBatchingConfig
 
@@ -91,10 +128,18 @@ def continuous_generate(
     if len(outputs) != len(prompts) or failed:
         raise BoraError(f"{desc}: continuous batching returned {len(outputs) - len(failed)} of {len(prompts)} "
                         "generations (see the log above); task.generation_engine=padded decodes without it")
-    return [tokenizer.decode(output.generated_tokens, skip_special_tokens=True) for output in outputs.values()]
+    return [until_eos(list(output.generated_tokens), tokenizer.eos_token_id) for output in outputs.values()]
 
 
-def batched_generate(
+def batched_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc="generate", num_beams=1,
+                     file_order=False, pad_token_id=None) -> list[str]:
+    """``batched_generate_ids``, decoded (special tokens dropped)."""
+    ids = batched_generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, file_order,
+                               pad_token_id)
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
+
+
+def batched_generate_ids(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[str],
@@ -102,28 +147,36 @@ def batched_generate(
     max_new_tokens: int,
     desc: str = "generate",
     num_beams: int = 1,
-) -> list[str]:
-    """The ``padded`` engine: the decoded continuation of every prompt (special tokens dropped), in order.
+    file_order: bool = False,
+    pad_token_id: int | None = None,
+) -> list[list[int]]:
+    """The ``padded`` engine: the new token ids of every prompt, in order.
 
     ``num_beams`` 1 is greedy search; more is beam search (LLM-Adapters' evaluate.py uses 4), deterministic too.
 
     Prompts are batched longest first, so similar lengths share a batch (little padding) and an out-of-memory
-    error shows in the first batch rather than at the end.
+    error shows in the first batch rather than at the end; ``file_order`` batches consecutive prompts instead, as
+    the sources' ``create_batch`` (in bf16 on a GPU a row's neighbours can change its rounding, so a protocol's
+    batches are kept). Rows are left-padded with ``pad_token_id`` (the sources' 0) or the tokenizer's pad token.
     """
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    own_pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=False,
         num_beams=num_beams,
         use_cache=True,
-        pad_token_id=pad_id,
+        pad_token_id=own_pad,
         eos_token_id=tokenizer.eos_token_id,
     )
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    order = list(range(len(prompts)))
+    if not file_order:
+        order.sort(key=lambda i: len(prompts[i]), reverse=True)
     device = next(model.parameters()).device
-    generations: list[str] = [""] * len(prompts)
-    padding_side, was_training = tokenizer.padding_side, model.training
+    generated: list[list[int]] = [[] for _ in prompts]
+    padding_side, pad_before, was_training = tokenizer.padding_side, tokenizer.pad_token_id, model.training
     tokenizer.padding_side = "left"  # a decoder continues from the last position of every row
+    if pad_token_id is not None:
+        tokenizer.pad_token_id = pad_token_id
     model.eval()
     try:
         with torch.no_grad(), tqdm(total=len(prompts), desc=desc, unit="ex") as bar:
@@ -136,11 +189,11 @@ def batched_generate(
                     attention_mask=batch["attention_mask"].to(device),
                     generation_config=config,
                 )
-                texts = tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
-                for row, text in zip(rows, texts):
-                    generations[row] = text
+                for row, new in zip(rows, output[:, input_ids.shape[1] :].tolist()):
+                    generated[row] = until_eos(new, tokenizer.eos_token_id)
                 bar.update(len(rows))
     finally:
         tokenizer.padding_side = padding_side
+        tokenizer.pad_token_id = pad_before
         model.train(was_training)
-    return generations
+    return generated

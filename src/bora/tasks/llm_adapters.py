@@ -18,59 +18,16 @@ from bora.distributed import gather, shard
 from bora.errors import BoraError
 from bora.tasks import answers
 from bora.tasks.base import Metrics, Task, train_slice
-from bora.tasks.generation import generate
+from bora.tasks.generation import generate_ids
+from bora.tasks.protocols import protocol
 from bora.tasks.sources import llm_adapters_dir
+from bora.tasks.templates import alpaca_prompt
 
 log = logging.getLogger(__name__)
 
-# LLM-Adapters finetune.py `generate_prompt`, verbatim: its indentation and trailing spaces are part of what the
-# models are trained on. Under task.protocol=greedy, evaluation prompts are the same text with an empty output (the
-# prompt masked out of the loss in training), so train and test prompts agree token for token.
-_INDENT = " " * 16
-PROMPT = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n\n"
-    f"{_INDENT}### Instruction:\n{_INDENT}{{instruction}}\n{_INDENT}\n"
-    f"{_INDENT}### Response:\n{_INDENT}{{output}}"
-)
-PROMPT_WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request. \n\n"
-    f"{_INDENT}### Instruction:\n{_INDENT}{{instruction}}\n{_INDENT}\n"
-    f"{_INDENT}### Input:\n{_INDENT}{{input}}\n{_INDENT}\n"
-    f"{_INDENT}### Response:\n{_INDENT}{{output}}"
-)
-# LLM-Adapters evaluate.py / commonsense_evaluate.py `generate_prompt`, verbatim: the evaluation prompt of
-# task.protocol=llm_adapters. Its whitespace is not the training template's: one space after "request." (none when
-# there is an input) and no indentation on the blank lines.
-EVAL_PROMPT = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request. \n\n"
-    f"{_INDENT}### Instruction:\n{_INDENT}{{instruction}}\n\n"
-    f"{_INDENT}### Response:\n{_INDENT}"
-)
-EVAL_PROMPT_WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n\n"
-    f"{_INDENT}### Instruction:\n{_INDENT}{{instruction}}\n\n"
-    f"{_INDENT}### Input:\n{_INDENT}{{input}}\n\n"
-    f"{_INDENT}### Response:\n{_INDENT}"
-)
 TRAIN_FIELDS = ("instruction", "input", "output")
 TEST_FIELDS = ("instruction", "answer")
 IGNORE_INDEX = -100  # label of tokens outside the loss
-
-
-def alpaca_prompt(instruction: str, input: str = "", output: str = "") -> str:
-    template = PROMPT_WITH_INPUT if input else PROMPT
-    return template.format(instruction=instruction, input=input, output=output)
-
-
-def evaluation_prompt(protocol: str, instruction: str, input: str = "") -> str:
-    """The prompt a test question is asked with: under ``greedy`` (the BoRA authors' pipeline) the training
-    template with an empty response, so train and test prompts agree token for token; under ``llm_adapters``
-    LLM-Adapters' own evaluation prompt."""
-    if protocol == "llm_adapters":
-        return (EVAL_PROMPT_WITH_INPUT if input else EVAL_PROMPT).format(instruction=instruction, input=input)
-    return alpaca_prompt(instruction, input)
 
 
 def read_records(path: Path, fields: tuple[str, ...]) -> list[dict]:
@@ -123,7 +80,7 @@ VAL_SPLIT_SEED = 42  # LLM-Adapters' finetune.py: train_test_split(test_size=val
 
 class ReasoningTask(Task):
     """Train on ``task.train_file``; test by generation on every ``task.test_sets`` entry, as ``task.protocol``
-    says (prompt, ``task.num_beams``, ``task.max_new_tokens``)."""
+    says (bora.tasks.protocols: prompt, batches, padding, answer cut; ``task.num_beams``, ``task.max_new_tokens``)."""
 
     kind = "generation"
     num_labels = None
@@ -135,8 +92,9 @@ class ReasoningTask(Task):
         if not task_cfg.test_sets:
             raise BoraError(f"task {task_cfg.name}: task.test_sets is empty; name at least one test set")
         if task_cfg.protocol is None:
-            raise BoraError(f"task {task_cfg.name}: set task.protocol (greedy or llm_adapters) to say how its test "
-                            "sets are decoded; conf/task/base/llm_adapters.yaml sets greedy")
+            raise BoraError(f"task {task_cfg.name}: set task.protocol (bora_authors, llm_adapters or "
+                            "training_prompt) to say how its test sets are asked; conf/task/base/llm_adapters.yaml "
+                            "sets bora_authors")
         if task_cfg.eval_split != "dev":
             raise BoraError(f"task.eval_split={task_cfg.eval_split!r}: LLM-Adapters tasks score their test sets only; "
                             "use task.eval_split=dev")
@@ -206,23 +164,35 @@ class ReasoningTask(Task):
         self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int, out_dir: Path | None = None
     ) -> Metrics:
         tests = {name: self.test_records(name) for name in self.cfg.test_sets}
+        asked = protocol(self.cfg.protocol)
         metrics: Metrics = {}
         for name, records in tests.items():
-            prompts = [evaluation_prompt(self.cfg.protocol, r["instruction"], r.get("input") or "") for r in records]
+            prompts = [asked.prompt(r["instruction"], r.get("input") or "") for r in records]
             mine = [prompts[i] for i in shard(len(prompts))]  # under torchrun each rank decodes its share
-            generations = gather(generate(model, tokenizer, mine, batch_size, self.cfg.max_new_tokens, desc=name,
-                                          num_beams=self.cfg.num_beams,
-                                          engine=str(self.cfg.generation_engine)), len(prompts))
-            rows = []
-            for index, (record, generation) in enumerate(zip(records, generations)):
-                prediction, correct = answers.score(name, generation, record["answer"])
-                rows.append({"id": index, "generation": generation, "prediction": prediction,
-                             "answer": record["answer"], "correct": correct})
+            new_ids = gather(generate_ids(model, tokenizer, mine, batch_size, self.cfg.max_new_tokens, desc=name,
+                                          num_beams=self.cfg.num_beams, engine=str(self.cfg.generation_engine),
+                                          file_order=asked.file_order, pad_token_id=asked.pad_token_id),
+                             len(prompts))
+            rows = [self._row(index, name, record, prompt, ids, tokenizer)
+                    for index, (record, prompt, ids) in enumerate(zip(records, prompts, new_ids))]
             metrics[name] = {"accuracy": sum(row["correct"] for row in rows) / len(rows)}
             if out_dir is not None:
                 write_predictions(Path(out_dir) / "predictions" / f"{name}.jsonl", rows)
         metrics["average"] = {"accuracy": sum(m["accuracy"] for m in metrics.values()) / len(metrics)}
         return metrics
+
+    def _row(self, index: int, name: str, record: dict, prompt: str, new_ids: list[int],
+             tokenizer: PreTrainedTokenizerBase) -> dict:
+        """One prediction: the continuation as text, the response the protocol cuts from the whole decoded sequence
+        (prompt and continuation, special tokens dropped, as the sources decode it), its score, and how decoding
+        ended (``stopped``: at EOS; else at task.max_new_tokens)."""
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        decoded = tokenizer.decode(prompt_ids + new_ids, skip_special_tokens=True)
+        response = protocol(self.cfg.protocol).response(decoded)
+        prediction, correct = answers.score(name, response, record["answer"])
+        return {"id": index, "generation": tokenizer.decode(new_ids, skip_special_tokens=True), "response": response,
+                "prediction": prediction, "answer": record["answer"], "correct": correct,
+                "new_tokens": len(new_ids), "stopped": bool(new_ids) and new_ids[-1] == tokenizer.eos_token_id}
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
