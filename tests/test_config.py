@@ -142,6 +142,9 @@ def test_every_range_and_choice_is_checked_at_composition(override, expected):
 
 def test_epochs_zero_is_fine_when_max_steps_is_set():
     assert load_config(["trainer.epochs=0", "trainer.max_steps=5"]).trainer.max_steps == 5
+    assert load_config(["trainer.epochs=0", "trainer.max_steps=0"]).trainer.max_steps == 0  # untrained: no epochs
+    with pytest.raises(BoraError, match="trainer.max_steps=-2: must be -1, 0 or >= 1"):
+        load_config(["trainer.max_steps=-2"])
 
 
 def test_scheduler_choices_are_transformers_scheduler_names():

@@ -557,3 +557,26 @@ def test_a_second_sweep_in_the_same_folder_keeps_the_first_ones_multirun_yaml(tm
     assert run_cli([*args, "seed=0"]).returncode == 0
     [kept] = (tmp_path / "default").glob("multirun.*.yaml")
     assert kept.read_text() == first and "trainer.max_steps=1" in earlier.read_text()
+
+
+def test_max_steps_zero_evaluates_the_model_as_initialised(tmp_path):
+    """trainer.max_steps=0 trains nothing: a generation study's untrained row. LoRA's B = 0 leaves the base model,
+    so its generations equal the base model's own (adapters disabled)."""
+    from bora.adapters import disabled_adapters, inject
+    from bora.models import load_model, load_tokenizer
+    from bora.tasks import build_task
+
+    cfg = load_config(["model=tiny-decoder", "task=toy-math", "method=lora", "trainer.max_steps=0",
+                       "task.max_eval_samples=3", "task.max_new_tokens=6", f"output_dir={tmp_path}"])
+    train(cfg)
+    result = result_of(cfg.run_dir)
+    assert result["status"] == "success" and result["train"]["global_steps"] == 0
+    assert result["train"]["mean_loss"] is None and result["train"]["loss_history"] == []
+    rows = [json.loads(line) for line in (Path(cfg.run_dir) / "predictions" / "toy_arith.jsonl").open()]
+    model, tokenizer = load_model(cfg.model), load_tokenizer(cfg.model)
+    inject(model, cfg.method, cfg.model.targets)
+    (tmp_path / "base").mkdir()
+    with disabled_adapters(model):
+        build_task(cfg.task).evaluate(model, tokenizer, 32, tmp_path / "base")
+    base = [json.loads(line) for line in (tmp_path / "base" / "predictions" / "toy_arith.jsonl").open()]
+    assert [r["generation"] for r in rows] == [r["generation"] for r in base]

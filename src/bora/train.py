@@ -226,7 +226,8 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     memory = PeakMemory()
     start, start_cpu = time.perf_counter(), time.process_time()
     control.training = True
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if cfg.trainer.max_steps != 0:  # 0: evaluate the model as initialised (the untrained baseline)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     control.training = False
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     if control.signum is not None:
@@ -302,8 +303,8 @@ def _check_finite_weights(model: torch.nn.Module, step: int) -> None:
 
 
 def _total_steps(cfg: DictConfig, args, num_examples: int) -> int:
-    if cfg.trainer.max_steps > 0:
-        return cfg.trainer.max_steps
+    if cfg.trainer.max_steps >= 0:
+        return max(1, cfg.trainer.max_steps)  # AdaLoRA's schedule needs at least one step, even untrained
     # HF's count: each rank's micro-batches per epoch (ceil), over the accumulation steps
     micro_batches = -(-num_examples // (args.per_device_train_batch_size * max(args.world_size, 1)))
     return max(1, int(micro_batches // cfg.trainer.grad_accum * cfg.trainer.epochs))

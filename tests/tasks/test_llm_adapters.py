@@ -338,3 +338,62 @@ def test_evaluate_with_the_tiny_decoder(data_dir, tiny_decoder, tmp_path):
     rows = (tmp_path / "predictions" / "gsm8k.jsonl").read_text().splitlines()
     assert len(rows) == 1 and set(json.loads(rows[0])) == {"id", "generation", "response", "prediction", "answer",
                                                            "correct", "new_tokens", "stopped"}
+
+
+def part_records(name, answers, count):
+    return [{"instruction": f"{name} question {i}?", "input": "", "output": f"the correct answer is {answers[i % 2]}",
+             "answer": answers[i % 2]} for i in range(count)]
+
+
+@pytest.fixture
+def parts_dir(data_dir):
+    write_json(data_dir / "train" / "boolq" / "train.json", part_records("boolq", ["true", "false"], 8))
+    write_json(data_dir / "train" / "ARC-Easy" / "train.json", part_records("ARC-Easy", ["answer1", "answer3"], 12))
+    return data_dir
+
+
+def mixed(parts_dir, *overrides):
+    return reasoning(parts_dir, "task.train_file=null", "+task.train_parts.boolq=3", "+task.train_parts.ARC-Easy=4", *overrides)
+
+
+def test_train_parts_mix_a_fixed_slice_of_each_part(parts_dir, tiny_decoder):
+    tokenizer = tiny_decoder[2]
+    first, again = mixed(parts_dir)._split()[0], mixed(parts_dir)._split()[0]
+    assert first["instruction"] == again["instruction"] and len(first) == 7  # the same slice for every run
+    assert [q.split()[0] for q in first["instruction"]] == ["boolq"] * 3 + ["ARC-Easy"] * 4
+    assert len(mixed(parts_dir).train_dataset(tokenizer)) == 7
+    with pytest.raises(BoraError, match="train_file .* or task.train_parts .*not both"):
+        reasoning(parts_dir, "+task.train_parts.boolq=3")
+    with pytest.raises(BoraError, match="one of them"):
+        reasoning(parts_dir, "task.train_file=null")
+    with pytest.raises(BoraError, match="train_parts.boolq=9: .* has 8 records"):
+        mixed(parts_dir, "task.train_parts.boolq=9")._split()
+    with pytest.raises(BoraError, match="unknown test set 'nope'"):
+        mixed(parts_dir, "+task.train_parts.nope=2")
+
+
+def test_heldout_scores_each_parts_held_out_records_never_trained_on(parts_dir, tiny_decoder, monkeypatch):
+    task = mixed(parts_dir, "task.eval_split=heldout", "task.heldout_fraction=0.25")
+    sets = task.evaluation_sets()
+    assert {name: len(records) for name, records in sets.items()} == {"boolq_heldout": 2, "ARC-Easy_heldout": 3}
+    trained = set(task._split()[0]["instruction"])
+    assert not trained & {r["instruction"] for records in sets.values() for r in records}
+    gold = {r["instruction"]: r["answer"] for records in sets.values() for r in records}
+    answer_of = lambda p: "the correct answer is " + next(a for q, a in gold.items() if q in p)  # noqa: E731
+    monkeypatch.setattr(llm_adapters, "generate_ids", fake_decoder(tiny_decoder[2], answer_of))
+    metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
+    assert metrics == {"boolq_heldout": {"accuracy": 1.0}, "ARC-Easy_heldout": {"accuracy": 1.0},
+                       "average": {"accuracy": 1.0}}  # each scored by its own test set's rule
+    with pytest.raises(BoraError, match="eval_split=heldout: .* task.train_parts only"):
+        reasoning(parts_dir, "task.eval_split=heldout")
+
+
+def test_eval_sample_seed_draws_a_fixed_subset_in_file_order(data_dir):
+    records = [{"instruction": str(i), "answer": "1"} for i in range(20)]
+    assert llm_adapters.eval_subset(records, 5, None) == records[:5]
+    drawn = llm_adapters.eval_subset(records, 5, 0)
+    assert drawn == llm_adapters.eval_subset(records, 5, 0) and drawn != records[:5]
+    assert [int(r["instruction"]) for r in drawn] == sorted(int(r["instruction"]) for r in drawn)
+    assert llm_adapters.eval_subset(records, 50, 0) == records
+    task = reasoning(data_dir, "task.max_eval_samples=1", "task.eval_sample_seed=3")
+    assert len(task.test_records("gsm8k")) == 1

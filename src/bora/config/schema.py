@@ -229,12 +229,20 @@ class TaskConfig:
     # read, and a finished run is not reused when they change.
     data_dir: Optional[str] = field(default=None, metadata=keep_out())
     train_file: Optional[str] = None  # llm_adapters: training JSON (relative to data_dir)
+    # llm_adapters, instead of train_file: a mix of training parts {name: records}, each read from
+    # <data_dir>/train/<name>/train.json (a test set's name: its answer rule scores its held-out part), the first N
+    # after a seeded shuffle of each part (the same slice for every run), concatenated
+    train_parts: Dict[str, int] = field(default_factory=dict, metadata=check(added=True))
     test_sets: List[str] = field(default_factory=list)  # llm_adapters: test set folder names
     # a slice of the training set (first N after a seeded shuffle)
     max_train_samples: Optional[int] = field(default=None, metadata=check(at_least(1, " (or null for all)")))
     max_eval_samples: Optional[int] = field(default=None, metadata=check(at_least(1, " (or null for all)")))
+    # with max_eval_samples: null scores the first N of each evaluation set; a seed scores N drawn with it (kept
+    # in file order), the same for every run (llm_adapters tasks)
+    eval_sample_seed: Optional[int] = field(default=None, metadata=check(added=True))
     # What evaluation scores: "dev" (the paper's dev / test sets) or "heldout" (a fixed part of the training set,
-    # heldout_fraction of it, never trained on: for choosing a protocol without looking at dev; GLUE tasks).
+    # heldout_fraction of it, never trained on: for choosing a protocol without looking at dev; GLUE tasks, and
+    # llm_adapters tasks with train_parts: each part's held-out records, decoded and scored by its rule).
     eval_split: EvalSplit = EvalSplit.dev
     heldout_fraction: float = field(default=0.1, metadata=check(lambda v: None if 0 < v < 1 else "must be in (0, 1)"))
     default_targets: str = "QV"  # the paper's target modules for this benchmark
@@ -270,7 +278,9 @@ class TaskConfig:
 class TrainerConfig:
     lr: float = field(default=MISSING, metadata=check(above(0)))
     epochs: float = MISSING  # > 0 unless max_steps is set (checked in validate)
-    max_steps: int = field(default=-1, metadata=check(lambda v: None if v == -1 or v >= 1 else "must be -1 or >= 1"))
+    # -1: train for `epochs`; 0: no training, the model is evaluated as initialised (LoRA's B = 0: the base model,
+    # a generation study's untrained row); N: N optimizer steps
+    max_steps: int = field(default=-1, metadata=check(lambda v: None if v >= -1 else "must be -1, 0 or >= 1"))
     # The global batch of one optimizer step (the paper's); each process's micro-batch is batch_size / (grad_accum x
     # world size), so 1 and N GPUs train the same recipe (bora.distributed).
     batch_size: int = field(default=MISSING, metadata=check(at_least(1, " (global, per optimizer step)")))
@@ -438,7 +448,7 @@ def validate(values: dict) -> None:
     if "batch_size" in trainer and "grad_accum" in trainer:
         per_device_batch(trainer["batch_size"], trainer["grad_accum"], world_size())
     epochs = trainer.get("epochs", 1)
-    if trainer.get("max_steps", -1) < 1 and not (isinstance(epochs, (int, float)) and 0 < epochs < math.inf):
+    if trainer.get("max_steps", -1) < 0 and not (isinstance(epochs, (int, float)) and 0 < epochs < math.inf):
         raise BoraError(f"bad value trainer.epochs={epochs}: must be > 0 and finite (or set trainer.max_steps)")
 
 

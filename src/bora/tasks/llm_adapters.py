@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 
 import datasets
@@ -17,7 +18,7 @@ from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 from bora.distributed import gather, shard
 from bora.errors import BoraError
 from bora.tasks import answers
-from bora.tasks.base import Metrics, Task, train_slice
+from bora.tasks.base import Metrics, Task, split_heldout, train_slice
 from bora.tasks.generation import generate_ids
 from bora.tasks.protocols import protocol
 from bora.tasks.sources import llm_adapters_dir
@@ -76,6 +77,23 @@ def tokenize_examples(examples: dict, tokenizer: PreTrainedTokenizerBase, max_le
 
 
 VAL_SPLIT_SEED = 42  # LLM-Adapters' finetune.py: train_test_split(test_size=val_set_size, seed=42)
+HELDOUT = "_heldout"  # name suffix of a training part's held-out records (task.eval_split=heldout)
+
+
+def eval_subset(records: list[dict], count: int | None, seed: int | None) -> list[dict]:
+    """``count`` of ``records``: the first, or (``seed`` given) drawn with that seed and kept in file order."""
+    if count is None or count >= len(records):
+        return records
+    if seed is None:
+        return records[:count]
+    return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), count))]
+
+
+def check_answers(path: Path, name: str, records: list[dict]) -> None:
+    for index, record in enumerate(records):
+        problem = answers.check_gold(name, record["answer"])
+        if problem:
+            raise BoraError(f"{path}: record {index}: {problem}")
 
 
 class ReasoningTask(Task):
@@ -87,49 +105,88 @@ class ReasoningTask(Task):
 
     def __init__(self, task_cfg):
         super().__init__(task_cfg)
-        if not task_cfg.train_file:
-            raise BoraError(f"task {task_cfg.name}: set task.train_file (a JSON file in task.data_dir)")
+        if bool(task_cfg.train_file) == bool(task_cfg.train_parts):
+            raise BoraError(f"task {task_cfg.name}: set task.train_file (a JSON file in task.data_dir) or "
+                            "task.train_parts ({name: records} from train/<name>/train.json), "
+                            + ("not both" if task_cfg.train_file else "one of them"))
         if not task_cfg.test_sets:
             raise BoraError(f"task {task_cfg.name}: task.test_sets is empty; name at least one test set")
         if task_cfg.protocol is None:
             raise BoraError(f"task {task_cfg.name}: set task.protocol (bora_authors, llm_adapters or "
                             "training_prompt) to say how its test sets are asked; conf/task/base/llm_adapters.yaml "
                             "sets bora_authors")
-        if task_cfg.eval_split != "dev":
-            raise BoraError(f"task.eval_split={task_cfg.eval_split!r}: LLM-Adapters tasks score their test sets only; "
-                            "use task.eval_split=dev")
+        for name, count in (task_cfg.train_parts or {}).items():
+            answers.rule_for(name)  # its held-out part is scored by that test set's rule
+            if not isinstance(count, int) or count < 1:
+                raise BoraError(f"task.train_parts.{name}={count!r}: give a number of records >= 1")
+        if task_cfg.train_parts and task_cfg.val_size:
+            raise BoraError(f"task.val_size={task_cfg.val_size} splits task.train_file only; with task.train_parts "
+                            "use task.val_size=0")
+        if task_cfg.eval_split == "heldout" and not task_cfg.train_parts:
+            raise BoraError(f"task.eval_split=heldout: task {task_cfg.name} scores held-out training records of "
+                            "task.train_parts only; set task.train_parts, or use task.eval_split=dev")
         for name in task_cfg.test_sets:
             answers.rule_for(name)
         self.data_dir = llm_adapters_dir(task_cfg)
         self._tests: dict[str, list[dict]] = {}
         self._rows: tuple[datasets.Dataset, datasets.Dataset | None] | None = None
+        self._heldout: dict[str, list[dict]] = {}
 
     def test_records(self, name: str) -> list[dict]:
-        """A test set's records (the first ``task.max_eval_samples``), gold answers checked against its rule."""
+        """A test set's records (``task.max_eval_samples`` of them: the first, or drawn with
+        ``task.eval_sample_seed``), gold answers checked against its rule."""
         if name not in self._tests:
             path = self.data_dir / "test" / name / "test.json"
             records = read_records(path, TEST_FIELDS)
-            for index, record in enumerate(records):
-                problem = answers.check_gold(name, record["answer"])
-                if problem:
-                    raise BoraError(f"{path}: record {index}: {problem}")
-            self._tests[name] = records[: self.cfg.max_eval_samples]
+            check_answers(path, name, records)
+            self._tests[name] = eval_subset(records, self.cfg.max_eval_samples, self.cfg.eval_sample_seed)
         return self._tests[name]
+
+    def evaluation_sets(self) -> dict[str, list[dict]]:
+        """What ``evaluate`` scores, by name: the test sets, or under ``task.eval_split=heldout`` each training
+        part's held-out records (``<part>_heldout``, never trained on), subset as the test sets are."""
+        if self.cfg.eval_split == "heldout":
+            self._split()
+            return {f"{name}{HELDOUT}": eval_subset(records, self.cfg.max_eval_samples, self.cfg.eval_sample_seed)
+                    for name, records in self._heldout.items()}
+        return {name: self.test_records(name) for name in self.cfg.test_sets}
 
     def _split(self) -> tuple[datasets.Dataset, datasets.Dataset | None]:
         """The training rows and the ``task.val_size`` held-out rows (LLM-Adapters' split: seed 42), read once."""
         if self._rows is None:
-            records = read_records(self.data_dir / self.cfg.train_file, TRAIN_FIELDS)
-            raw = datasets.Dataset.from_dict({field: [r[field] for r in records] for field in TRAIN_FIELDS})
-            held_out = None
-            if self.cfg.val_size:
-                if self.cfg.val_size >= len(raw):
-                    raise BoraError(f"task.val_size={self.cfg.val_size} leaves no training rows out of {len(raw)} "
-                                    f"in {self.cfg.train_file}; use a smaller task.val_size")
-                parts = raw.train_test_split(test_size=self.cfg.val_size, shuffle=True, seed=VAL_SPLIT_SEED)
-                raw, held_out = parts["train"], parts["test"]
-            self._rows = (train_slice(raw, self.cfg.max_train_samples), held_out)
+            self._rows = self._read_parts() if self.cfg.train_parts else self._read_train_file()
         return self._rows
+
+    def _read_train_file(self) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+        records = read_records(self.data_dir / self.cfg.train_file, TRAIN_FIELDS)
+        raw = datasets.Dataset.from_dict({field: [r[field] for r in records] for field in TRAIN_FIELDS})
+        held_out = None
+        if self.cfg.val_size:
+            if self.cfg.val_size >= len(raw):
+                raise BoraError(f"task.val_size={self.cfg.val_size} leaves no training rows out of {len(raw)} "
+                                f"in {self.cfg.train_file}; use a smaller task.val_size")
+            parts = raw.train_test_split(test_size=self.cfg.val_size, shuffle=True, seed=VAL_SPLIT_SEED)
+            raw, held_out = parts["train"], parts["test"]
+        return train_slice(raw, self.cfg.max_train_samples), held_out
+
+    def _read_parts(self) -> tuple[datasets.Dataset, None]:
+        """The mix of ``task.train_parts``: of each part the first N records after a ``SLICE_SEED`` shuffle (after
+        its held-out fraction is set aside, under ``task.eval_split=heldout``), concatenated in the config's order."""
+        fields = TRAIN_FIELDS + ("answer",)
+        mixed = []
+        for name, count in self.cfg.train_parts.items():
+            path = self.data_dir / "train" / name / "train.json"
+            records = read_records(path, fields)
+            check_answers(path, name, records)
+            rows = datasets.Dataset.from_dict({field: [r[field] for r in records] for field in fields})
+            if self.cfg.eval_split == "heldout":
+                rows, held = split_heldout(rows, self.cfg.heldout_fraction)
+                self._heldout[name] = held.to_list()
+            if count > len(rows):
+                raise BoraError(f"task.train_parts.{name}={count}: {path} has {len(rows)} records to train on; "
+                                "ask for at most that many")
+            mixed.append(train_slice(rows, count).select_columns(list(TRAIN_FIELDS)))
+        return datasets.concatenate_datasets(mixed), None
 
     def _tokenized(self, raw: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, desc: str) -> datasets.Dataset:
         return raw.map(
@@ -142,14 +199,14 @@ class ReasoningTask(Task):
         )
 
     def train_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
-        for name in self.cfg.test_sets:  # a broken test file fails now, not after training
-            self.test_records(name)
-        dataset = self._tokenized(self._split()[0], tokenizer, f"tokenize {self.cfg.train_file}")
+        self.evaluation_sets()  # a broken test file fails now, not after training
+        source = self.cfg.train_file or "the parts " + ", ".join(self.cfg.train_parts)
+        dataset = self._tokenized(self._split()[0], tokenizer, f"tokenize {source}")
         no_target = sum(all(label == IGNORE_INDEX for label in labels) for labels in dataset["labels"])
         if no_target:  # kept, as LLM-Adapters keeps them, but never silently
             log.warning("%d of %d training examples of %s have no response token left after the cut at "
                         "task.max_length=%d; they add nothing to the loss",
-                        no_target, len(dataset), self.cfg.train_file, self.cfg.max_length)
+                        no_target, len(dataset), source, self.cfg.max_length)
         return dataset
 
     def validation_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset | None:
@@ -163,7 +220,7 @@ class ReasoningTask(Task):
     def evaluate(
         self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int, out_dir: Path | None = None
     ) -> Metrics:
-        tests = {name: self.test_records(name) for name in self.cfg.test_sets}
+        tests = self.evaluation_sets()
         asked = protocol(self.cfg.protocol)
         metrics: Metrics = {}
         for name, records in tests.items():
@@ -189,7 +246,7 @@ class ReasoningTask(Task):
         prompt_ids = tokenizer(prompt)["input_ids"]
         decoded = tokenizer.decode(prompt_ids + new_ids, skip_special_tokens=True)
         response = protocol(self.cfg.protocol).response(decoded)
-        prediction, correct = answers.score(name, response, record["answer"])
+        prediction, correct = answers.score(name.removesuffix(HELDOUT), response, record["answer"])
         return {"id": index, "generation": tokenizer.decode(new_ids, skip_special_tokens=True), "response": response,
                 "prediction": prediction, "answer": record["answer"], "correct": correct,
                 "new_tokens": len(new_ids), "stopped": bool(new_ids) and new_ids[-1] == tokenizer.eos_token_id}
