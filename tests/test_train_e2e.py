@@ -15,6 +15,7 @@ from bora.config.schema import validate
 from bora.errors import BoraError
 from bora.runs import latest_checkpoint
 from bora.train import train
+from bora.training import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_steps=12", "trainer.logging_steps=4", "task.max_eval_samples=16"]
@@ -241,9 +242,14 @@ def test_a_bf16_default_falls_back_to_fp32_on_a_cpu_and_says_so(tmp_path):
     assert result["status"] == "success" and result["precision"] == {"requested": "bf16", "used": "fp32"}
     assert any("trained in fp32 instead" in notice for notice in result["notices"])
     proc = run_cli(["trainer.precision=bf16", *FAST], env={"BORA_OUTPUT_DIR": str(tmp_path / "b")})
+    if cpu_has_bf16():  # asked for explicitly, a CPU with native bf16 trains in bf16 autocast
+        assert proc.returncode == 0, proc.stderr
+        [record] = [json.loads(p.read_text()) for p in (tmp_path / "b").rglob("result.json")]
+        assert record["precision"] == {"requested": "bf16", "used": "bf16"} and not record["notices"]
+        return
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "error: trainer.precision=bf16 cannot train on a CPU; use trainer.precision=fp32 (or run on a GPU that "
-        "supports it)"]
+        "error: trainer.precision=bf16 cannot train on a CPU without native bf16 (AVX512-BF16 or AMX); use "
+        "trainer.precision=fp32 (or run on a GPU that supports it)"]
     assert not list((tmp_path / "b").rglob("result.json"))
 
 
