@@ -586,3 +586,16 @@ def test_max_steps_zero_evaluates_the_model_as_initialised(tmp_path):
         build_task(cfg.task).evaluate(model, tokenizer, 32, tmp_path / "base")
     base = [json.loads(line) for line in (tmp_path / "base" / "predictions" / "toy_arith.jsonl").open()]
     assert [r["generation"] for r in rows] == [r["generation"] for r in base]
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")
+def test_a_bf16_decoder_on_a_cpu_evaluates_in_its_own_dtype_after_autocast_training(tmp_path):
+    """bf16 autocast training leaves accelerate's autocast wrapper on model.forward; evaluation must run without it
+    (a bf16 key/value in a float32 model's paged cache failed every question before)."""
+    cfg = load_config(["model=tiny-decoder", "task=toy-math", "method=bora", "trainer.precision=bf16",
+                       "trainer.max_steps=2", "task.max_eval_samples=2", "task.max_new_tokens=4",
+                       f"output_dir={tmp_path}"])
+    train(cfg)
+    result = result_of(cfg.run_dir)
+    assert result["status"] == "success" and result["precision"]["used"] == "bf16"
+    assert result["config"]["trainer"]["adapter_dtype"] == "bf16"  # bora_authors' default

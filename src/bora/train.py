@@ -240,6 +240,12 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
 
         save_adapters(model, work_dir / "adapter", cfg.method)
 
+    # Mixed-precision training leaves accelerate's autocast wrapper on model.forward; evaluation runs the model in
+    # its own dtype (model.dtype, adapters in trainer.adapter_dtype), as the sources evaluate a bf16 base in bf16,
+    # and a bf16-autocast key/value would not fit a float32 model's paged cache.
+    from accelerate.utils import extract_model_from_parallel
+
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
     start, start_cpu = time.perf_counter(), time.process_time()
     model.eval()
     # every rank evaluates its share of the test sets; rank 0 writes the predictions
