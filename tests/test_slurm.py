@@ -1,0 +1,121 @@
+"""Sweeps through hydra/launcher=slurm against a real one-node SLURM cluster (scripts/slurm_local.sh), not a mock.
+
+The cluster is started once for this module in its own state folder and ports (a user's local cluster is left
+alone) and stopped at the end; where it cannot start (no root to install slurm-wlm, no apt-get), every test here is
+skipped with the script's one-line reason.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bora.config import load_config
+from bora.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "slurm_local.sh"
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+FAST = ["trainer.max_steps=12", "trainer.logging_steps=4", "task.max_eval_samples=16", "save_adapter=false"]
+# The launcher's resources for this machine (conf/hydra/launcher/slurm.yaml holds a GPU node's)
+LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=local", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=2", "hydra.launcher.gpus_per_node=0", "hydra.launcher.timeout_min=10",
+            "trainer.torch_threads=1"]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """The environment of a running local cluster (SLURM_CONF set), for subprocesses."""
+    state = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "BORA_SLURM_DIR": str(state), "BORA_SLURMCTLD_PORT": "6917", "BORA_SLURMD_PORT": "6918"}
+    started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=600)
+    if started.returncode != 0:
+        pytest.skip(f"no local SLURM cluster: {started.stderr.strip() or started.stdout.strip()}")
+    env["SLURM_CONF"] = str(state / "slurm.conf")
+    yield env
+    subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+
+
+def sweep(env, outputs: Path, *args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "bora.train", "-m", *args, *LAUNCHER], cwd=ROOT, text=True,
+                            env={**env, "BORA_OUTPUT_DIR": str(outputs)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, **kwargs)
+
+
+def results(outputs: Path) -> dict[str, dict]:
+    return {str(p.parent.relative_to(outputs)): json.loads(p.read_text()) for p in outputs.rglob("result.json")}
+
+
+def squeue(env) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T"], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split("\n")[:-1]
+
+
+def test_a_sweep_runs_one_job_per_run_and_a_failed_member_fails_alone(slurm, tmp_path):
+    """Three BoRA runs on the tiny encoder, one with a block count that does not divide its width (64): two end
+    success and one failed with its one-line error, each in its own directory with submitit's logs under the
+    sweep's .submitit/<job id>/; the sweep exits non-zero; `bora tables` shows the two and --problems the one;
+    a rerun trains nothing again."""
+    args = ["method=bora", "method.blocks=2,4,3", *FAST]
+    proc = sweep(slurm, tmp_path, *args)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0, out[-3000:]
+    runs = results(tmp_path)
+    statuses = sorted((record["config"]["method"]["blocks"], record["status"]) for record in runs.values())
+    assert statuses == [(2, "success"), (3, "failed"), (4, "success")], out[-3000:]
+    [failed] = [r for r in runs.values() if r["status"] == "failed"]
+    assert "method.blocks=3" in failed["error"]["message"] and "\n" not in failed["error"]["message"]
+    assert len({Path(d).name for d in runs}) == 3  # one directory per run
+    logs = sorted((tmp_path / "default" / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 3 and all(log.read_text() for log in logs)
+
+    tables = subprocess.run([sys.executable, "-m", "bora.tables", "--outputs", str(tmp_path), "--problems"],
+                            cwd=ROOT, env=slurm, capture_output=True, text=True)
+    assert "method.blocks=3" in tables.stdout, tables.stdout + tables.stderr
+
+    again = sweep(slurm, tmp_path, *args)
+    out, _ = again.communicate(timeout=600)
+    rerun = results(tmp_path)
+    assert {d: r["finished_at"] for d, r in rerun.items() if r["status"] == "success"} == \
+        {d: r["finished_at"] for d, r in runs.items() if r["status"] == "success"}, out[-3000:]  # nothing retrained
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint_with_the_losses_of_an_uninterrupted_run(slurm, tmp_path):
+    """`scontrol requeue` (what a pre-emption with PreemptMode=REQUEUE does) sends the running job SIGTERM: it ends
+    `interrupted` with a checkpoint, SLURM starts it again, and the same job resumes and ends success with every
+    step and the mean loss of the same config run without interruption."""
+    args = ["method=lora", "trainer.max_steps=200", "trainer.save_steps=1000", "trainer.logging_steps=10",
+            "task.max_eval_samples=8", "save_adapter=false"]
+    proc = sweep(slurm, tmp_path / "a", *args)
+    deadline = time.time() + 300
+    log = None
+    while time.time() < deadline:
+        log = next((tmp_path / "a").rglob("train.log"), None)
+        if log is not None and "step 20:" in log.read_text():
+            break
+        time.sleep(0.5)
+    [job] = [line.split()[0] for line in squeue(slurm)]
+    subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
+    seen = set()
+    while time.time() < deadline and "success" not in seen:
+        seen |= {record["status"] for record in results(tmp_path / "a").values()}
+        time.sleep(0.2)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert "interrupted" in seen  # the first attempt stopped with a checkpoint before the second started
+    [resumed] = results(tmp_path / "a").values()
+    [job_log] = (tmp_path / "a" / "default" / ".submitit").glob(f"{job}/*_log.err")
+    assert "interrupted at step" in job_log.read_text()  # both attempts' output kept (JobFileAppend)
+    assert "resuming" in log.read_text()
+    assert resumed["status"] == "success" and resumed["train"]["global_steps"] == 200
+    assert "checkpoint-" in resumed["train"]["resumed_from"]
+
+    whole = load_config([f"output_dir={tmp_path / 'b'}", *args])
+    train(whole)
+    uninterrupted = json.loads((Path(whole.run_dir) / "result.json").read_text())
+    assert resumed["train"]["mean_loss"] == pytest.approx(uninterrupted["train"]["mean_loss"], rel=1e-4)
+    assert resumed["metrics"]["toy-cls"] == pytest.approx(uninterrupted["metrics"]["toy-cls"])
