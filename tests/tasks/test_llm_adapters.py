@@ -318,7 +318,9 @@ def test_evaluate_scores_and_saves_predictions(data_dir, tiny_decoder, tmp_path,
     monkeypatch.setattr(llm_adapters, "generate_ids", fake_decoder(tokenizer, answer_of))
     task = reasoning(data_dir)
     metrics = task.evaluate(tiny_decoder[1], tokenizer, batch_size=2, out_dir=tmp_path / "run")
-    assert metrics == {"gsm8k": {"accuracy": 0.5}, "boolq": {"accuracy": 1.0}, "average": {"accuracy": 0.75}}
+    clean = {"at_limit": 0.0, "repeated_marker": 0.0}
+    assert metrics == {"gsm8k": {"accuracy": 0.5, "n": 2.0, "majority": 0.5, **clean},
+                       "boolq": {"accuracy": 1.0, "n": 1.0, "majority": 1.0, **clean}, "average": {"accuracy": 0.75}}
     assert task.headline(metrics) == 0.75
     rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "gsm8k.jsonl").read_text().splitlines()]
     assert rows == [
@@ -382,8 +384,8 @@ def test_heldout_scores_each_parts_held_out_records_never_trained_on(parts_dir, 
     answer_of = lambda p: "the correct answer is " + next(a for q, a in gold.items() if q in p)  # noqa: E731
     monkeypatch.setattr(llm_adapters, "generate_ids", fake_decoder(tiny_decoder[2], answer_of))
     metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
-    assert metrics == {"boolq_heldout": {"accuracy": 1.0}, "ARC-Easy_heldout": {"accuracy": 1.0},
-                       "average": {"accuracy": 1.0}}  # each scored by its own test set's rule
+    assert {name: m["accuracy"] for name, m in metrics.items()} == {
+        "boolq_heldout": 1.0, "ARC-Easy_heldout": 1.0, "average": 1.0}  # each scored by its own test set's rule
     with pytest.raises(BoraError, match="eval_split=heldout: .* task.train_parts only"):
         reasoning(parts_dir, "task.eval_split=heldout")
 
@@ -397,3 +399,15 @@ def test_eval_sample_seed_draws_a_fixed_subset_in_file_order(data_dir):
     assert llm_adapters.eval_subset(records, 50, 0) == records
     task = reasoning(data_dir, "task.max_eval_samples=1", "task.eval_sample_seed=3")
     assert len(task.test_records("gsm8k")) == 1
+
+
+def test_set_metrics_record_what_a_table_needs_beside_the_accuracy():
+    rows = [{"answer": "true", "correct": True, "generation": "the correct answer is true", "new_tokens": 7,
+             "stopped": True},
+            {"answer": "true", "correct": False, "generation": "x ### Response: y", "new_tokens": 8, "stopped": False},
+            {"answer": "false", "correct": False, "generation": "so on and on", "new_tokens": 5, "stopped": False},
+            {"answer": "true", "correct": True, "generation": "true", "new_tokens": 8, "stopped": True}]
+    assert llm_adapters.set_metrics(rows, max_new_tokens=8) == {
+        "accuracy": 0.5, "n": 4.0, "majority": 0.75,  # always "true" scores 3 of 4
+        "at_limit": 0.25,  # only the row cut at 8 tokens without EOS
+        "repeated_marker": 0.25}

@@ -232,7 +232,7 @@ class ReasoningTask(Task):
                              len(prompts))
             rows = [self._row(index, name, record, prompt, ids, tokenizer)
                     for index, (record, prompt, ids) in enumerate(zip(records, prompts, new_ids))]
-            metrics[name] = {"accuracy": sum(row["correct"] for row in rows) / len(rows)}
+            metrics[name] = set_metrics(rows, self.cfg.max_new_tokens)
             if out_dir is not None:
                 write_predictions(Path(out_dir) / "predictions" / f"{name}.jsonl", rows)
         metrics["average"] = {"accuracy": sum(m["accuracy"] for m in metrics.values()) / len(metrics)}
@@ -250,6 +250,21 @@ class ReasoningTask(Task):
         return {"id": index, "generation": tokenizer.decode(new_ids, skip_special_tokens=True), "response": response,
                 "prediction": prediction, "answer": record["answer"], "correct": correct,
                 "new_tokens": len(new_ids), "stopped": bool(new_ids) and new_ids[-1] == tokenizer.eos_token_id}
+
+
+def set_metrics(rows: list[dict], max_new_tokens: int) -> dict[str, float]:
+    """A test set's accuracy, and what a reader needs beside it, recorded with the run (a table of committed result
+    files can then show them without the data): ``n`` (questions, for the binomial standard error), ``majority``
+    (the share of the most common gold answer: what always giving it scores), ``at_limit`` (generations cut at
+    ``max_new_tokens`` without EOS) and ``repeated_marker`` (generations that write ``### Response:`` again)."""
+    golds = [row["answer"] for row in rows]
+    return {
+        "accuracy": sum(row["correct"] for row in rows) / len(rows),
+        "n": float(len(rows)),
+        "majority": max(golds.count(gold) for gold in set(golds)) / len(rows),
+        "at_limit": sum(not row["stopped"] and row["new_tokens"] >= max_new_tokens for row in rows) / len(rows),
+        "repeated_marker": sum(answers.RESPONSE_MARKER in row["generation"] for row in rows) / len(rows),
+    }
 
 
 def write_predictions(path: Path, rows: list[dict]) -> None:
