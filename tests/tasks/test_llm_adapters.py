@@ -397,6 +397,7 @@ def test_eval_sample_seed_draws_a_fixed_subset_in_file_order(data_dir):
     assert drawn == llm_adapters.eval_subset(records, 5, 0) and drawn != records[:5]
     assert [int(r["instruction"]) for r in drawn] == sorted(int(r["instruction"]) for r in drawn)
     assert llm_adapters.eval_subset(records, 50, 0) == records
+    assert all(r in llm_adapters.eval_subset(records, 12, 0) for r in drawn)  # nested: a smaller one lies inside
     task = reasoning(data_dir, "task.max_eval_samples=1", "task.eval_sample_seed=3")
     assert len(task.test_records("gsm8k")) == 1
 

@@ -25,7 +25,8 @@ from bora.report.specs import PAPER_TABLES
 from bora.report.tables import excluded_runs, member_configs, paper_comparison, table_spec
 
 FIGURES = ["figure3b", "figure4"]
-STUDIES = ["cpu-glue"]  # bora.report.study.STUDIES (named here so that --help does not import scipy)
+STUDIES = ["cpu-glue", "cpu-commonsense"]  # bora.report.study.STUDIES (named here: --help does not import scipy)
+GENERATION_STUDIES = ["cpu-commonsense"]  # bora.report.generation renders these
 ABLATIONS = "cpu-ablations"  # bora.report.ablations: Table 9 / 7, Figures 3(b) / 4 at CPU scale
 
 
@@ -107,6 +108,11 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
         return f"{markdown}\n\nruns by status: {status_counts(runs)} (only successful runs enter the table)", written
     if args.table in PAPER_TABLES:
         markdown, written = render_paper_table(args.table, runs, out_dir, args.overrides, outputs)
+        return f"{markdown}\n\n({found})", written
+    if args.table in GENERATION_STUDIES:
+        from bora.report.generation import render_generation_study
+
+        markdown, written = render_generation_study(args.table, runs, out_dir, outputs)
         return f"{markdown}\n\n({found})", written
     if args.table in STUDIES:
         from bora.report.study import render_study

@@ -42,11 +42,17 @@ class Study:
     results: str  # where its result files are committed, relative to the project root
 
 
+COMMONSENSE4 = (("BoolQ", "boolq"), ("ARC-c", "ARC-Challenge"), ("ARC-e", "ARC-Easy"), ("OBQA", "openbookqa"))
 GLUE4 = (("MRPC", "mrpc"), ("STS-B", "stsb"), ("CoLA", "cola"), ("SST-2", "sst2"))
 STUDIES = {study.name: study for study in [
     Study("cpu-glue", "Table 1 at CPU scale: all-MiniLM-L6-v2 on GLUE dev sets (MRPC, STS-B, CoLA, SST-2), 3 seeds",
           "cpu-glue", "cpu-glue", "minilm", "table1_glue.csv", ("roberta-base", "roberta-large"), "QV",
           tuple(Column(label, task=task, source="value") for label, task in GLUE4), "results"),
+    # rendered by bora.report.generation (adds the untrained and majority rows and the decoding table)
+    Study("cpu-commonsense", "Table 3 at CPU scale: SmolLM2-135M-Instruct on BoolQ, ARC-c, ARC-e, OBQA (a seeded 500 "
+          "of each), 3 seeds", "cpu-commonsense", "cpu-commonsense", "smollm2-135m", "table3_commonsense.csv",
+          ("gemma-7b", "llama-3-8b", "qwen2.5-14b"), "QKV",
+          tuple(Column(label, subtask=name, task="cpu-commonsense") for label, name in COMMONSENSE4), "results"),
 ]}
 BORA8, BORA16 = {"method": "BoRA", "r": 8, "b": 8}, {"method": "BoRA", "r": 8, "b": 16}
 LORA8, LORA32 = {"method": "LoRA", "r": 8}, {"method": "LoRA", "r": 32}

@@ -81,12 +81,15 @@ HELDOUT = "_heldout"  # name suffix of a training part's held-out records (task.
 
 
 def eval_subset(records: list[dict], count: int | None, seed: int | None) -> list[dict]:
-    """``count`` of ``records``: the first, or (``seed`` given) drawn with that seed and kept in file order."""
+    """``count`` of ``records``: the first, or (``seed`` given) the first ``count`` of a permutation drawn with that
+    seed, kept in file order, so a smaller subset of the same seed lies inside a larger one."""
     if count is None or count >= len(records):
         return records
     if seed is None:
         return records[:count]
-    return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), count))]
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    return [records[i] for i in sorted(order[:count])]
 
 
 def check_answers(path: Path, name: str, records: list[dict]) -> None:

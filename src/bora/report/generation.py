@@ -1,0 +1,162 @@
+"""A generation study (e.g. ``cpu-commonsense``: Table 3's rows on SmolLM2-135M, on a CPU), from result files.
+
+Beside the method rows and the paper's claims (``bora.report.study``: the same table and claim code as cpu-glue), a
+reader of a small generation study needs to see whether the model learnt anything and how the decoding behaved, so
+the rendering adds, all from the committed result files (each test set's metrics record ``n``, ``majority``,
+``at_limit`` and ``repeated_marker``, bora.tasks.llm_adapters.set_metrics):
+
+- the untrained model's score (``conf/experiment/<study>-untrained.yaml``: ``trainer.max_steps=0``) and the
+  majority share of each test set (what always giving its most common answer scores);
+- the binomial standard error of one run's accuracy, ``sqrt(p (1 - p) / n)``, beside the seed spread;
+- per method row: the share of generations cut at the token limit and of those that write ``### Response:`` again
+  (where the protocols' answer cuts differ).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bora.report.render import MISSING, decoding_line, excluded_markdown, latex_table, ours_cell, write_outputs
+from bora.report.specs import membership
+from bora.report.study import STUDIES, check_study_claims, study_table
+
+
+@dataclass(frozen=True)
+class GenerationStudy:
+    name: str  # a bora.report.study.STUDIES entry: its table, columns and claims
+    untrained: str  # the experiment (and experiment_name) of the untrained run
+
+
+GENERATION_STUDIES = {study.name: study for study in [
+    GenerationStudy("cpu-commonsense", "cpu-commonsense-untrained"),
+]}
+
+
+def _set_metric(runs: pd.DataFrame, subtask: str, metric: str) -> pd.Series:
+    return pd.Series([(run["metrics"].get(subtask) or {}).get(metric) for _, run in runs.iterrows()],
+                     index=runs.index, dtype=float)
+
+
+def binomial_se(accuracy: float, n: float) -> float:
+    """The standard error of an accuracy measured on ``n`` questions (one run's sampling noise)."""
+    if n is None or not n or pd.isna(accuracy) or pd.isna(n):
+        return math.nan
+    return math.sqrt(accuracy * (1 - accuracy) / n)
+
+
+def reference_rows(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
+    """The untrained model's accuracy and each set's majority share (x100), with the questions behind each."""
+    spec = STUDIES[study.name]
+    trained = membership(runs, spec.experiment_name, spec.experiment)[0]
+    untrained = membership(runs, study.untrained, study.untrained)[0]
+    rows = []
+    for label, source, metric in (("untrained model", untrained, "accuracy"), ("majority answer", trained, "majority"),
+                                  ("majority answer (untrained's questions)", untrained, "majority")):
+        row = {"row": label}
+        for column in spec.columns:
+            values = _set_metric(source, column.subtask, metric).dropna()
+            counts = _set_metric(source, column.subtask, "n").dropna()
+            row[column.label] = 100 * values.iloc[0] if len(values) else math.nan
+            row[f"{column.label} n"] = counts.iloc[0] if len(counts) else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method row (and the untrained run): the binomial standard error of one run's accuracy (mean over its
+    runs and test sets, x100), and the shares (in %) of generations cut at the token limit or repeating the marker,
+    over every question of its runs."""
+    spec = STUDIES[study.name]
+    trained = membership(runs, spec.experiment_name, spec.experiment)[0]
+    untrained = membership(runs, study.untrained, study.untrained)[0].assign(method_tag="untrained")
+    rows = []
+    for tag, part in pd.concat([trained, untrained]).groupby("method_tag", sort=False):
+        errors, questions, at_limit, repeated = [], 0.0, 0.0, 0.0
+        for column in spec.columns:
+            accuracy = _set_metric(part, column.subtask, "accuracy")
+            n = _set_metric(part, column.subtask, "n")
+            errors += [binomial_se(a, k) for a, k in zip(accuracy, n)]
+            questions += n.sum()
+            at_limit += (_set_metric(part, column.subtask, "at_limit") * n).sum()
+            repeated += (_set_metric(part, column.subtask, "repeated_marker") * n).sum()
+        finite = [e for e in errors if not math.isnan(e)]
+        rows.append({"method_tag": tag, "runs": len(part), "questions": int(questions),
+                     "binomial_se": 100 * sum(finite) / len(finite) if finite else math.nan,
+                     "at_limit_pct": 100 * at_limit / questions if questions else math.nan,
+                     "repeated_marker_pct": 100 * repeated / questions if questions else math.nan})
+    return pd.DataFrame(rows, columns=["method_tag", "runs", "questions", "binomial_se", "at_limit_pct",
+                                       "repeated_marker_pct"])
+
+
+def _cell(value: float, digits: int = 2) -> str:
+    return MISSING if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: Path | None = None
+                            ) -> tuple[str, list[Path]]:
+    """The study's Markdown (main table with the untrained and majority rows, claims, decoding) and its files."""
+    study = GENERATION_STUDIES[name]
+    spec = STUDIES[name]
+    chosen, left_out = membership(runs, spec.experiment_name, spec.experiment)
+    table = study_table(spec, runs)
+    labels = [c.label for c in spec.columns]
+    display = []
+    for label, lines in table.groupby("label", sort=False):
+        params = lines["params"].iloc[0]
+        row = {"method": label, "#Params": MISSING if params is None or pd.isna(params) else f"{int(params):,}"}
+        row.update({line["column"]: ours_cell(line) for _, line in lines.iterrows()})
+        display.append(row)
+    references = reference_rows(study, runs)
+    for _, ref in references.iterrows():
+        row = {"method": ref["row"], "#Params": ""}
+        row.update({label: _cell(ref[label]) for label in labels})
+        values = [ref[label] for label in labels]
+        row["Avg"] = _cell(sum(values) / len(values)) if not any(pd.isna(v) for v in values) else MISSING
+        display.append(row)
+    main = pd.DataFrame(display)
+    sizes = ", ".join(f"{label} {_cell(references.loc[1, f'{label} n'], 0)}" for label in labels)
+    untrained_sizes = ", ".join(f"{label} {_cell(references.loc[0, f'{label} n'], 0)}" for label in labels)
+    claims = check_study_claims(spec, runs)
+    claims_display = pd.DataFrame({
+        "claim": claims["statement"],  # (the paper's wording of them is about GLUE, Table 1: left out here)
+        "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
+        "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
+        "ours": [MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
+                 for m, s in zip(claims["ours"], claims["std"])],
+        "seeds": claims["seeds"].astype(str), "verdict": claims["verdict"]})
+    decoding = decoding_table(study, runs)
+    decoding_display = pd.DataFrame({
+        "row": decoding["method_tag"], "runs": decoding["runs"].astype(str),
+        "questions": decoding["questions"].astype(str),
+        "binomial SE of one run's accuracy": decoding["binomial_se"].map(_cell),
+        "cut at the token limit (%)": decoding["at_limit_pct"].map(lambda v: _cell(v, 1)),
+        "repeat `### Response:` (%)": decoding["repeated_marker_pct"].map(lambda v: _cell(v, 1))})
+    protocol = decoding_line(list(chosen["config"])) if len(chosen) else ""
+    parts = [f"### {spec.title}", main.to_markdown(index=False, disable_numparse=True),
+             f"Accuracy x100, mean ±std over seeds (ddof=1) of our runs of conf/experiment/{spec.experiment}.yaml; "
+             "Avg: the mean of the four, per seed; #Params: adapter parameters; [n/planned]: fewer seeds finished "
+             f"than planned. Questions per set: {sizes} (the untrained run: {untrained_sizes}, of the same seeded "
+             f"draw; conf/experiment/{study.untrained}.yaml). Majority answer: the share of the most common gold "
+             "answer, what always giving it scores. " + protocol + excluded_markdown(left_out, root),
+             "#### The paper's claims, recomputed", claims_display.to_markdown(index=False, disable_numparse=True),
+             "Paper: the same difference in the paper's Table 3, averaged over its three models, on its 8 sets and "
+             "on our 4. Ours: mean ±std over seeds of the per-seed difference of Avg. Verdicts: supported when the "
+             "mean gain exceeds its std, within noise when positive but not, contradicted when not positive; "
+             "not-worse claims hold when mean + std >= 0.",
+             "#### Decoding", decoding_display.to_markdown(index=False, disable_numparse=True),
+             "Binomial SE: sqrt(p (1 - p) / n) of one run on one set (x100), the mean over a row's runs and sets: "
+             "the noise of a single number, beside the seed spread above. Cut at the token limit: generations that "
+             "reached task.max_new_tokens without EOS; repeat: generations that write the response marker again, "
+             "the only ones where the protocols' answer cuts (text after the last marker, or before the second) "
+             "differ."]
+    markdown = "\n\n".join(parts)
+    out_dir = Path(out_dir)
+    written = write_outputs(out_dir / name, markdown, latex_table(main, spec.title), table)
+    for part, frame in (("claims", claims), ("references", references), ("decoding", decoding)):
+        frame.to_csv(out_dir / f"{name}-{part}.csv", index=False)
+        written.append(out_dir / f"{name}-{part}.csv")
+    return markdown, written

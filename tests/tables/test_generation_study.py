@@ -1,0 +1,76 @@
+"""A generation study (cpu-commonsense: Table 3's rows on SmolLM2) from synthetic result files: the main table with
+the untrained and majority rows, the claims, the binomial errors and the decoding shares."""
+
+import math
+
+import pytest
+from synthetic_results import method, write_run
+
+from bora.report.aggregate import load_results
+from bora.report.generation import GENERATION_STUDIES, binomial_se, decoding_table, reference_rows, \
+    render_generation_study
+
+STUDY = GENERATION_STUDIES["cpu-commonsense"]
+SETS = ["boolq", "ARC-Challenge", "ARC-Easy", "openbookqa"]
+MAJORITY = {"boolq": 0.62, "ARC-Challenge": 0.27, "ARC-Easy": 0.27, "openbookqa": 0.276}
+
+
+def metrics(accuracy: float, n: int = 500, at_limit: float = 0.0, repeated: float = 0.0) -> dict:
+    values = {name: {"accuracy": accuracy, "n": float(n), "majority": MAJORITY[name], "at_limit": at_limit,
+                     "repeated_marker": repeated} for name in SETS}
+    values["average"] = {"accuracy": accuracy}
+    return values
+
+
+def _runs(root, method_cfg, per_seed, **kwargs):
+    for seed, value in enumerate(per_seed):
+        write_run(root, "cpu-commonsense", "smollm2-135m", "cpu/commonsense", method_cfg, seed,
+                  metrics(value, **kwargs), plan="cpu-commonsense")
+
+
+@pytest.fixture
+def study_runs(tmp_path):
+    _runs(tmp_path, method("lora"), [0.40, 0.42, 0.44], repeated=0.02)
+    _runs(tmp_path, method("bora", blocks=8), [0.41, 0.44, 0.45])  # +1, +2, +1
+    write_run(tmp_path, "cpu-commonsense-untrained", "smollm2-135m", "cpu/commonsense", method("lora"), 0,
+              metrics(0.05, n=100, at_limit=0.9, repeated=0.5), plan="cpu-commonsense-untrained")
+    write_run(tmp_path, "cpu-commonsense", "smollm2-135m", "cpu/commonsense", method("lora"), 0,
+              metrics(0.9), plan="cpu-commonsense", extra=("trainer.lr=0.5",))  # not planned: left out
+    return load_results(tmp_path)
+
+
+def test_binomial_standard_error():
+    assert binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert math.isnan(binomial_se(0.5, 0)) and math.isnan(binomial_se(float("nan"), 10))
+
+
+def test_reference_rows_show_the_untrained_model_and_the_majority_share(study_runs):
+    rows = reference_rows(STUDY, study_runs).set_index("row")
+    assert rows.loc["untrained model", "BoolQ"] == pytest.approx(5.0)
+    assert rows.loc["untrained model", "BoolQ n"] == 100
+    assert rows.loc["majority answer", "BoolQ"] == pytest.approx(62.0)
+    assert rows.loc["majority answer", "OBQA n"] == 500
+
+
+def test_decoding_table_pools_questions_per_row(study_runs):
+    table = decoding_table(STUDY, study_runs).set_index("method_tag")
+    assert table.loc["untrained", "at_limit_pct"] == pytest.approx(90.0)
+    assert table.loc["untrained", "repeated_marker_pct"] == pytest.approx(50.0)
+    lora = table.loc["lora_r8_a16_d0.05_QKV"]
+    assert lora["runs"] == 3 and lora["questions"] == 3 * 4 * 500  # the left-out run is not counted
+    assert lora["repeated_marker_pct"] == pytest.approx(2.0)
+    expected = 100 * sum(binomial_se(p, 500) for p in (0.40, 0.42, 0.44)) / 3
+    assert lora["binomial_se"] == pytest.approx(expected)
+
+
+def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tmp_path):
+    markdown, written = render_generation_study("cpu-commonsense", study_runs, tmp_path / "tables", tmp_path)
+    lines = markdown.splitlines()
+    assert any(line.startswith("| LoRA (r=8)") and "42.00 ±2.00" in line for line in lines)
+    assert any(line.startswith("| untrained model") and "5.00" in line for line in lines)
+    assert any(line.startswith("| majority answer ") and "62.00" in line for line in lines)
+    bora_claim = next(line for line in lines if line.startswith("| BoRA (r=8, b=8) minus LoRA (r=8)"))
+    assert "+1.33 ±0.58" in bora_claim and "supported" in bora_claim
+    assert "Not in the table (1 runs" in markdown and "trainer.lr" in markdown
+    assert "task.protocol=bora_authors" in markdown  # the decoding line names the protocol
+    assert all(path.exists() for path in written)
