@@ -60,8 +60,11 @@ $(addprefix reproduce-,$(PAPER)): reproduce-%:
 ## missing runs of conf/experiment/cpu-glue-protocol.yaml (how its protocol was chosen, on held-out train) and of
 ## cpu-glue.yaml (real MiniLM on real GLUE: set GLUE_DIR, about 5 hours on 2 cores), then renders both;
 ## `make readme` writes the rendered study tables into the README (a test checks they agree).
-STUDIES := cpu-glue
+## `make reproduce-cpu-commonsense`: Table 3's rows on the real SmolLM2-135M-Instruct (set LLM_ADAPTERS_DIR): its
+## learning-rate selection on held-out training records, the untrained row, then the 24 runs.
+STUDIES := cpu-glue cpu-commonsense
 SWEEPS_cpu-glue := cpu-glue-protocol cpu-glue
+SWEEPS_cpu-commonsense := cpu-commonsense-protocol cpu-commonsense-untrained cpu-commonsense
 .PHONY: $(addprefix reproduce-,$(STUDIES)) readme
 $(addprefix reproduce-,$(STUDIES)): reproduce-%:
 	@for experiment in $(SWEEPS_$*); do \
