@@ -154,6 +154,7 @@ def fake_hub(monkeypatch, calls):
 
 
 def test_hub_path_matches_tsv(tmp_path, monkeypatch):
+    monkeypatch.delenv("GLUE_DIR", raising=False)  # the hub path is the default only without a local copy
     calls = []
     fake_hub(monkeypatch, calls)
     hub = glue_task("rte")
@@ -168,6 +169,7 @@ def test_hub_failure_is_one_line(monkeypatch):
         raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub (LocalEntryNotFoundError)\nmore details")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.delenv("GLUE_DIR", raising=False)
     with pytest.raises(BoraError, match=r"cannot load nyu-mll/glue/rte split train .*Couldn't reach.*GLUE_DIR") as e:
         glue_task("rte").split("train")
     assert "\n" not in str(e.value)
