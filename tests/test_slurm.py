@@ -34,6 +34,7 @@ def slurm(tmp_path_factory):
     env = {**os.environ, "BORA_SLURM_DIR": str(state), "BORA_SLURMCTLD_PORT": "6917", "BORA_SLURMD_PORT": "6918"}
     started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=600)
     if started.returncode != 0:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)  # a partial start
         pytest.skip(f"no local SLURM cluster: {started.stderr.strip() or started.stdout.strip()}")
     env["SLURM_CONF"] = str(state / "slurm.conf")
     yield env
