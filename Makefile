@@ -97,7 +97,7 @@ list:
 
 ## The test suite (offline; under 15 minutes on 2 CPU cores).
 test: install
-	$(OFFLINE) $(PY) -m pytest -q
+	$(OFFLINE) $(PY) -m pytest -q --durations=20
 
 ## Execute the notebook (default notebooks/tables.ipynb) in place, headless, on the runs under OUTPUTS (default
 ## outputs; e.g. after make smoke).
