@@ -308,19 +308,18 @@ def _launch(processes: int, args: list[str], outputs: Path) -> dict:
     return json.loads(results[0].read_text())
 
 
-def test_torchrun_trains_the_same_recipe_and_shards_evaluation(tmp_path):
-    """trainer.batch_size is the global batch: 2 processes take the same optimizer steps on the same examples as
-    one (micro-batches of 4 each), and evaluation split between them (9 questions: shards of 5 and 4) gathers the
-    same predictions and metrics."""
-    args = ["model=tiny-decoder", "task=toy-math", "method=lora", "trainer.device=cpu", "trainer.max_steps=4",
-            "trainer.batch_size=8", "trainer.logging_steps=1", "task.max_eval_samples=9", "task.max_new_tokens=8"]
+def test_torchrun_shards_evaluation_and_gathers_the_same_predictions(tmp_path):
+    """Evaluation split between 2 processes gathers the bytes one process writes. The default protocol decodes in
+    file order, so each rank takes whole batches (9 questions in batches of 4: rank 0 questions 0-3 and 8, rank 1
+    questions 4-7), every batch padded as in one process. Untrained (max_steps=0), so both evaluate the same weights:
+    trained ones differ in the last bits between 1 and 2 processes (test_grad_accum_and_processes_train_the_same_steps
+    checks the steps), and a random tiny decoder's near-tied logits turn that into other generations."""
+    args = ["model=tiny-decoder", "task=toy-math", "method=lora", "trainer.device=cpu", "trainer.max_steps=0",
+            "task.max_eval_samples=9", "task.max_new_tokens=8", "task.generation_engine=padded",
+            "trainer.eval_batch_size=4"]
     one, two = _launch(1, args, tmp_path / "one"), _launch(2, args, tmp_path / "two")
     assert (one["hardware"]["processes"], two["hardware"]["processes"]) == (1, 2)
     assert one["identity"] == two["identity"]  # the world size is not part of the recipe
-    assert two["train"]["global_steps"] == one["train"]["global_steps"] == 4
-    assert two["train"]["epochs"] == pytest.approx(one["train"]["epochs"])
-    losses = [[entry["loss"] for entry in run["train"]["loss_history"]] for run in (one, two)]
-    assert len(losses[0]) == 4 and losses[1] == pytest.approx(losses[0], rel=1e-4)
     predictions = [(Path(run["run_dir"]) / "predictions" / "toy_arith.jsonl").read_text().splitlines()
                    for run in (one, two)]
     assert len(predictions[0]) == 9 and predictions[1] == predictions[0]

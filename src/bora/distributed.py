@@ -3,7 +3,8 @@
 ``trainer.batch_size`` is the global batch of one optimizer step, as the paper states it (16 for Math10K), and
 ``trainer.grad_accum`` the accumulation steps; each process's micro-batch is what is left, ``batch_size /
 (grad_accum x world size)``, so 1 GPU and 8 GPUs train the same steps on the same batches. Evaluation gives each
-rank every ``world``-th example and gathers the predictions back into their order on every rank (rank 0 writes them).
+rank every ``world``-th example (or run of a batch's examples, where a protocol's batches are in file order) and
+gathers the predictions back into their order on every rank (rank 0 writes them).
 
 The world size and rank come from the launcher's environment (``WORLD_SIZE``, ``RANK``), which exists before the
 process group does; the gather uses the group HF's Trainer / accelerate set up for training.
@@ -41,15 +42,17 @@ def per_device_batch(batch_size: int, grad_accum: int, world: int) -> int:
     return share
 
 
-def shard(count: int) -> range:
-    """The indices this rank evaluates out of ``count`` (every ``world``-th: long and short examples spread evenly
-    where a set is sorted by length)."""
-    return range(rank(), count, world_size())
+def shard(count: int, block: int = 1) -> list[int]:
+    """The indices this rank evaluates out of ``count``: every ``world``-th run of ``block`` consecutive indices.
+    ``block=1`` spreads long and short examples evenly where a set is sorted by length; ``block`` = the batch size
+    keeps every batch of a file-order protocol the same examples as in one process (the same padding, so the same
+    generations: a batch's composition changes a decoder's numbers)."""
+    return [i for i in range(count) if (i // block) % world_size() == rank()]
 
 
-def gather(local: Sequence[Any], count: int) -> list[Any]:
-    """Every rank's ``local`` results (one per index of ``shard(count)``, in that order) as one list in index order,
-    on every rank. One process: ``local`` itself."""
+def gather(local: Sequence[Any], count: int, block: int = 1) -> list[Any]:
+    """Every rank's ``local`` results (one per index of ``shard(count, block)``, in that order) as one list in index
+    order, on every rank. One process: ``local`` itself."""
     world = world_size()
     if world == 1:
         return list(local)
@@ -62,5 +65,6 @@ def gather(local: Sequence[Any], count: int) -> list[Any]:
     torch.distributed.all_gather_object(parts, list(local))
     ordered: list[Any] = [None] * count
     for source, part in enumerate(parts):
-        ordered[source::world] = part
+        for index, value in zip([i for i in range(count) if (i // block) % world == source], part, strict=True):
+            ordered[index] = value
     return ordered

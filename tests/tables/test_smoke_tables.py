@@ -21,7 +21,10 @@ def test_make_tables_renders_real_tables_and_plots(smoke_outputs):
     summary = pd.read_csv(tables / "summary-smoke.csv")
     assert set(summary["method_tag"]) == {"lora_r8_a16_d0.05_QV", "bora_r8_b16_a16_d0.05_QV",
                                           "lora_r8_a16_d0.05_QKV", "bora_r8_b16_a16_d0.05_QKV"}
-    assert set(summary["n"]) == {2} and summary["mean"].between(0, 1).all()
+    assert set(summary["n"]) == {2}
+    rates = summary[summary["metric"] != "n"]  # every metric is a rate but a test set's question count, n
+    assert rates["mean"].between(0, 1).all(), rates[~rates["mean"].between(0, 1)]
+    assert set(summary.loc[summary["metric"] == "n", "mean"]) == {100.0}  # toy-math's 100 test questions
     markdown = (tables / "summary-smoke.md").read_text()
     assert "tiny-encoder on toy-cls" in markdown and "tiny-decoder on toy-math" in markdown
     # Figure 4 style, on the smoke adapters: LoRA's effective rank is r, BoRA's is larger.

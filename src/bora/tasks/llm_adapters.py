@@ -228,11 +228,12 @@ class ReasoningTask(Task):
         metrics: Metrics = {}
         for name, records in tests.items():
             prompts = [asked.prompt(r["instruction"], r.get("input") or "") for r in records]
-            mine = [prompts[i] for i in shard(len(prompts))]  # under torchrun each rank decodes its share
+            block = batch_size if asked.file_order else 1  # file order: each rank decodes whole batches
+            mine = [prompts[i] for i in shard(len(prompts), block)]  # under torchrun each rank decodes its share
             new_ids = gather(generate_ids(model, tokenizer, mine, batch_size, self.cfg.max_new_tokens, desc=name,
                                           num_beams=self.cfg.num_beams, engine=str(self.cfg.generation_engine),
                                           file_order=asked.file_order, pad_token_id=asked.pad_token_id),
-                             len(prompts))
+                             len(prompts), block)
             rows = [self._row(index, name, record, prompt, ids, tokenizer)
                     for index, (record, prompt, ids) in enumerate(zip(records, prompts, new_ids))]
             metrics[name] = set_metrics(rows, self.cfg.max_new_tokens)
