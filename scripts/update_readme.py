@@ -19,7 +19,7 @@ from bora.errors import BoraError, run_tool
 from bora.paths import PROJECT_ROOT
 from bora.report.ablations import FIGURE_DIR
 from bora.report.ablations import NAME as ABLATIONS
-from bora.report.ablations import render_ablations
+from bora.report.ablations_page import render_ablations
 from bora.report.aggregate import load_results
 from bora.report.selection import SELECTIONS, render_selection
 from bora.report.study import STUDIES, render_study

@@ -58,7 +58,7 @@ def test_committed_selection_runs_are_planned_held_out_and_succeeded(name):
 def test_ablation_study_runs_are_planned_and_its_committed_figures_are_what_they_give(tmp_path):
     """results/cpu-ablations(-spectra) hold only runs their sweeps plan, all succeeded; the committed figures' plotted
     numbers (figures/*.csv) are what the committed runs give, and their PNGs exist."""
-    from bora.report import ablations
+    from bora.report import ablations, ablations_page
 
     grid = {run_identity(c) for sweep in (ablations.GRID, ablations.TABLE7) for c in planned(sweep)}
     for folder, identities in (("cpu-ablations", grid),
@@ -66,7 +66,7 @@ def test_ablation_study_runs_are_planned_and_its_committed_figures_are_what_they
         runs = load_results(PROJECT_ROOT / "results", [folder])
         assert set(runs["identity"]) <= identities, folder
         assert set(runs["status"]) <= {"success", "running"}, runs[runs["status"] != "success"][["run_dir", "error"]]
-    ablations.render_ablations(PROJECT_ROOT / "results", tmp_path, tmp_path / "figures")
+    ablations_page.render_ablations(PROJECT_ROOT / "results", tmp_path, tmp_path / "figures")
     committed = PROJECT_ROOT / ablations.FIGURE_DIR
     for name in ("figure3b", "figure4"):
         assert (committed / f"{name}.png").stat().st_size > 0

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bora import bench
+from bora.bench import timing
 
 
 def test_step_peak_counts_what_a_step_allocates():
@@ -17,7 +18,7 @@ def test_step_peak_counts_what_a_step_allocates():
         del big
         torch.zeros(256, 1024)  # 1 MiB, freed at once
 
-    assert 4 * 2**20 <= bench.step_peak_bytes(step) < 5 * 2**20
+    assert 4 * 2**20 <= timing.step_peak_bytes(step) < 5 * 2**20
 
 
 def test_bench_runs_and_reports_ratios(capsys):
@@ -53,7 +54,7 @@ def _markdown_rows(out: str, first_column: str) -> list[dict[str, str]]:
 
 
 def test_table4_mode_reports_every_method_beside_the_papers_ratios(capsys):
-    from bora.bench_table4 import TABLE4
+    from bora.bench.table4 import TABLE4
 
     # one round: "time x lora" is then exactly that round's step time over LoRA's
     bench.main(["--table4", "--model", "tiny-decoder", "--layers", "1", "--rounds", "1", "--warmup", "1"])
@@ -93,7 +94,7 @@ def test_cuda_without_a_cuda_device_is_a_one_line_error(capsys, monkeypatch):
 
 
 def test_adapter_sets_swap_in_and_out_of_one_base_model():
-    from bora.bench_swap import AdapterSet
+    from bora.bench.swap import AdapterSet
     from bora.config import load_config
     from bora.models import build_from_arch
 

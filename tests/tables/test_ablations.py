@@ -5,7 +5,7 @@ import math
 import pytest
 from synthetic_results import method, write_run
 
-from bora.report import ablations
+from bora.report import ablations, ablations_page
 
 TASKS = {"cpu/mrpc": "mrpc", "cpu/sst2": "sst2"}
 
@@ -37,7 +37,7 @@ def report(tmp_path_factory):
         _run(root, method("bora", blocks=16, targets="QV", use_exp=False), seed, 0.78 - 0.01 * seed,
              plan="cpu-ablations-table7")
     _run(root, method("bora", r=2, blocks=4, targets="QV"), 2, 0.0, status="failed")
-    markdown, written = ablations.render_ablations(root, root / "tables", root / "figures")
+    markdown, written = ablations_page.render_ablations(root, root / "tables", root / "figures")
     return root, markdown, written, ablations.study_runs(root)
 
 

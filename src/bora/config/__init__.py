@@ -3,6 +3,7 @@
 Importing this package registers the schema and the resolvers with Hydra / OmegaConf.
 """
 
+from bora.config.registry import register_configs
 from bora.config.schema import (
     Config,
     LoggerConfig,
@@ -10,7 +11,6 @@ from bora.config.schema import (
     ModelConfig,
     TaskConfig,
     TrainerConfig,
-    register_configs,
 )
 
 register_configs()

@@ -16,6 +16,8 @@ import json
 from enum import Enum
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from bora.config.resolvers import canonical_targets
 from bora.config.schema import added_defaults, non_identity_keys
 
@@ -75,3 +77,16 @@ def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
     return [] if a == b else [prefix.rstrip(".")]
+
+
+def run_identity_resolver(*, _root_: DictConfig) -> str:
+    """``${run_identity:}``: the first digits of the run's identity (``run_identity``), from its own config."""
+    top = {key.split(".")[0] for key in _DROPPED if "." not in key}
+    values = {}
+    for key in _root_.keys():  # never touch run_dir (it holds this very interpolation) or the other dropped keys
+        if key in top:
+            continue
+        node = _root_[key]
+        values[key] = OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) \
+            else node
+    return run_identity(values)[:DIR_LENGTH]

@@ -1,10 +1,9 @@
-"""OmegaConf resolvers used by conf/ (registered in bora.config.schema.register_configs)."""
+"""OmegaConf resolvers used by conf/ (registered in bora.config.registry.register_configs, with ``mul`` there and
+``run_identity`` in bora.config.identity). Plain functions: this module imports nothing else of bora.config."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
-
-from omegaconf import DictConfig, OmegaConf
 
 PAPER_LETTERS = "QKVOGUD"  # the paper's target modules: query, key, value, output, gate, up, down
 
@@ -57,18 +56,3 @@ def by_protocol(protocol: Any, bora_authors: Any, llm_adapters: Any, training_pr
     if name not in PROTOCOLS:
         raise ValueError(f"task.protocol={name!r} is not a decoding protocol; use one of: {', '.join(PROTOCOLS)}")
     return dict(zip(PROTOCOLS, (bora_authors, llm_adapters, training_prompt)))[name]
-
-
-def run_identity_resolver(*, _root_: DictConfig) -> str:
-    """``${run_identity:}``: the first digits of the run's identity (``bora.config.identity``), from its own config."""
-    from bora.config.identity import _DROPPED, DIR_LENGTH, run_identity
-
-    top = {key.split(".")[0] for key in _DROPPED if "." not in key}
-    values = {}
-    for key in _root_.keys():  # never touch run_dir (it holds this very interpolation) or the other dropped keys
-        if key in top:
-            continue
-        node = _root_[key]
-        values[key] = OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) \
-            else node
-    return run_identity(values)[:DIR_LENGTH]

@@ -1,8 +1,9 @@
 """Typed schema of the training config, one dataclass per sweep axis: types, allowed values, ranges and identity.
 
-Hydra merges every YAML file in ``conf/`` onto these dataclasses (see ``register_configs``), so a misspelt key, a
-value of the wrong type or a choice outside an ``Enum`` fails at composition with the key named. Ranges live next
-to each field (``metadata=check(...)``) and ``validate`` checks them all in one place, before anything loads.
+Hydra merges every YAML file in ``conf/`` onto these dataclasses (put into its ConfigStore by
+``bora.config.registry``), so a misspelt key, a value of the wrong type or a choice outside an ``Enum`` fails at
+composition with the key named. Ranges live next to each field (``metadata=check(...)``) and ``validate`` checks
+them all in one place, before anything loads.
 
 Identity: a field marked ``identity=False`` cannot change what a run computes (where files live, logging,
 checkpoint cadence); every other field is part of the run's identity (``bora.config.identity``), which names its
@@ -22,15 +23,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
-from bora.config.resolvers import by_protocol, method_tag, run_identity_resolver
 from bora.distributed import per_device_batch, world_size
 from bora.errors import BoraError
-from bora.paths import PROJECT_ROOT
 
-PAPER_TARGET_LETTERS = "QKVOGUD"
 
 
 class Choice(str, Enum):
@@ -450,21 +447,3 @@ def validate(values: dict) -> None:
     epochs = trainer.get("epochs", 1)
     if trainer.get("max_steps", -1) < 0 and not (isinstance(epochs, (int, float)) and 0 < epochs < math.inf):
         raise BoraError(f"bad value trainer.epochs={epochs}: must be > 0 and finite (or set trainer.max_steps)")
-
-
-def _mul(a: float, b: float) -> float:
-    product = a * b
-    return int(product) if float(product).is_integer() else product
-
-
-def register_configs() -> None:
-    """Put the schema into Hydra's ConfigStore and register the resolvers used in conf/.
-
-    conf/config.yaml lists `config_schema` first, so every group config is merged onto its typed node.
-    """
-    OmegaConf.register_new_resolver("mul", _mul, replace=True)
-    OmegaConf.register_new_resolver("by_protocol", by_protocol, replace=True)
-    OmegaConf.register_new_resolver("method_tag", method_tag, replace=True)
-    OmegaConf.register_new_resolver("run_identity", run_identity_resolver, replace=True)
-    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
-    ConfigStore.instance().store(name="config_schema", node=Config)

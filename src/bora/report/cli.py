@@ -120,7 +120,7 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
         markdown, written = render_study(args.table, runs, out_dir, outputs)
         return f"{markdown}\n\n({found})", written
     if args.table == ABLATIONS:
-        from bora.report.ablations import render_ablations
+        from bora.report.ablations_page import render_ablations
 
         markdown, written = render_ablations(outputs, out_dir, out_dir / "figures")
         return f"{markdown}\n\n(figures in {out_dir / 'figures'})", written

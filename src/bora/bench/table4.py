@@ -6,7 +6,7 @@ no download; on CUDA directly on the device). Batch and sequence length are Tabl
 (sec. 4.6, one A6000) and Math10K's cutoff of 256 tokens (``task.max_length`` of ``experiment=table4``). The methods
 are the table's rows (``conf/experiment/rows/main``) plus BoRA b=8 and PEFT's DoRA (the reference for ours). One base
 model serves them all: each method's adapters are built around its linears and swapped in for that method's steps
-(``bora.bench_swap``). A step is one batch as the trainer runs it: forward (under bf16 autocast with ``--dtype
+(``bora.bench.swap``). A step is one batch as the trainer runs it: forward (under bf16 autocast with ``--dtype
 bf16``), backward, gradient clipping, AdamW step on the adapters, zero_grad; gradient checkpointing as the model
 config sets it. Steps are interleaved round by round; a ratio is the median of the rounds' ratios. Ratios to LoRA
 stand beside the paper's (its minutes per epoch and GB over its LoRA row; blank for rows the paper lacks).
@@ -24,9 +24,9 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from bora.bench import (Case, Runtime, arch_overrides, ops_per_step, random_batch, ratio, run_interleaved,
-                        stepping_case)
-from bora.bench_swap import AdapterSet
+from bora.bench.swap import AdapterSet
+from bora.bench.timing import (Case, Runtime, arch_overrides, ops_per_step, random_batch, ratio, run_interleaved,
+                               stepping_case)
 from bora.config import load_config
 from bora.config.resolvers import method_tag
 from bora.models import build_from_arch

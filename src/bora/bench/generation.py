@@ -6,7 +6,7 @@ as one (``AdapterLayer.eval_as_lora``); this bench measures what that buys: gree
 (r=8, b=16) in its training form (the block form on a CPU), BoRA in its LoRA form, and BoRA merged into the weights,
 interleaved round by round on one decoder with random weights (timing does not depend on their values; every row
 generates exactly ``--new-tokens`` tokens). One base model serves all four: each variant's modules are swapped in around its linears
-(``bora.bench_swap``), so LLaMA-3-8B fits one GPU once. Generation runs as the project's evaluation does: base weights
+(``bora.bench.swap``), so LLaMA-3-8B fits one GPU once. Generation runs as the project's evaluation does: base weights
 in the model's dtype (``--dtype``), adapters in float32, no autocast. The training and LoRA forms must generate the same
 tokens; the last line is ``bora_eval_time_x_lora: X``, BoRA's LoRA-form generation time over LoRA's.
 """
@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from bora.adapters import adapter_layers
-from bora.bench_swap import AdapterSet
+from bora.bench.swap import AdapterSet
+from bora.bench.timing import CPU, Case, arch_overrides, ratio, run_interleaved
 from bora.config import load_config
 from bora.models import build_from_arch
 
@@ -40,8 +41,6 @@ def _adapted(base: nn.Module, overrides: list[str], seed: int) -> AdapterSet:
 
 def bench_generation(model_name: str, layers: int | None, batch: int, prompt_length: int, new_tokens: int,
                      rounds: int, warmup: int, runtime=None, vocab: int | None = None) -> pd.DataFrame:
-    from bora.bench import CPU, Case, arch_overrides, ratio, run_interleaved
-
     runtime = runtime or CPU
     overrides = [f"model={model_name}", "task=math", *arch_overrides(layers, vocab), *runtime.model_overrides()]
     model_cfg = load_config(overrides).model

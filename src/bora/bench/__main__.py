@@ -1,0 +1,5 @@
+"""``python -m bora.bench``: the same as ``bora bench``."""
+
+from bora.bench.cli import main
+
+main()
