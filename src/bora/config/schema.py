@@ -29,7 +29,6 @@ from bora.distributed import per_device_batch, world_size
 from bora.errors import BoraError
 
 
-
 class Choice(str, Enum):
     """A string choice: compares equal to its value and prints as it (``Precision.bf16 == "bf16"``)."""
 
