@@ -84,6 +84,45 @@ def test_table4_mode_reports_every_method_beside_the_papers_ratios(capsys):
     assert list(summary) == ["bora_time_x_lora", "bora_mem_x_lora", "dora_time_x_peft_dora", "dora_mem_x_peft_dora"]
 
 
+def test_table4_prints_operators_per_adapted_layer_step_and_lora_form_forces_the_gpu_form(capsys):
+    from bora.adapters import blocks
+    from bora.bench.table4 import TABLE4
+
+    before = set(blocks.LORA_FORM_DEVICES)
+    bench.main(["--table4", "--lora-form", "--model", "tiny-decoder", "--layers", "1", "--rounds", "1", "--warmup",
+                "0", "--batch", "1", "--length", "8"])
+    assert blocks.LORA_FORM_DEVICES == before  # forced for the run only
+    lines = capsys.readouterr().out.splitlines()
+    title = next(line for line in lines if line.startswith("### Table 4: "))
+    assert title.endswith(", BoRA / MELoRA in the LoRA form where b r (m + n) < m n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("### Operators per adapted layer-step"))
+    rows = {row["method"]: row for row in _markdown_rows("\n".join(lines[start:]), "method")}
+    assert list(rows) == list(TABLE4)
+    for row in rows.values():
+        forward, backward, optimizer = (int(row[phase]) for phase in ("forward", "backward", "optimizer"))
+        assert forward > 0 and backward > 0 and optimizer > 0
+        assert int(row["fwd + bwd"]) == forward + backward and int(row["total"]) == forward + backward + optimizer
+        assert row["layer"] == "model.layers.0.self_attn.q_proj"
+    # tiny-decoder's 64-wide layers are too narrow for the LoRA form (b r (m + n) >= m n): block form even so
+    assert rows["bora (r=8, b=16)"]["form"] == rows["melora (r=8, 4 blocks)"]["form"] == "block"
+    assert rows["lora (r=8)"]["form"] == "-"
+
+
+def test_update_form_names_the_form_a_block_layer_trains_through():
+    from torch import nn
+
+    from bora.adapters import blocks
+    from bora.adapters.bora import BoraLayer
+    from bora.adapters.lora import LoraLayer
+    from bora.bench.table4 import update_form
+
+    bora = BoraLayer(nn.Linear(512, 512), r=8, alpha=16, dropout=0.0, blocks=16)
+    assert update_form(bora, "cpu") == "block" and update_form(bora, "cuda") == "LoRA"
+    with blocks.lora_form_on("cpu"):
+        assert update_form(bora, "cpu") == "LoRA"
+    assert update_form(LoraLayer(nn.Linear(512, 512), r=8, alpha=16, dropout=0.0), "cpu") == "-"
+
+
 def test_cuda_without_a_cuda_device_is_a_one_line_error(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit) as exit_info:

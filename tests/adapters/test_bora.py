@@ -157,7 +157,7 @@ def test_melora_delta_weight_is_block_diagonal():
     assert torch.linalg.matrix_rank(dW, rtol=1e-6) == min(24, 16, 4 * melora.r)
 
 
-def test_all_zero_sigma_stays_finite():
+def test_all_zero_sigma_stays_finite(block_path):
     bora = layer()
     with torch.no_grad():
         bora.sigma.zero_()  # Mav(sigma) = 0
@@ -196,16 +196,80 @@ def test_sigma_initialised_like_A():
     assert bora.B.abs().max() == 0
 
 
-@pytest.mark.parametrize("with_mix", [True, False])  # BoRA, MELoRA
-def test_block_update_passes_gradcheck(with_mix, block_path):
+SWITCHES = {"melora": None, "sigma-as-given": (False, False), "w/o-norm": (True, False), "w/o-exp": (False, True),
+            "bora": (True, True)}  # (use_exp, use_norm); None: no sigma
+
+
+@pytest.mark.parametrize("switches", SWITCHES.values(), ids=SWITCHES.keys())
+def test_block_update_passes_gradcheck(switches, block_path):
+    """Gradients of the input, A, B and sigma, through Sigma = exp(sigma / Mav) and the Table 7 variants (the LoRA
+    form computes Sigma and its gradient itself)."""
     from bora.adapters.blocks import add_block_update
 
     def leaf(*shape):
         return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
 
     result, x, A, B = leaf(2, 3, 8), leaf(2, 3, 12), leaf(2, 12), leaf(8, 2)
-    mix = leaf(4, 4, 2) if with_mix else None
-    assert torch.autograd.gradcheck(lambda *t: add_block_update(*t, scaling=1.5, blocks=4), (result, x, A, B, mix))
+    sigma = None if switches is None else leaf(4, 4, 2)
+    use_exp, use_norm = switches or (False, False)
+    assert torch.autograd.gradcheck(
+        lambda *t: add_block_update(*t, scaling=1.5, blocks=4, use_exp=use_exp, use_norm=use_norm),
+        (result, x, A, B, sigma))
+
+
+def _step(adapter: nn.Module, x: torch.Tensor, monkeypatch, form: str, autocast: bool = False) -> list[torch.Tensor]:
+    """Output and gradients (input, then each trainable parameter) of one backward pass through ``form``."""
+    from bora.adapters import blocks
+
+    monkeypatch.setattr(blocks, "takes_lora_form", lambda *args: form == "lora-form")
+    adapter.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = adapter(x)
+    (out.float() * torch.linspace(-1, 1, out.numel()).view(out.shape)).square().sum().backward()
+    return [out, x.grad] + [p.grad for p in adapter.parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize("cls, switches", [(BoraLayer, s) for s in list(SWITCHES.values())[2:]]
+                         + [(BoraLayer, (False, False)), (MeloraLayer, None)])
+def test_lora_form_equals_block_form_and_delta_weight(cls, switches, monkeypatch):
+    use_exp, use_norm = switches or (True, True)
+    fields = {"name": "melora"} if cls is MeloraLayer else {"use_exp": use_exp, "use_norm": use_norm}
+    adapter = layer(cls, m=64, n=32, blocks=4, r=2, **fields)
+    adapter.base_layer.requires_grad_(False)
+    x = torch.randn(3, 5, 32)
+    lora_form, block_form = _step(adapter, x, monkeypatch, "lora-form"), _step(adapter, x, monkeypatch, "block")
+    with torch.no_grad():
+        dense = adapter.base_layer(x) + x @ adapter.delta_weight().T
+    for a, b in [*zip(lora_form, block_form, strict=True), (lora_form[0], dense)]:
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()  # float32 rounding, relative to the largest entry
+
+
+@pytest.mark.parametrize("adapter_dtype", [torch.float32, torch.bfloat16])
+def test_lora_form_under_autocast_returns_each_gradient_in_its_dtype(adapter_dtype, monkeypatch):
+    """bf16 autocast over a bf16 base: the update computes in bf16 in both forms; gradients come back in each
+    input's dtype (float32 adapters, or bf16 ones: trainer.adapter_dtype=bf16) and agree to bf16 precision."""
+    adapter = layer(BoraLayer, m=64, n=32, blocks=4, r=2)
+    adapter.base_layer.to(torch.bfloat16).requires_grad_(False)
+    adapter.to(adapter_dtype)
+    x = torch.randn(3, 5, 32).to(torch.bfloat16)
+    lora_form, block_form = _step(adapter, x, monkeypatch, "lora-form", True), \
+        _step(adapter, x, monkeypatch, "block", True)
+    assert lora_form[0].dtype == torch.bfloat16 and lora_form[1].dtype == torch.bfloat16
+    assert all(g.dtype == adapter_dtype for g in lora_form[2:])
+    for a, b in zip(lora_form, block_form, strict=True):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a.float(), b.float(), rtol=0.05, atol=0.05 * b.float().abs().max().item())
+
+
+def test_lora_form_on_forces_the_lora_form_for_a_while():
+    from bora.adapters import blocks
+
+    before = set(blocks.LORA_FORM_DEVICES)
+    x, A, B = torch.zeros(3, 128), torch.zeros(8, 128), torch.zeros(256, 8)
+    with blocks.lora_form_on("cpu"):
+        assert blocks.takes_lora_form(x, A, B, 8) and "cuda" in blocks.LORA_FORM_DEVICES
+    assert blocks.LORA_FORM_DEVICES == before and not blocks.takes_lora_form(x, A, B, 8)
 
 
 @pytest.mark.parametrize("cls, fields", [(BoraLayer, {}), (BoraLayer, {"use_exp": False}),

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bora.adapters.base import AdapterLayer, block_size, kaiming_uniform_
-from bora.adapters.blocks import add_block_update
+from bora.adapters.blocks import add_block_update, sigma_scales
 
 
 class BoraLayer(AdapterLayer):
@@ -35,19 +35,14 @@ class BoraLayer(AdapterLayer):
 
     def block_scales(self) -> torch.Tensor:
         """The diagonals of all ``Sigma_jk`` as a ``(b, b, r)`` tensor (paper eq. 5, with the Table 7 switches)."""
-        sigma = self.sigma
-        if self.use_norm:
-            mav = sigma.abs().mean()
-            # Mav = 0 only if sigma is all zeros; dividing by 1 then keeps Sigma = exp(0) = I (plain LoRA) and the
-            # gradient finite, where a tiny floor would blow it up by 1 / floor.
-            sigma = sigma / torch.where(mav > 0, mav, torch.ones_like(mav))
-        return sigma.exp() if self.use_exp else sigma
+        return sigma_scales(self.sigma, self.use_exp, self.use_norm)
 
     def update(self, x: torch.Tensor) -> torch.Tensor:
         return self.add_update(x.new_zeros(*x.shape[:-1], self.out_features), x)
 
     def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return add_block_update(result, x, self.A, self.B, self.block_scales(), self.scaling, self.blocks)
+        return add_block_update(result, x, self.A, self.B, self.sigma, self.scaling, self.blocks, use_exp=self.use_exp,
+                                use_norm=self.use_norm)
 
     def delta_weight(self) -> torch.Tensor:
         b, r = self.blocks, self.r

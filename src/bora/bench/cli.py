@@ -8,10 +8,12 @@ The command line of ``bora bench`` (the line above is its ``--help`` description
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 import torch
 
+from bora.adapters import blocks
 from bora.bench.timing import DTYPES, METHODS, Runtime, check_device
 from bora.errors import run_tool
 
@@ -60,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared machine a descheduled second OpenMP thread "
                              "stalls every small op, which swamps the ratios; 0 = torch's choice)")
+    parser.add_argument("--lora-form", action="store_true",
+                        help="BoRA and MELoRA train through the rank-b r LoRA form on --device too (bora.adapters."
+                             "blocks.LORA_FORM_DEVICES; default: on cuda only): a GPU's code path, run and counted "
+                             "(--table4's operators per adapted layer-step) on a CPU")
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--skip-model", action="store_true")
     parser.add_argument("--table4", action="store_true",
@@ -88,6 +94,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _bench(args) -> None:
+    with blocks.lora_form_on(args.device) if args.lora_form else contextlib.nullcontext():
+        _run_bench(args)
+
+
+def _run_bench(args) -> None:
     check_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)

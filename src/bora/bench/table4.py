@@ -9,7 +9,10 @@ model serves them all: each method's adapters are built around its linears and s
 (``bora.bench.swap``). A step is one batch as the trainer runs it: forward (under bf16 autocast with ``--dtype
 bf16``), backward, gradient clipping, AdamW step on the adapters, zero_grad; gradient checkpointing as the model
 config sets it. Steps are interleaved round by round; a ratio is the median of the rounds' ratios. Ratios to LoRA
-stand beside the paper's (its minutes per epoch and GB over its LoRA row; blank for rows the paper lacks).
+stand beside the paper's (its minutes per epoch and GB over its LoRA row; blank for rows the paper lacks). A second
+table gives each method's operators per adapted layer-step (its first adapted layer alone, forward, backward and AdamW:
+``bench.timing.layer_ops_per_step``) and the form BoRA and MELoRA train through (``--lora-form``: the LoRA form that
+GPUs take, on a CPU too).
 
 Targets (issue 12): BoRA (r=8, b=16) <= 1.01x LoRA's step time and <= 1.005x its peak memory (paper: 1.005x,
 1.003x); our DoRA no slower and no larger than PEFT's. The last lines give each as ``name: value``.
@@ -24,9 +27,12 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
+from bora.adapters import blocks
+from bora.adapters.bora import BoraLayer
+from bora.adapters.melora import MeloraLayer
 from bora.bench.swap import AdapterSet
-from bora.bench.timing import (Case, Runtime, arch_overrides, ops_per_step, random_batch, ratio, run_interleaved,
-                               stepping_case)
+from bora.bench.timing import (LAYER_OPS, Case, Runtime, arch_overrides, layer_ops_per_step, ops_per_step,
+                               random_batch, ratio, run_interleaved, stepping_case)
 from bora.config import load_config
 from bora.config.resolvers import method_tag
 from bora.models import build_from_arch
@@ -84,7 +90,7 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
     def run(module):
         return module(**inputs).loss
 
-    cases, tags, params = [], {}, {}
+    cases, tags, params, layer_ops = [], {}, {}, {}
     for label, method_overrides in TABLE4.items():
         method_cfg = load_config([*overrides, *method_overrides])
         torch.manual_seed(0)
@@ -93,6 +99,9 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
         tags[label] = method_tag(OmegaConf.to_container(method_cfg.method, resolve=True))
         # the host holds the frozen linears and the adapters: its trainable parameters are the adapters', once each
         params[label] = sum(p.numel() for p in adapters.host.parameters() if p.requires_grad)
+        first = adapters.names[0]  # one adapted layer alone (a copy): its operators do not depend on the tokens
+        layer_ops[label] = {"layer": first, "form": update_form(adapters.modules[first], runtime.device),
+                            **layer_ops_per_step(adapters.modules[first], runtime, trainer_cfg=method_cfg.trainer)}
         cases.append(stepping_case(label, base, adapters.host, run, list(inputs.values()), runtime,
                                    trainer_cfg=method_cfg.trainer, enter=adapters.install, leave=adapters.remove))
     run_interleaved(cases, rounds, warmup, runtime=runtime)
@@ -100,13 +109,25 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
         + (f", vocabulary {vocab}" if vocab else "")
     setting = (f"batch {batch} x {length} tokens, targets {cfg.method.targets}, {runtime.device}, base "
                f"{cfg.model.dtype}" + (", bf16 autocast" if runtime.dtype == "bf16" else "")
-               + f", gradient checkpointing {'on' if checkpointing else 'off'}, {rounds} rounds")
+               + f", gradient checkpointing {'on' if checkpointing else 'off'}, {rounds} rounds"
+               + (", BoRA / MELoRA in the LoRA form where b r (m + n) < m n"
+                  if runtime.device in blocks.LORA_FORM_DEVICES else ", BoRA / MELoRA in the block form"))
     ops = {case.name: ops_per_step(case) for case in cases}
-    return report_table4(f"Table 4: {name}, {setting}", cases, tags, params, paper_ratios(cfg.method.targets), ops)
+    return report_table4(f"Table 4: {name}, {setting}", cases, tags, params, paper_ratios(cfg.method.targets), ops,
+                         layer_ops)
+
+
+def update_form(layer, device: str) -> str:
+    """Which form a BoRA or MELoRA layer trains through on ``device`` (``bora.adapters.blocks``); "-" for others."""
+    if not isinstance(layer, (BoraLayer, MeloraLayer)):
+        return "-"
+    lora_form = device in blocks.LORA_FORM_DEVICES and blocks.lora_form_fits(layer.A, layer.B, layer.blocks)
+    return "LoRA" if lora_form else "block"
 
 
 def report_table4(title: str, cases: list[Case], tags: dict[str, str], params: dict[str, int],
-                  paper: dict[str, dict[str, float]], ops: dict[str, int]) -> pd.DataFrame:
+                  paper: dict[str, dict[str, float]], ops: dict[str, int],
+                  layer_ops: dict[str, dict] | None = None) -> pd.DataFrame:
     by_name = {c.name: c for c in cases}
     lora = by_name[LORA]
     rows = []
@@ -125,9 +146,25 @@ def report_table4(title: str, cases: list[Case], tags: dict[str, str], params: d
                                                                   ".4g", ".4f", ".4f")))
     print("\nops / step: ATen operators one step dispatches (views excluded). Where the host launching kernels bounds "
           "a step (a small batch on a fast GPU), every extra operator costs time that the flops do not show.")
+    if layer_ops:
+        print_layer_ops(layer_ops)
     print()
     for line, (case, reference, attr, bound) in TARGETS.items():
         value = ratio(by_name[case], by_name[reference], "wall") if attr == "time" else \
             by_name[case].peak_mb / by_name[reference].peak_mb
         print(f"{line}: {value:.4f}  (target <= {bound}: {'met' if value <= bound else 'MISSED'})")
     return frame
+
+
+def print_layer_ops(layer_ops: dict[str, dict]) -> None:
+    """The operators of one adapted layer-step per method (``timing.layer_ops_per_step``), as a table."""
+    rows = [{"method": label, "layer": counts["layer"], "form": counts["form"],
+             **{phase: counts[phase] for phase in LAYER_OPS},
+             "fwd + bwd": counts["forward"] + counts["backward"], "total": sum(counts[p] for p in LAYER_OPS)}
+            for label, counts in layer_ops.items()]
+    print("\n### Operators per adapted layer-step (one layer alone; views excluded)\n")
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    print("\nforward: the frozen base, dropout and the update; backward: to the input and the adapter's parameters; "
+          "optimizer: AdamW on the layer's parameters alone (on a CPU a loop of 9 operators per parameter; on a GPU "
+          "foreach AdamW groups all the model's parameters, so its share per layer is far smaller). form: the update "
+          "form BoRA / MELoRA train through here (bora.adapters.blocks; --lora-form forces the LoRA form).")

@@ -1,6 +1,7 @@
 """What every bench shares: where steps run (``Runtime``), one method's steps (``Case``), timing them interleaved
 round by round (``run_interleaved``), a step's peak memory (``step_peak_bytes``), its operator count
-(``ops_per_step``), ratios over rounds and the Markdown report, and the configs and inputs of the benched models.
+(``ops_per_step``; one adapted layer's alone, by phase: ``layer_ops_per_step``), ratios over rounds and the Markdown
+report, and the configs and inputs of the benched models.
 
 A step's wall time is read between ``Runtime.sync`` calls (``torch.cuda.synchronize()`` on CUDA), with its CPU
 time beside it; a ratio is the median over rounds of that round's ratio, so machine load hits every method alike.
@@ -9,6 +10,7 @@ time beside it; a ratio is the median over rounds of that round's ratio, so mach
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import random
 import statistics
@@ -101,7 +103,8 @@ class OpCounter(TorchDispatchMode):
     """Counts the ATen operators dispatched while it is active, views excluded (they launch no kernel). On a GPU a
     small step is bound by the host launching kernels, and every op costs launch time whatever its size, so this
     count shows a cost there that flops do not. It depends on the device only where the code does (BoRA and MELoRA
-    take the block form on a CPU, the LoRA form on a GPU: ``bora.adapters.blocks``). Counted on CPUs so far."""
+    take the block form on a CPU, the LoRA form on a GPU: ``bora.adapters.blocks``; ``bora bench --lora-form`` runs
+    the LoRA form on a CPU too). Counted on CPUs so far."""
 
     def __init__(self):
         super().__init__()
@@ -124,6 +127,51 @@ def ops_per_step(case: Case) -> int:
     return counter.count
 
 
+def adamw(params: list[torch.Tensor], trainer_cfg=None) -> torch.optim.AdamW:
+    """AdamW with the trainer's settings (``trainer_cfg``), else at lr 1e-4."""
+    if trainer_cfg is None:
+        return torch.optim.AdamW(params, lr=1e-4)
+    tc = trainer_cfg
+    return torch.optim.AdamW(params, lr=tc.lr, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps,
+                             weight_decay=tc.weight_decay)
+
+
+LAYER_OPS = ("forward", "backward", "optimizer")
+
+
+def layer_ops_per_step(layer: nn.Module, runtime: Runtime = CPU, tokens: int = 16, trainer_cfg=None) -> dict[str, int]:
+    """The non-view ATen operators of one training step of one adapted layer alone (a copy of ``layer``), by phase:
+    ``forward`` (the frozen base, dropout, the update, under the runtime's autocast, on a ``(tokens, n)`` input in
+    the base weight's dtype; a model's 3-D input adds one operator to the base's ``linear``, for every method),
+    ``backward`` (from an upstream gradient to the input and the adapter's parameters) and ``optimizer`` (AdamW's
+    step on the layer's trainable parameters alone: on a CPU a loop of 9 operators per parameter, plus 2 profiler
+    marks; on a GPU AdamW's foreach implementation runs one set of operators per step for all the model's
+    parameters, so its share per layer is far smaller there). Counted on a second step: the first builds AdamW's
+    state. Gradient clipping and zero_grad are left out (one set of operators per step for the whole model). The
+    counts do not depend on ``tokens``."""
+    layer = copy.deepcopy(layer).train()
+    layer.base_layer.requires_grad_(False)  # frozen, as ``inject`` leaves it
+    params = [p for p in layer.parameters() if p.requires_grad]
+    optimizer = adamw(params, trainer_cfg)
+    weight = layer.base_layer.weight
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(tokens, layer.base_layer.in_features, generator=generator).to(weight.device, weight.dtype)
+    x.requires_grad_()
+    counts = {}
+    for _ in range(2):  # the counts of the second step stay
+        x.grad = None
+        with OpCounter() as forward, runtime.autocast():
+            out = layer(x)
+        grad = torch.randn(out.shape, generator=generator).to(out.device, out.dtype)
+        with OpCounter() as backward:
+            out.backward(grad)
+        with OpCounter() as step:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        counts = {"forward": forward.count, "backward": backward.count, "optimizer": step.count}
+    return counts
+
+
 def method_config(label: str, model: str, task: str):
     return load_config([f"model={model}", f"task={task}", *METHODS[label]]).method
 
@@ -143,12 +191,8 @@ def stepping_case(label: str, module: nn.Module, adapters: nn.Module, run: Calla
     with ``trainer_cfg`` the trainer's gradient clipping and AdamW settings (else AdamW at lr 1e-4), the optimizer
     step (and AdaLoRA's allocation), zero_grad."""
     params = [p for p in adapters.parameters() if p.requires_grad]
-    optimizer, clip = torch.optim.AdamW(params, lr=1e-4), None
-    if trainer_cfg is not None:
-        tc = trainer_cfg
-        optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps,
-                                      weight_decay=tc.weight_decay)
-        clip = tc.max_grad_norm or None
+    optimizer = adamw(params, trainer_cfg)
+    clip = None if trainer_cfg is None else trainer_cfg.max_grad_norm or None
     counter = {"step": 0}
 
     def step() -> None:
