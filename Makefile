@@ -95,9 +95,11 @@ list:
 	@echo "reproduce-cpu-ablations: $(foreach e,$(ABLATIONS),bora.train -m experiment=$(e);) bora.tables --table cpu-ablations --outputs results"
 	@$(OFFLINE) $(PY) -m bora.plan --summaries $(subst $(space),$(comma),$(EXPERIMENTS) $(foreach t,$(STUDIES),$(SWEEPS_$(t))) $(ABLATIONS) smoke smoke-llm)
 
-## The test suite (offline; under 15 minutes on 2 CPU cores).
+## The test suite (offline; under 15 minutes on 2 CPU cores): one pytest-xdist worker per core (TEST_WORKERS), one
+## torch thread each (more threads than cores stall OpenMP); tests sharing a costly fixture run on one worker.
+TEST_WORKERS ?= auto
 test: install
-	$(OFFLINE) $(PY) -m pytest -q --durations=20
+	$(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 ## Execute the notebook (default notebooks/tables.ipynb) in place, headless, on the runs under OUTPUTS (default
 ## outputs; e.g. after make smoke).

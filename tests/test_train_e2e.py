@@ -299,7 +299,9 @@ def test_local_launcher_runs_sweep_jobs_side_by_side(tmp_path):
 
 def _launch(processes: int, args: list[str], outputs: Path) -> dict:
     """One run with 1 process, or with ``processes`` data-parallel ranks (torchrun, gloo on CPUs); its record."""
-    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
+    # --standalone: a free port of its own, so two of these on two test workers never meet
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    launcher = launcher if processes > 1 else []
     proc = subprocess.run([sys.executable, *launcher, "-m", "bora.train", *args], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "BORA_OUTPUT_DIR": str(outputs)})
     assert proc.returncode == 0, proc.stderr[-3000:]
