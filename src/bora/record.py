@@ -67,6 +67,9 @@ class TrainStats(_Part):
     examples: int
     mean_loss: Optional[float]  # over every step of the run, resumed attempts included
     resumed_from: Optional[str] = None
+    # trainer.compile: backend, mode, graph breaks, graphs compiled, compile seconds, first and later step times
+    # (bora.training.CompileProbe); None for an eager run
+    compile: Optional[dict[str, Any]] = None
     loss_history: list[LossPoint] = []
     validation: Optional[Validation] = None  # task.val_size > 0 only
 

@@ -181,7 +181,8 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     from bora.adapters.stats import adapter_stats
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
-    from bora.training import AdapterStepHook, AdapterTrainer, mean_loss, training_arguments, use_own_logging
+    from bora.training import (AdapterStepHook, AdapterTrainer, CompileProbe, mean_loss, training_arguments,
+                               use_own_logging)
 
     notices: list[str] = []
     task = build_task(cfg.task)
@@ -197,6 +198,10 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     model = load_model(cfg.model, num_labels=task.num_labels)
     if cfg.model.kind == "decoder" and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.trainer.compile and cfg.model.kind == "encoder" and getattr(model.config, "problem_type", 0) is None:
+        # what a sequence-classification head sets at its first forward (our labels: class ids, or one score);
+        # set there, it fails a guard of the compiled graph and compiles the whole model a second time
+        model.config.problem_type = "regression" if task.num_labels == 1 else "single_label_classification"
     adapted = inject(model, cfg.method, cfg.model.targets, total_steps=_total_steps(cfg, args, len(train_data)))
     notices += oversized_rank(model, cfg.method.r)
     cast_adapters(model, cfg.trainer.adapter_dtype)
@@ -211,13 +216,16 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("adapted %d modules; adapter params %d; trainable incl. head %d", len(adapted), adapter_params, trainable)
 
+    # trainer.compile: HF compiles the model it trains (trainer.model_wrapped); `model` itself stays eager for
+    # evaluation and generation below
+    probe = CompileProbe(args.torch_compile_backend, args.torch_compile_mode) if args.torch_compile else None
     trainer = AdapterTrainer(
         model=model,
         args=args,
         train_dataset=train_data,
         eval_dataset=val_data,
         data_collator=task.data_collator(tokenizer),
-        callbacks=[AdapterStepHook(model), control],
+        callbacks=[AdapterStepHook(model), control, *([probe] if probe else [])],
         max_loss_ratio=cfg.trainer.max_loss_ratio,
     )
     use_own_logging(trainer)
@@ -234,6 +242,12 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
         raise Interrupted(control.signum, trainer.state.global_step)
     peak_train = memory.peak()
     _check_finite_weights(model, trainer.state.global_step)
+    compiled = probe.summary() if probe else None
+    if probe:
+        probe.close()
+        say(f"compiled ({compiled['backend']}, mode {compiled['mode'] or 'default'}): {compiled['compile_s']} s "
+            f"compiling, {compiled['graph_breaks']} graph breaks, {compiled['graphs']} graphs; first step "
+            f"{compiled['first_step_s']} s, later steps {compiled['later_step_s']} s")
 
     if cfg.save_adapter and is_main_process():
         from bora.adapters import save_adapters
@@ -279,6 +293,7 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
             "examples": len(train_data),
             "mean_loss": mean_loss(trainer.state.log_history),
             "resumed_from": str(checkpoint) if checkpoint else None,
+            "compile": compiled,
             "loss_history": [{"step": e["step"], "loss": e["loss"], "grad_norm": e.get("grad_norm")}
                              for e in history],
             # task.val_size: the held-out loss at each checkpoint, and the checkpoint training ended on

@@ -18,6 +18,8 @@ import logging
 import math
 import os
 import signal
+import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -348,4 +350,93 @@ def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precisio
         use_cpu=t.device == "cpu" or (precision == "bf16" and not gpu),
         ddp_find_unused_parameters=False,  # every adapter parameter takes part in every step
         disable_tqdm=side_by_side(),
+        **compile_arguments(t, gpu),
     )
+
+
+def compile_arguments(t, gpu: bool) -> dict:
+    """``trainer.compile*`` as HF's ``torch_compile`` arguments: accelerate wraps the model it trains in
+    ``torch.compile`` (``Trainer.model_wrapped``); ``Trainer.model``, which evaluation and generation use, stays the
+    eager module. HF turns TF32 matmuls on for a compiled run on a GPU (``enable_tf32``, process-wide), which would
+    change the maths of a float32 run: ``tf32=False`` keeps torch's default (IEEE float32 matmuls), as eager runs."""
+    if not t.compile:
+        return {}
+    import torch._dynamo
+
+    backend = str(t.compile_backend)
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise BoraError(f"trainer.compile_backend={backend!r} is not a torch.compile backend; use one of "
+                        f"{', '.join(sorted(known))}")
+    return {"torch_compile": True, "torch_compile_backend": backend, "torch_compile_mode": t.compile_mode,
+            "tf32": False if gpu else None}
+
+
+class CompileProbe(TrainerCallback):
+    """What compiling cost a run (``trainer.compile``): the wall time of each optimizer step, and torch._dynamo's
+    counters over the run: graph breaks (each break splits the captured graph and leaves the code between in eager
+    Python), graphs compiled (recompilations included) and the time dynamo and the backend spent compiling.
+
+    ``torch._dynamo.reset()`` at the start: compiled code is cached per code object, and after
+    ``torch._dynamo.config.recompile_limit`` (8) entries for one frame dynamo silently runs it eagerly, which a sweep
+    of runs in one process (or a test session) would reach."""
+
+    def __init__(self, backend: str, mode: str | None):
+        import torch._dynamo
+        from torch._dynamo.utils import counters
+
+        torch._dynamo.reset()
+        counters.clear()
+        self.backend, self.mode = backend, mode
+        self.counters = counters
+        self.before = self._snapshot()
+        self.steps: list[float] = []
+        self._started: float | None = None
+
+    def _snapshot(self) -> dict[str, float]:
+        try:
+            from torch._dynamo.utils import calculate_time_spent
+
+            seconds = calculate_time_spent().get("total_wall_time", 0.0)
+        except (ImportError, AttributeError):  # a private helper: absent in some torch version
+            seconds = float("nan")
+        return {"graph_breaks": sum(self.counters["graph_break"].values()),
+                "graphs": self.counters["stats"]["unique_graphs"], "compile_s": seconds}
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._started is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.steps.append(time.perf_counter() - self._started)
+            self._started = None
+
+    def close(self) -> None:
+        """Drop the compiled code once training is done: its graphs hold the trained model (evaluation runs the
+        eager module), and the next run of a sweep in this process compiles its own."""
+        import torch._dynamo
+
+        torch._dynamo.reset()
+
+    def summary(self) -> dict:
+        """The record's ``train.compile``: settings, graph breaks and graphs, compile seconds (dynamo's own count,
+        tracing and code generation, forward and backward) and the first step's wall time beside the median of the
+        later half's (their difference is the compile time as a run feels it)."""
+        now = self._snapshot()
+        seconds = now["compile_s"] - self.before["compile_s"]
+        # the later half: the second step often recompiles (padded batches change the sequence length, and dynamo
+        # then compiles a graph for dynamic shapes)
+        later = statistics.median(self.steps[max(1, len(self.steps) // 2):]) if len(self.steps) > 1 else None
+        return {
+            "backend": self.backend, "mode": self.mode,
+            "graph_breaks": int(now["graph_breaks"] - self.before["graph_breaks"]),
+            "graphs": int(now["graphs"] - self.before["graphs"]),
+            "compile_s": round(seconds, 3) if math.isfinite(seconds) else None,
+            "first_step_s": round(self.steps[0], 3) if self.steps else None,
+            "later_step_s": round(later, 4) if later is not None else None,
+            # the first line of each distinct reason (dynamo's own text runs on with hints and links)
+            "break_reasons": sorted({reason.strip().splitlines()[0][:200] for reason in self.counters["graph_break"]
+                                     if reason.strip()})[:10],
+        }

@@ -189,3 +189,34 @@ def test_counts_below_one_are_refused_before_anything_runs(args, expected, capsy
     with pytest.raises(SystemExit) as exit_info:
         bench.main(args)
     assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_table4_compile_times_each_method_eager_beside_compiled(capsys, monkeypatch):
+    from bora.bench import table4
+
+    # three of the rows (the compiled half compiles each method once); aot_eager: graph capture without code
+    # generation, a second or two per method on a CPU (inductor's C++ build takes tens of seconds)
+    rows = (table4.LORA, "melora (r=8, 4 blocks)", table4.BORA)
+    monkeypatch.setattr(table4, "TABLE4", {label: table4.TABLE4[label] for label in rows})
+    monkeypatch.setattr(table4, "TARGETS", {k: v for k, v in table4.TARGETS.items() if k.startswith("bora_")})
+    bench.main(["--table4", "--compile", "--compile-backend", "aot_eager", "--model", "tiny-decoder", "--layers", "1",
+                "--rounds", "2", "--warmup", "0", "--batch", "1", "--length", "8"])
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("### torch.compile (aot_eager, mode default) vs "
+                                                                       "eager: tiny-decoder (1 layer)"))
+    compiled = {row["method"]: row for row in _markdown_rows("\n".join(lines[start:]), "method")}
+    assert list(compiled) == list(rows)
+    for row in compiled.values():
+        assert float(row["eager ms"]) > 0 and float(row["compiled ms"]) > 0 and float(row["compile s"]) > 0
+        assert int(row["graph breaks"]) == 0 and int(row["graphs"]) == 1  # our layers trace whole
+    assert float(compiled[table4.LORA]["compiled ms x lora compiled"]) == 1.0
+    name, value = lines[-1].split(": ")
+    assert name == "bora_compiled_time_x_eager" and float(value) == float(compiled[table4.BORA]["compiled x eager"])
+    assert [line.split(":")[0] for line in lines if line.startswith("compiled ")] == [f"compiled {r}" for r in rows]
+
+
+def test_compile_needs_the_table4_bench(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--compile", "--skip-layers"])
+    assert exit_info.value.code == 2 and "add --table4" in capsys.readouterr().err

@@ -73,6 +73,13 @@ def compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return x.dtype if x.dtype == weight.dtype else torch.promote_types(x.dtype, weight.dtype)
 
 
+def _per_block(width: int) -> bool:
+    """Whether wide blocks are written one by one into column slices of one tensor (``out=``), which saves the
+    full-size temporary; under ``torch.compile`` the batched form instead, since dynamo cannot trace ``out=`` into a
+    strided slice and would break the graph in every adapted layer (the compiler plans the memory itself)."""
+    return width >= PER_BLOCK_MIN_WIDTH and not torch.compiler.is_compiling()
+
+
 def _blocks(A: torch.Tensor, B: torch.Tensor, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``A_k`` as ``(b, r, n/b)`` and ``B_j`` as ``(b, m/b, r)`` (views)."""
     (r, n), (m, _) = A.shape, B.shape
@@ -100,7 +107,7 @@ class _BlockUpdate(torch.autograd.Function):
             a_blocks, b_blocks = _blocks(A_c, B_c, blocks)
             _, hidden = _hidden(x_c, a_blocks, mix_c, scaling)
             width = B.shape[0] // blocks
-            if width >= PER_BLOCK_MIN_WIDTH:
+            if _per_block(width):
                 out = torch.empty_like(result)
                 for j in range(blocks):  # out_j = result_j + h_j B_j^T, written in place
                     cols = slice(j * width, (j + 1) * width)
@@ -152,7 +159,7 @@ def _through_mix(grad_hidden, p, mix, scaling, need_mix: bool):
 def _input_grad(grad_p, a_blocks, x):
     """``dL/dx_k = dL/dp_k^T A_k`` for every block, as one ``(T, n)`` tensor."""
     blocks, width = a_blocks.shape[0], a_blocks.shape[2]
-    if width < PER_BLOCK_MIN_WIDTH:
+    if not _per_block(width):
         return torch.bmm(grad_p.transpose(1, 2), a_blocks).transpose(0, 1).reshape(x.shape)
     grad_x = x.new_empty(x.shape)
     for k in range(blocks):

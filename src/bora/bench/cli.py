@@ -66,6 +66,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="BoRA and MELoRA train through the rank-b r LoRA form on --device too (bora.adapters."
                              "blocks.LORA_FORM_DEVICES; default: on cuda only): a GPU's code path, run and counted "
                              "(--table4's operators per adapted layer-step) on a CPU")
+    parser.add_argument("--compile", action="store_true",
+                        help="--table4: every method eager and through torch.compile of the whole model (as "
+                             "trainer.compile), interleaved; prints compiled / eager per method, compile time and "
+                             "graph breaks; last line bora_compiled_time_x_eager: X")
+    parser.add_argument("--compile-backend", default="inductor",
+                        help="--compile: the torch.compile backend (default inductor; aot_eager: graph capture and "
+                             "AOTAutograd without code generation, quick on a CPU)")
+    parser.add_argument("--compile-mode", default=None,
+                        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                        help="--compile: the torch.compile mode (default: torch's; reduce-overhead: CUDA graphs)")
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--skip-model", action="store_true")
     parser.add_argument("--table4", action="store_true",
@@ -89,6 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.methods and (args.table4 or args.eval or args.decoding):
         parser.error("--methods picks the methods of the default bench only; --table4, --eval and --decoding "
                      "measure their own fixed set: drop --methods")
+    if (args.compile or args.compile_mode or args.compile_backend != "inductor") and not args.table4:
+        parser.error("--compile (and --compile-backend, --compile-mode) times the --table4 bench compiled: "
+                     "add --table4")
     args.methods = args.methods or list(METHODS)
     run_tool(lambda: _bench(args))
 
@@ -108,11 +121,13 @@ def _run_bench(args) -> None:
     print(f"torch {torch.__version__}, {where}, load average before: "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
     if args.table4:
-        from bora.bench.table4 import bench_table4
+        from bora.bench.table4 import Compile, bench_table4
 
         dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+        compiling = args.compile or args.compile_mode or args.compile_backend != "inductor"
         bench_table4(args.model or "llama-3-8b", args.rounds, args.warmup, Runtime(args.device, dtype),
-                     layers=args.layers, vocab=args.vocab, batch=args.batch, length=args.length)
+                     layers=args.layers, vocab=args.vocab, batch=args.batch, length=args.length,
+                     compile_settings=Compile(args.compile_backend, args.compile_mode) if compiling else None)
         return
     batch, length = args.batch or 8, args.length or 64
     if args.decoding:

@@ -16,12 +16,19 @@ GPUs take, on a CPU too).
 
 Targets (issue 12): BoRA (r=8, b=16) <= 1.01x LoRA's step time and <= 1.005x its peak memory (paper: 1.005x,
 1.003x); our DoRA no slower and no larger than PEFT's. The last lines give each as ``name: value``.
+
+``--compile`` (issue 22): then every method once more, eager and through ``torch.compile`` of the whole model (what
+``trainer.compile`` does: forward and backward compiled, the optimizer step eager), the two interleaved round by
+round, one method after another on a fresh dynamo state (``compiled_pair``). A third table gives each method's compiled
+step time over its eager one, the compile time (the first compiled step's wall time less the median compiled step)
+and the graph breaks and graphs dynamo compiled for it; the last line is ``bora_compiled_time_x_eager: X``.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -68,8 +75,83 @@ def paper_ratios(targets: str) -> dict[str, dict[str, float]]:
             for _, row in table.iterrows()}
 
 
+@dataclass(frozen=True)
+class Compile:
+    """``--compile``: ``torch.compile``'s backend and mode (None: torch's default mode)."""
+
+    backend: str = "inductor"
+    mode: str | None = None
+
+
+@dataclass
+class CompileWatch:
+    """What compiling cost one method: its first compiled step's wall time, and the graph breaks and graphs dynamo
+    compiled for it (read around its steps, outside the timed region)."""
+
+    first_s: float | None = None
+    graph_breaks: int = 0
+    graphs: int = 0
+    _before: tuple[int, int] = (0, 0)
+
+    @staticmethod
+    def counts() -> tuple[int, int]:
+        from torch._dynamo.utils import counters
+
+        return sum(counters["graph_break"].values()), counters["stats"]["unique_graphs"]
+
+    def enter(self) -> None:
+        self._before = self.counts()
+
+    def leave(self) -> None:
+        breaks, graphs = self.counts()
+        self.graph_breaks += breaks - self._before[0]
+        self.graphs += graphs - self._before[1]
+
+    def timed_first(self, step, runtime: Runtime):
+        def first_timed() -> None:
+            if self.first_s is not None:
+                return step()
+            runtime.sync()
+            start = time.perf_counter()
+            step()
+            runtime.sync()
+            self.first_s = time.perf_counter() - start
+        return first_timed
+
+
+def compiled_pair(label: str, base: torch.nn.Module, adapters: AdapterSet, run, inputs: list[torch.Tensor],
+                  runtime: Runtime, trainer_cfg, settings: Compile) -> tuple[Case, Case, CompileWatch]:
+    """One method eager and compiled (``torch.compile(base)``), on a fresh dynamo state. Each method gets its own:
+    compiled code is cached per code object (transformers' decorators share one), and with every method's graphs in
+    one cache, once PEFT's DoRA (graph breaks) had compiled, the other methods' compiled steps recompiled nested frames
+    at every call and ran at 80-130x their eager time (measured on the tiny decoder)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    watch = CompileWatch()
+    compiled = torch.compile(base, backend=settings.backend, mode=settings.mode)
+
+    def enter():
+        adapters.install()
+        watch.enter()
+
+    def leave():
+        watch.leave()
+        adapters.remove()
+
+    eager = stepping_case(label, base, adapters.host, run, inputs, runtime, trainer_cfg=trainer_cfg,
+                          enter=adapters.install, leave=adapters.remove)
+    case = stepping_case(f"{label} compiled", compiled, adapters.host, run, inputs, runtime, trainer_cfg=trainer_cfg,
+                         enter=enter, leave=leave)
+    case.step = watch.timed_first(case.step, runtime)
+    return eager, case, watch
+
+
 def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, layers: int | None = None,
-                 vocab: int | None = None, batch: int | None = None, length: int | None = None) -> pd.DataFrame:
+                 vocab: int | None = None, batch: int | None = None, length: int | None = None,
+                 compile_settings: Compile | None = None) -> pd.DataFrame:
     overrides = ["experiment=table4", f"model={model_name}", *arch_overrides(layers, vocab),
                  *runtime.model_overrides()]
     cfg = load_config(overrides)
@@ -77,6 +159,10 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
     start = time.perf_counter()
     base = build_from_arch(cfg.model, device=runtime.device)
     base.requires_grad_(False)
+    if cfg.model.kind == "encoder" and base.config.problem_type is None:
+        # what the head sets at its first forward (the batch's labels are class ids); set then, it would fail a guard
+        # of the compiled graph (--compile) and compile every method twice
+        base.config.problem_type = "single_label_classification"
     checkpointing = bool(cfg.trainer.gradient_checkpointing)
     if checkpointing:  # as the trainer: recompute activations; the frozen embeddings still pass gradients on
         base.gradient_checkpointing_enable()
@@ -90,7 +176,7 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
     def run(module):
         return module(**inputs).loss
 
-    cases, tags, params, layer_ops = [], {}, {}, {}
+    cases, tags, params, layer_ops, method_sets = [], {}, {}, {}, {}
     for label, method_overrides in TABLE4.items():
         method_cfg = load_config([*overrides, *method_overrides])
         torch.manual_seed(0)
@@ -104,6 +190,7 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
                             **layer_ops_per_step(adapters.modules[first], runtime, trainer_cfg=method_cfg.trainer)}
         cases.append(stepping_case(label, base, adapters.host, run, list(inputs.values()), runtime,
                                    trainer_cfg=method_cfg.trainer, enter=adapters.install, leave=adapters.remove))
+        method_sets[label] = (adapters, method_cfg.trainer)
     run_interleaved(cases, rounds, warmup, runtime=runtime)
     name = cfg.model.name + (f" ({layers} layer{'s' * (layers > 1)})" if layers else "") \
         + (f", vocabulary {vocab}" if vocab else "")
@@ -113,8 +200,47 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
                + (", BoRA / MELoRA in the LoRA form where b r (m + n) < m n"
                   if runtime.device in blocks.LORA_FORM_DEVICES else ", BoRA / MELoRA in the block form"))
     ops = {case.name: ops_per_step(case) for case in cases}
-    return report_table4(f"Table 4: {name}, {setting}", cases, tags, params, paper_ratios(cfg.method.targets), ops,
-                         layer_ops)
+    frame = report_table4(f"Table 4: {name}, {setting}", cases, tags, params, paper_ratios(cfg.method.targets), ops,
+                          layer_ops)
+    if compile_settings:
+        settings = compile_settings
+        title = f"torch.compile ({settings.backend}, mode {settings.mode or 'default'}) vs eager: {name}, {setting}"
+        print(f"\n{title}: each method eager and compiled, interleaved, {rounds} rounds", flush=True)
+        rows = []
+        for label, (adapters, trainer_cfg) in method_sets.items():
+            eager, compiled, watch = compiled_pair(label, base, adapters, run, list(inputs.values()), runtime,
+                                                   trainer_cfg, settings)
+            run_interleaved([eager, compiled], rounds, max(warmup, 1), runtime=runtime)  # 1st compiled step: untimed
+            rows.append(compiled_row(eager, compiled, watch))
+            print(f"compiled {label}: {rows[-1]['compiled x eager']:.4f}x eager, {rows[-1]['compile s']:.1f} s "
+                  f"compiling, {watch.graph_breaks} graph breaks", flush=True)
+        report_compiled(title, rows)
+    return frame
+
+
+def compiled_row(eager: Case, compiled: Case, watch: CompileWatch) -> dict:
+    step = statistics.median(compiled.wall)
+    return {"method": eager.name, "eager ms": 1000 * statistics.median(eager.wall), "compiled ms": 1000 * step,
+            "compiled x eager": ratio(compiled, eager, "wall"),
+            "compiled mem x eager": compiled.peak_mb / eager.peak_mb,
+            "compile s": (watch.first_s or 0.0) - step, "graph breaks": watch.graph_breaks, "graphs": watch.graphs}
+
+
+def report_compiled(title: str, rows: list[dict]) -> pd.DataFrame:
+    """Each method's compiled step beside its eager one (the two interleaved in the same rounds)."""
+    frame = pd.DataFrame(rows)
+    lora = frame.set_index("method").loc[LORA, "compiled ms"]
+    frame.insert(4, "compiled ms x lora compiled", frame["compiled ms"] / lora)
+    print(f"\n### {title}\n")
+    print(frame.to_markdown(index=False, floatfmt=("", ".4g", ".4g", ".4f", ".4f", ".4f", ".1f", "d", "d")))
+    print("\ncompiled: torch.compile of the whole model (forward and backward; the optimizer step eager), as "
+          "trainer.compile; each method on a fresh dynamo state, its eager and compiled steps interleaved (compiled x "
+          "eager: the median of the rounds' ratios; compiled ms x lora compiled: of the medians, methods measured one "
+          "after another). compile s: the first compiled step's wall time less the median compiled step. graphs: "
+          "what dynamo compiled for the method (a recompilation counts; a graph break adds one).\n")
+    value = frame.set_index("method").loc[BORA, "compiled x eager"]
+    print(f"bora_compiled_time_x_eager: {value:.4f}")
+    return frame
 
 
 def update_form(layer, device: str) -> str:

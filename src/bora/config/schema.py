@@ -306,6 +306,16 @@ class TrainerConfig:
     torch_threads: Optional[int] = field(default=None, metadata=keep_out(at_least(1)))  # null: torch's default
     # A step whose loss is not finite, or above max_loss_ratio x the first step's loss, stops the run as diverged.
     max_loss_ratio: Optional[float] = field(default=100.0, metadata=keep_out(above(1, " (or null to turn it off)")))
+    # torch.compile of the model for training (HF Trainer's torch_compile); evaluation and generation run the eager
+    # model. Not identity: compiling changes how the step runs, not what it computes (float rounding aside, as with
+    # device or torch_threads); the result records the settings, the compile time and the graph breaks.
+    compile: bool = field(default=False, metadata=keep_out())
+    # null: torch's default mode; reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs
+    compile_mode: Optional[str] = field(default=None, metadata=keep_out(
+        lambda v: None if v in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+        else "must be null, default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs"))
+    # any torch._dynamo backend: inductor (code generation), aot_eager (graph capture and AOTAutograd, no codegen)
+    compile_backend: str = field(default="inductor", metadata=keep_out())
 
 
 @dataclass
