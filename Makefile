@@ -96,10 +96,11 @@ list:
 	@$(OFFLINE) $(PY) -m bora.plan --summaries $(subst $(space),$(comma),$(EXPERIMENTS) $(foreach t,$(STUDIES),$(SWEEPS_$(t))) $(ABLATIONS) smoke smoke-llm)
 
 ## The test suite (offline; under 15 minutes on 2 CPU cores): one pytest-xdist worker per core (TEST_WORKERS), one
-## torch thread each (more threads than cores stall OpenMP); tests sharing a costly fixture run on one worker.
+## torch thread each (more threads than cores stall OpenMP), whole files per worker, so a file's costly fixture (the
+## smoke runs, the SLURM cluster) is built once. (xdist's --dist loadgroup does not group under pytest 9.2.)
 TEST_WORKERS ?= auto
 test: install
-	$(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
+	$(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 ## Execute the notebook (default notebooks/tables.ipynb) in place, headless, on the runs under OUTPUTS (default
 ## outputs; e.g. after make smoke).

@@ -54,15 +54,3 @@ def smoke_outputs(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
-
-
-# Fixtures too costly to build twice: under pytest-xdist (`make test` runs `-n auto --dist loadgroup`) every test
-# that uses one goes to the same worker, which builds it once (a session fixture is per worker).
-SHARED_FIXTURES = {"smoke_outputs": "smoke", "slurm": "slurm", "report": "ablations-report"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        groups = sorted(group for name, group in SHARED_FIXTURES.items() if name in item.fixturenames)
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(groups[0]))

@@ -97,13 +97,6 @@ def test_plan_expands_command_line_sweeps_as_multirun_does(sweep, planned):
     assert len(rows) == planned and len({r["run_dir"] for r in rows}) == planned
 
 
-def test_smoke_runs_are_done_after_make_smoke(smoke_outputs):
-    """The trainer's own result files: plan reproduces their identities exactly."""
-    for experiment in ["smoke", "smoke-llm"]:
-        rows = plan([f"experiment={experiment}", f"output_dir={smoke_outputs}"], with_params=False)
-        assert [r["status"] for r in rows] == ["done"] * 4
-
-
 def test_plan_names_the_settings_a_sweep_varies_beyond_the_method(tmp_path):
     rows = plan(["model=tiny-decoder", "method=bora", "task=toy-math", "task.protocol=bora_authors,llm_adapters",
                  f"output_dir={tmp_path}"], with_params=False)

@@ -1,5 +1,8 @@
-"""`make smoke` then `make tables`, and the notebook, on real tiny-model runs (the session's smoke outputs)."""
+"""`make smoke` (the session's smoke outputs: real tiny-model runs), its result files, a rerun, `bora plan`,
+`make tables` and the notebook on them. Every test of the smoke outputs lives in this file: `make test` hands whole
+files to its workers (pytest-xdist --dist loadfile), so the costly fixture is built once."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +11,8 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 from nbclient import NotebookClient
+
+from bora.plan import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,3 +69,48 @@ def test_make_notebook_executes_it_headless_in_place(smoke_outputs, tmp_path):
     outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     text = "\n".join(str(o.get("text", "")) for o in outputs)
     assert outputs and "runs under" in text and "TqdmWarning" not in text and "IProgress" not in text
+
+
+def test_smoke_sweep_writes_one_successful_result_per_run(smoke_outputs):
+    results = [json.loads(p.read_text()) for p in sorted(Path(smoke_outputs).rglob("result.json"))]
+    assert len(results) == 8  # (encoder + decoder) x (lora, bora) x seeds 0, 1
+    assert {r["status"] for r in results} == {"success"}
+    assert {(r["model"], r["method"], r["seed"]) for r in results} == {
+        (m, meth, s) for m in ("tiny-encoder", "tiny-decoder") for meth in ("lora", "bora") for s in (0, 1)}
+    for r in results:
+        run_dir = Path(r["run_dir"])
+        assert run_dir.parent.name.startswith(r["method"]) and run_dir.name == f"seed={r['seed']}-{r['identity'][:8]}"
+        assert r["adapter_params"] > 0 and r["train"]["global_steps"] > 0
+        assert r["versions"]["torch"] and r["git"]["commit"] and r["hardware"]["cpu_count"]
+        assert r["peak_memory"]["train"]["bytes"] > 0 and r["eval"]["wall_time_s"] >= 0
+        assert (run_dir / "adapter").is_dir() and not (run_dir / "checkpoints").exists()
+        losses = [e["loss"] for e in r["train"]["loss_history"]]
+        assert losses[-1] < losses[0], f"{run_dir}: training loss did not fall ({losses[0]} -> {losses[-1]})"
+    bora = [r for r in results if r["method"] == "bora"]
+    lora = [r for r in results if r["method"] == "lora"]
+    assert all(b["adapter_params"] > lo["adapter_params"] for b, lo in zip(bora, lora))  # the b^2 r extra
+    for r in bora:  # Sigma per layer, visible in the record
+        sigma = r["adapter_stats"]["sigma"]
+        assert sigma["summary"]["layers"] == r["adapted_modules"] == len(sigma["per_layer"])
+        assert all(layer["sigma_max"] > 0 and layer["mav"] > 0 for layer in sigma["per_layer"])
+    for r in results:  # every method's trained update: its singular values, one row per adapted layer
+        spectrum = r["adapter_stats"]["spectrum"]["per_layer"]
+        assert len(spectrum) == r["adapted_modules"] and all(row["count"] > 0 for row in spectrum)
+    assert all("sigma" not in r["adapter_stats"] for r in lora)
+    assert all(r["data"]["source"] == "local" and r["data"]["sha256"] for r in results)
+
+
+def test_rerunning_a_finished_sweep_trains_nothing(smoke_outputs):
+    before = {p: p.stat().st_mtime_ns for p in Path(smoke_outputs).rglob("result.json")}
+    proc = subprocess.run([sys.executable, "-m", "bora.train", "-m", "experiment=smoke"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "BORA_OUTPUT_DIR": str(smoke_outputs)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("skip:") == 4 and "train_runtime" not in proc.stdout + proc.stderr
+    assert before == {p: p.stat().st_mtime_ns for p in Path(smoke_outputs).rglob("result.json")}
+
+
+def test_smoke_runs_are_done_after_make_smoke(smoke_outputs):
+    """The trainer's own result files: plan reproduces their identities exactly."""
+    for experiment in ["smoke", "smoke-llm"]:
+        rows = plan([f"experiment={experiment}", f"output_dir={smoke_outputs}"], with_params=False)
+        assert [r["status"] for r in rows] == ["done"] * 4
