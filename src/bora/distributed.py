@@ -47,7 +47,11 @@ def shard(count: int, block: int = 1) -> list[int]:
     ``block=1`` spreads long and short examples evenly where a set is sorted by length; ``block`` = the batch size
     keeps every batch of a file-order protocol the same examples as in one process (the same padding, so the same
     generations: a batch's composition changes a decoder's numbers)."""
-    return [i for i in range(count) if (i // block) % world_size() == rank()]
+    return _indices(count, block, rank(), world_size())
+
+
+def _indices(count: int, block: int, source: int, world: int) -> list[int]:
+    return [i for i in range(count) if (i // block) % world == source]
 
 
 def gather(local: Sequence[Any], count: int, block: int = 1) -> list[Any]:
@@ -65,6 +69,6 @@ def gather(local: Sequence[Any], count: int, block: int = 1) -> list[Any]:
     torch.distributed.all_gather_object(parts, list(local))
     ordered: list[Any] = [None] * count
     for source, part in enumerate(parts):
-        for index, value in zip([i for i in range(count) if (i // block) % world == source], part, strict=True):
+        for index, value in zip(_indices(count, block, source, world), part, strict=True):
             ordered[index] = value
     return ordered

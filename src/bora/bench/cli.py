@@ -14,6 +14,7 @@ import os
 import torch
 
 from bora.adapters import blocks
+from bora.config.schema import COMPILE_MODES
 from bora.bench.timing import DTYPES, METHODS, Runtime, check_device
 from bora.errors import run_tool
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="--compile: the torch.compile backend (default inductor; aot_eager: graph capture and "
                              "AOTAutograd without code generation, quick on a CPU)")
     parser.add_argument("--compile-mode", default=None,
-                        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                        choices=list(COMPILE_MODES),
                         help="--compile: the torch.compile mode (default: torch's; reduce-overhead: CUDA graphs)")
     parser.add_argument("--skip-layers", action="store_true")
     parser.add_argument("--skip-model", action="store_true")

@@ -28,6 +28,8 @@ from omegaconf import MISSING
 from bora.distributed import per_device_batch, world_size
 from bora.errors import BoraError
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+
 
 class Choice(str, Enum):
     """A string choice: compares equal to its value and prints as it (``Precision.bf16 == "bf16"``)."""
@@ -312,8 +314,7 @@ class TrainerConfig:
     compile: bool = field(default=False, metadata=keep_out())
     # null: torch's default mode; reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs
     compile_mode: Optional[str] = field(default=None, metadata=keep_out(
-        lambda v: None if v in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-        else "must be null, default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs"))
+        lambda v: None if v in COMPILE_MODES else f"must be null or one of {', '.join(COMPILE_MODES)}"))
     # any torch._dynamo backend: inductor (code generation), aot_eager (graph capture and AOTAutograd, no codegen)
     compile_backend: str = field(default="inductor", metadata=keep_out())
 
