@@ -177,12 +177,11 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     """Build model, adapters and data; train with HF Trainer; evaluate. Returns the record fields it measured."""
     from transformers import set_seed
 
-    from bora.adapters import cast_adapters, count_adapter_params, inject, oversized_rank
+    from bora.adapters import count_adapter_params
     from bora.adapters.stats import adapter_stats
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
-    from bora.training import (AdapterStepHook, AdapterTrainer, CompileProbe, mean_loss, training_arguments,
-                               use_own_logging)
+    from bora.training import adapt_model, build_trainer, CompileProbe, mean_loss, training_arguments
 
     notices: list[str] = []
     task = build_task(cfg.task)
@@ -202,16 +201,9 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
         # what a sequence-classification head sets at its first forward (our labels: class ids, or one score);
         # set there, it fails a guard of the compiled graph and compiles the whole model a second time
         model.config.problem_type = "regression" if task.num_labels == 1 else "single_label_classification"
-    adapted = inject(model, cfg.method, cfg.model.targets, total_steps=_total_steps(cfg, args, len(train_data)))
-    notices += oversized_rank(model, cfg.method.r)
-    cast_adapters(model, cfg.trainer.adapter_dtype)
-    if getattr(model, "is_quantized", False):
-        # HF's Trainer refuses a quantized model unless adapters are attached; it only recognises PEFT's, so say
-        # ours are (the flag transformers itself sets when it loads adapters).
-        model._hf_peft_config_loaded = True
-    _unfreeze_head(model, cfg.model.head_modules if task.kind != "generation" else [])
-    if cfg.trainer.gradient_checkpointing:
-        model.enable_input_require_grads()  # the frozen embeddings must still pass gradients to adapters
+    head_modules = cfg.model.head_modules if task.kind != "generation" else []
+    adapted, adapt_notices = adapt_model(cfg, model, _total_steps(cfg, args, len(train_data)), head_modules)
+    notices += adapt_notices
     adapter_params = count_adapter_params(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("adapted %d modules; adapter params %d; trainable incl. head %d", len(adapted), adapter_params, trainable)
@@ -219,16 +211,8 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     # trainer.compile: HF compiles the model it trains (trainer.model_wrapped); `model` itself stays eager for
     # evaluation and generation below
     probe = CompileProbe(args.torch_compile_backend, args.torch_compile_mode) if args.torch_compile else None
-    trainer = AdapterTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_data,
-        eval_dataset=val_data,
-        data_collator=task.data_collator(tokenizer),
-        callbacks=[AdapterStepHook(model), control, *([probe] if probe else [])],
-        max_loss_ratio=cfg.trainer.max_loss_ratio,
-    )
-    use_own_logging(trainer)
+    trainer = build_trainer(cfg, model, args, train_data, val_data, task.data_collator(tokenizer),
+                            [control, *([probe] if probe else [])])
     if checkpoint:
         say(f"resuming {work_dir} from {checkpoint.name} (step {checkpoint.name.removeprefix('checkpoint-')})")
     memory = PeakMemory()
@@ -329,16 +313,6 @@ def _total_steps(cfg: DictConfig, args, num_examples: int) -> int:
     # HF's count: each rank's micro-batches per epoch (ceil), over the accumulation steps
     micro_batches = -(-num_examples // (args.per_device_train_batch_size * max(args.world_size, 1)))
     return max(1, int(micro_batches // cfg.trainer.grad_accum * cfg.trainer.epochs))
-
-
-def _unfreeze_head(model: torch.nn.Module, head_modules: list[str]) -> None:
-    for name in head_modules:
-        try:
-            module = model.get_submodule(name)
-        except AttributeError as error:
-            raise BoraError(f"model.head_modules: {type(model).__name__} has no module {name!r}") from error
-        for param in module.parameters():
-            param.requires_grad_(True)
 
 
 class PeakMemory:

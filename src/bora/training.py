@@ -246,6 +246,47 @@ class AdapterStepHook(TrainerCallback):
         self.hook(self.model, state.global_step)
 
 
+def adapt_model(cfg, model: nn.Module, total_steps: int, head_modules: list[str]) -> tuple[list[str], list[str]]:
+    """Attach ``cfg.method``'s adapters to ``model`` as ``bora train`` trains it: adapters in
+    ``trainer.adapter_dtype``, the task head (``head_modules``) trainable. Returns (adapted module names, notices)."""
+    from bora.adapters import cast_adapters, inject, oversized_rank
+
+    adapted = inject(model, cfg.method, cfg.model.targets, total_steps=total_steps)
+    notices = oversized_rank(model, cfg.method.r)
+    cast_adapters(model, cfg.trainer.adapter_dtype)
+    if getattr(model, "is_quantized", False):
+        # HF's Trainer refuses a quantized model unless adapters are attached; it only recognises PEFT's, so say
+        # ours are (the flag transformers itself sets when it loads adapters).
+        model._hf_peft_config_loaded = True
+    for name in head_modules:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as error:
+            raise BoraError(f"model.head_modules: {type(model).__name__} has no module {name!r}") from error
+        for param in module.parameters():
+            param.requires_grad_(True)
+    if cfg.trainer.gradient_checkpointing:
+        model.enable_input_require_grads()  # the frozen embeddings must still pass gradients to adapters
+    return adapted, notices
+
+
+def build_trainer(cfg, model: nn.Module, args: TrainingArguments, train_data, val_data, collator,
+                  callbacks: list[TrainerCallback]) -> AdapterTrainer:
+    """The ``AdapterTrainer`` of ``bora train``: the adapters' per-step hook, ``callbacks``, our logging. The
+    training-path bench (``bora.bench.train_path``) builds its trainers here too, so it times this very step."""
+    trainer = AdapterTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=val_data,
+        data_collator=collator,
+        callbacks=[AdapterStepHook(model), *callbacks],
+        max_loss_ratio=cfg.trainer.max_loss_ratio,
+    )
+    use_own_logging(trainer)
+    return trainer
+
+
 def run_name(cfg) -> str:
     return f"{cfg.experiment_name}/{cfg.model.name}/{cfg.task.name}/{method_tag(cfg.method)}/seed={cfg.seed}"
 

@@ -172,7 +172,7 @@ def test_decoding_bench_needs_a_model_with_real_weights(capsys):
     assert "--decoding needs a decoder with real weights" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bench_flag", ["--table4", "--eval", "--decoding"])
+@pytest.mark.parametrize("bench_flag", ["--table4", "--eval", "--decoding", "--train-path"])
 def test_methods_with_a_fixed_set_bench_is_refused(bench_flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main([bench_flag, "--methods", "lora", "bora"])

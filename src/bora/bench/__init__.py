@@ -16,10 +16,12 @@ merged inference as fast as the base model.
 allocator statistics; ``--dtype bf16`` keeps the base weights in bf16 and computes under bf16 autocast, as training
 with ``trainer.precision=bf16`` does (adapters stay float32). ``--table4``: the paper's Table 4 on the real
 architecture (``bora.bench.table4``); ``--eval``: generation throughput (``bora.bench.generation``); ``--decoding``:
-the generation engines side by side (``bora.bench.decoding``).
+the generation engines side by side (``bora.bench.decoding``); ``--train-path``: BoRA against LoRA through ``bora
+train``'s own trainer, step by step (``bora.bench.train_path``); ``--dropout``: what the adapters' dropout costs and
+the ways of drawing its mask (``bora.bench.dropout``).
 
 One module per bench mode, all on the shared machinery of ``bora.bench.timing`` (``Runtime``, ``Case``, interleaved
-timing, peak memory, reports): ``steps`` (the default bench above), ``table4``, ``generation``, ``decoding``, and
+timing, peak memory, reports): ``steps`` (the default bench above), ``table4``, ``generation``, ``decoding``, ``train_path``, ``dropout``, and
 ``swap`` (adapter sets swapped in and out of one base model, for ``table4`` and ``generation``). ``bora.bench.cli``
 holds ``main`` (the options; it imports a mode only when it runs, and no mode imports it).
 """

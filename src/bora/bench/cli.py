@@ -2,7 +2,8 @@
 
 The command line of ``bora bench`` (the line above is its ``--help`` description): the default bench
 (``bora.bench.steps``) or the one mode asked for, ``--table4`` (``bora.bench.table4``), ``--eval``
-(``bora.bench.generation``) or ``--decoding`` (``bora.bench.decoding``), each imported only when it runs.
+(``bora.bench.generation``), ``--decoding`` (``bora.bench.decoding``), ``--train-path`` (``bora.bench.train_path``)
+or ``--dropout`` (``bora.bench.dropout``), each imported only when it runs.
 """
 
 from __future__ import annotations
@@ -90,16 +91,26 @@ def main(argv: list[str] | None = None) -> None:
                         help="the generation engines side by side, continuous batching vs padded batches, on real "
                              "gsm8k questions (bora.bench.decoding; default model smollm2-135m); last line "
                              "continuous_time_x_padded: X")
+    parser.add_argument("--train-path", action="store_true",
+                        help="BoRA r=8 b=16 against LoRA r=8 through bora train's own step (the Trainer, our callbacks "
+                             "and guards; bora.bench.train_path), trainers taking turns step by step, CPU time per "
+                             "thread (default model minilm, batch 32 x 128); last line bora_train_path_cpu_x_lora: X")
+    parser.add_argument("--dropout", action="store_true",
+                        help="what the adapters' dropout (p=0.05) costs and whether the same mask can be drawn "
+                             "cheaper: ways of drawing it side by side, and the model step with / without it "
+                             "(bora.bench.dropout; CPU; default model minilm, batch 32 x 128); last line "
+                             "dropout_share_of_step: X")
     parser.add_argument("--questions", type=positive, default=32, help="--decoding: test questions decoded")
     parser.add_argument("--prompt", choices=["chat", "alpaca"], default="chat", help="--decoding: prompt template")
     parser.add_argument("--new-tokens", type=positive, default=None,
                         help="--eval: tokens generated per row (default 32); --decoding: the limit (default 256)")
     args = parser.parse_args(argv)
-    if args.table4 + args.eval + args.decoding > 1:
-        parser.error("--table4, --eval and --decoding are separate benches; pass one of them")
-    if args.methods and (args.table4 or args.eval or args.decoding):
-        parser.error("--methods picks the methods of the default bench only; --table4, --eval and --decoding "
-                     "measure their own fixed set: drop --methods")
+    modes = [flag for flag in ("table4", "eval", "decoding", "train_path", "dropout") if getattr(args, flag)]
+    if len(modes) > 1:
+        parser.error("--table4, --eval, --decoding, --train-path and --dropout are separate benches; pass one of them")
+    if args.methods and modes:
+        parser.error(f"--methods picks the methods of the default bench only; --{modes[0].replace('_', '-')} "
+                     "measures its own fixed set: drop --methods")
     if (args.compile or args.compile_mode or args.compile_backend != "inductor") and not args.table4:
         parser.error("--compile (and --compile-backend, --compile-mode) times the --table4 bench compiled: "
                      "add --table4")
@@ -129,6 +140,18 @@ def _run_bench(args) -> None:
         bench_table4(args.model or "llama-3-8b", args.rounds, args.warmup, Runtime(args.device, dtype),
                      layers=args.layers, vocab=args.vocab, batch=args.batch, length=args.length,
                      compile_settings=Compile(args.compile_backend, args.compile_mode) if compiling else None)
+        return
+    if args.train_path:
+        from bora.bench.train_path import bench_train_path
+
+        bench_train_path(args.model or "minilm", args.batch or 32, args.length or 128, args.rounds, args.warmup,
+                         args.layers, Runtime(args.device, args.dtype))
+        return
+    if args.dropout:
+        from bora.bench.dropout import bench_dropout
+
+        bench_dropout(args.rounds, args.warmup, Runtime(args.device, args.dtype), model=args.model or "minilm",
+                      batch=args.batch or 32, length=args.length or 128, layers=args.layers, vocab=args.vocab)
         return
     batch, length = args.batch or 8, args.length or 64
     if args.decoding:
