@@ -42,3 +42,18 @@ def test_render_marks_the_lr_the_study_used_and_says_when_it_is_not_the_best(tmp
     _study_run(tmp_path / "other", 1e-3)
     text = render_selection("cpu-glue-protocol", tmp_path / "other")
     assert "The best mean here is lr 0.0005, not the rate the study used (0.001)" in text
+
+
+def test_a_task_of_several_held_out_parts_has_a_column_per_part(tmp_path):
+    """cpu-commonsense-protocol: one run per lr scores four held-out training parts; each part is a column."""
+    parts = {"boolq": 0.6, "ARC-Challenge": 0.3, "ARC-Easy": 0.4, "openbookqa": 0.5}
+    for lr, shift in ((3e-4, 0.0), (1e-3, 0.1)):
+        metrics = {f"{part}_heldout": {"accuracy": value + shift, "n": 100.0} for part, value in parts.items()}
+        metrics["average"] = {"accuracy": 0.45 + shift}
+        write_run(tmp_path, "cpu-commonsense-protocol", "smollm2-135m", "cpu/commonsense", method("lora"), 0, metrics,
+                  plan="cpu-commonsense-protocol", extra=(f"trainer.lr={lr}",))
+    table = selection_table(SELECTIONS["cpu-commonsense-protocol"], load_results(tmp_path, ["cpu-commonsense-protocol"]))
+    assert list(table.columns) == ["lr", "BoolQ acc", "ARC-c acc", "ARC-e acc", "OBQA acc", "mean"]
+    assert table.loc[1, "ARC-c acc"] == 0.4 and abs(table.loc[1, "mean"] - 0.55) < 1e-12
+    text = render_selection("cpu-commonsense-protocol", tmp_path)
+    assert "| lr 0.001 " in text and "mean: of the 4 columns" in text

@@ -22,13 +22,19 @@ from bora.report.render import MISSING, number
 class Selection:
     name: str  # the README block and the experiment (conf/experiment/<name>.yaml, results/<name>/)
     study: str  # the experiment whose protocol it chose (its runs name the learning rate used)
-    tasks: tuple[tuple[str, str], ...]  # (column label, task name)
+    # the columns: (label, task name) scores a run's headline; (label, task name, part) its metrics[part][metric],
+    # as for a task that scores several held-out parts (cpu-commonsense: one per training set it mixes)
+    tasks: tuple[tuple[str, ...], ...]
     results: str = "results"
+    metric: str = "accuracy"
 
 
 SELECTIONS = {selection.name: selection for selection in [
     Selection("cpu-glue-protocol", "cpu-glue",
               (("MRPC acc", "mrpc"), ("CoLA MCC", "cola"), ("STS-B Pearson", "stsb"), ("SST-2 acc", "sst2"))),
+    Selection("cpu-commonsense-protocol", "cpu-commonsense",
+              tuple((f"{label} acc", "cpu-commonsense", f"{part}_heldout") for label, part in
+                    (("BoolQ", "boolq"), ("ARC-c", "ARC-Challenge"), ("ARC-e", "ARC-Easy"), ("OBQA", "openbookqa")))),
 ]}
 
 
@@ -49,14 +55,20 @@ def selection_table(selection: Selection, runs: pd.DataFrame) -> pd.DataFrame:
     for lr in sorted({_lr(config) for config in ok["config"]}):
         at_lr = ok[[_lr(config) == lr for config in ok["config"]]]
         row = {"lr": lr}
-        for label, task in selection.tasks:
-            values = at_lr.loc[at_lr["task"] == task, "value"].astype(float)
-            if len(values) > 1:
-                raise ValueError(f"{selection.name}: {len(values)} runs of {task} at lr {lr:g}; one expected")
-            row[label] = values.iloc[0] if len(values) else float("nan")
-        row["mean"] = pd.Series([row[label] for label, _ in selection.tasks]).mean(skipna=False)
+        for label, task, *part in selection.tasks:
+            at_task = at_lr[at_lr["task"] == task]
+            if len(at_task) > 1:
+                raise ValueError(f"{selection.name}: {len(at_task)} runs of {task} at lr {lr:g}; one expected")
+            values = at_task["value"] if not part else \
+                at_task["metrics"].map(lambda metrics: (metrics.get(part[0]) or {}).get(selection.metric))
+            row[label] = float(values.iloc[0]) if len(values) and values.iloc[0] is not None else float("nan")
+        row["mean"] = pd.Series([row[label] for label in _labels(selection)]).mean(skipna=False)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["lr", *(label for label, _ in selection.tasks), "mean"])
+    return pd.DataFrame(rows, columns=["lr", *_labels(selection), "mean"])
+
+
+def _labels(selection: Selection) -> list[str]:
+    return [column[0] for column in selection.tasks]
 
 
 def render_selection(name: str, root=None) -> str:
@@ -73,12 +85,12 @@ def render_selection(name: str, root=None) -> str:
     for _, row in table.iterrows():
         chosen = row["lr"] in used
         cells = {"held-out train": f"**lr {row['lr']:g}** (used)" if chosen else f"lr {row['lr']:g}"}
-        cells.update({label: number(row[label], 3) for label, _ in selection.tasks})
+        cells.update({label: number(row[label], 3) for label in _labels(selection)})
         mean = number(row["mean"], 3)
         cells["mean"] = f"**{mean}**" if chosen and pd.notna(row["mean"]) else mean
         display.append(cells)
     note = (f"Held-out score of each run of conf/experiment/{name}.yaml (one seed; {MISSING}: not finished); "
-            f"mean: of the {len(selection.tasks)} tasks. (used): the learning rate of the committed "
+            f"mean: of the {len(selection.tasks)} columns. (used): the learning rate of the committed "
             f"{selection.study} runs.")
     if best is not None and used and best not in used:
         rates = ", ".join(f"{v:g}" for v in sorted(used))
