@@ -11,6 +11,7 @@ from bora.report.aggregate import load_results
 from bora.report.selection import SELECTIONS
 from bora.report.specs import planned
 from bora.report.study import STUDIES
+from bora.tasks.sources import data_files
 
 spec = importlib.util.spec_from_file_location("update_readme", PROJECT_ROOT / "scripts" / "update_readme.py")
 update_readme = importlib.util.module_from_spec(spec)
@@ -44,7 +45,9 @@ def test_committed_results_are_the_planned_runs_and_all_succeeded(name):
     runs = committed_runs(study.results, study.experiment_name, study.experiment)
     for run_dir in runs.loc[runs["status"] == "success", "run_dir"]:
         record = read_record(run_dir)
-        assert record.data["source"] == "local" and len(record.data["sha256"]) == 2  # train.tsv and dev.tsv
+        # a checksum of every file the task reads (GLUE: train.tsv and dev.tsv; a generation study: its training
+        # parts and test sets)
+        assert record.data["source"] == "local" and set(record.data["sha256"]) == set(data_files(record.config["task"]))
         assert record.config["model"]["name"] == study.model and record.git.get("commit")
 
 

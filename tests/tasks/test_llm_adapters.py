@@ -374,6 +374,17 @@ def test_train_parts_mix_a_fixed_slice_of_each_part(parts_dir, tiny_decoder):
         mixed(parts_dir, "+task.train_parts.nope=2")
 
 
+def test_a_mix_of_training_parts_records_the_checksum_of_each_part(parts_dir):
+    from bora.config.compose import resolved
+    from bora.tasks.sources import data_record, sha256
+
+    cfg = load_config(["model=tiny-decoder", "task=math", f"task.data_dir={parts_dir}", "task.train_file=null",
+                       "+task.train_parts.boolq=3", "+task.train_parts.ARC-Easy=4", "task.test_sets=[boolq]"])
+    record = data_record(resolved(cfg)["task"])["sha256"]
+    assert record["train/boolq/train.json"] == sha256(parts_dir / "train" / "boolq" / "train.json")
+    assert set(record) >= {"train/boolq/train.json", "train/ARC-Easy/train.json"}
+
+
 def test_heldout_scores_each_parts_held_out_records_never_trained_on(parts_dir, tiny_decoder, monkeypatch):
     task = mixed(parts_dir, "task.eval_split=heldout", "task.heldout_fraction=0.25")
     sets = task.evaluation_sets()

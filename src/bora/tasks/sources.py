@@ -73,6 +73,7 @@ def data_files(task: Mapping[str, Any]) -> dict[str, Path]:
         return {f"{task['glue_task']}/{n}": Path(task["data_dir"]) / task["glue_task"] / n for n in names}
     root = llm_adapters_dir(task)
     names = ([task["train_file"]] if task.get("train_file") else []) + [
+        f"train/{name}/train.json" for name in task.get("train_parts") or {}] + [  # a mix of training parts
         f"test/{name}/test.json" for name in task.get("test_sets") or []]
     return {name: root / name for name in names}
 
