@@ -30,8 +30,8 @@ def _runs(root, method_cfg, per_seed, **kwargs):
 
 @pytest.fixture
 def study_runs(tmp_path):
-    _runs(tmp_path, method("lora"), [0.40, 0.42, 0.44], repeated=0.02)
-    _runs(tmp_path, method("bora", blocks=8), [0.41, 0.44, 0.45])  # +1, +2, +1
+    _runs(tmp_path, method("lora"), [0.41, 0.43], repeated=0.02)  # the plan: seeds 0 and 1
+    _runs(tmp_path, method("bora", blocks=8), [0.42, 0.45])  # +1, +2
     write_run(tmp_path, "cpu-commonsense-untrained", "smollm2-135m", "cpu/commonsense", method("lora"), 0,
               metrics(0.05, n=100, at_limit=0.9, repeated=0.5), plan="cpu-commonsense-untrained")
     write_run(tmp_path, "cpu-commonsense", "smollm2-135m", "cpu/commonsense", method("lora"), 0,
@@ -57,20 +57,20 @@ def test_decoding_table_pools_questions_per_row(study_runs):
     assert table.loc["untrained", "at_limit_pct"] == pytest.approx(90.0)
     assert table.loc["untrained", "repeated_marker_pct"] == pytest.approx(50.0)
     lora = table.loc["lora_r8_a16_d0.05_QKV"]
-    assert lora["runs"] == 3 and lora["questions"] == 3 * 4 * 500  # the left-out run is not counted
+    assert lora["runs"] == 2 and lora["questions"] == 2 * 4 * 500  # the left-out run is not counted
     assert lora["repeated_marker_pct"] == pytest.approx(2.0)
-    expected = 100 * sum(binomial_se(p, 500) for p in (0.40, 0.42, 0.44)) / 3
+    expected = 100 * sum(binomial_se(p, 500) for p in (0.41, 0.43)) / 2
     assert lora["binomial_se"] == pytest.approx(expected)
 
 
 def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tmp_path):
     markdown, written = render_generation_study("cpu-commonsense", study_runs, tmp_path / "tables", tmp_path)
     lines = markdown.splitlines()
-    assert any(line.startswith("| LoRA (r=8)") and "42.00 ±2.00" in line for line in lines)
+    assert any(line.startswith("| LoRA (r=8)") and "42.00 ±1.41" in line for line in lines)
     assert any(line.startswith("| untrained model") and "5.00" in line for line in lines)
     assert any(line.startswith("| majority answer ") and "62.00" in line for line in lines)
     bora_claim = next(line for line in lines if line.startswith("| BoRA (r=8, b=8) minus LoRA (r=8)"))
-    assert "+1.33 ±0.58" in bora_claim and "supported" in bora_claim
+    assert "+1.50 ±0.71" in bora_claim and "supported" in bora_claim
     assert "Not in the table (1 runs" in markdown and "trainer.lr" in markdown
     assert "task.protocol=bora_authors" in markdown  # the decoding line names the protocol
     assert all(path.exists() for path in written)
