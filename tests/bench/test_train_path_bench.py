@@ -76,3 +76,9 @@ def test_train_path_is_one_bench_of_several(capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--train-path", "--table4"])
     assert exit_info.value.code == 2 and "separate benches" in capsys.readouterr().err
+
+
+def test_train_path_refuses_a_precision_it_would_not_use(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--train-path", "--dtype", "bf16"])
+    assert exit_info.value.code != 0 and "drop --dtype bf16" in capsys.readouterr().err

@@ -139,6 +139,8 @@ def bench_train_path(model_name: str = "minilm", batch: int = 32, length: int = 
     if runtime.device != "cpu":
         raise BoraError("--train-path measures CPU time per thread, on a CPU only: drop --device cuda (on a GPU, "
                         "--table4 times the step with synchronised wall time)")
+    if runtime.dtype not in (None, "fp32"):
+        raise BoraError(f"--train-path trains in fp32 (the CPU studies' precision): drop --dtype {runtime.dtype}")
     torch.set_num_threads(1)  # the per-thread CPU time counts the step's whole work only with one torch thread
     steps = warmup + rounds
     labels = list(TRAIN_PATH_METHODS)
