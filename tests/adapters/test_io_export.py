@@ -42,6 +42,25 @@ def test_round_trip_into_a_base_model_is_exact(method, tmp_path):
         torch.testing.assert_close(logits(fresh.eval(), batch), expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("method", ["lora", "bora"])
+def test_adapters_trained_in_bf16_load_in_bf16_and_compute_what_was_trained(method, tmp_path):
+    """trainer.adapter_dtype=bf16: the layers cast their input to their parameters' dtype, so a reload into a fresh
+    (float32) injection must keep bf16, or the same values give another update (2.5e-4 apart in a tiny run's loss)."""
+    from bora.adapters.inject import adapter_parameters, cast_adapters
+
+    cfg, model = adapted_model(method, "tiny-encoder")
+    cast_adapters(model, "bf16")
+    batch = token_batch(cfg)
+    with torch.no_grad():
+        expected = logits(model.eval(), batch)
+    save_adapters(model, tmp_path, cfg.method)
+    fresh = base_model(cfg)
+    load_adapters(fresh, tmp_path)
+    assert {p.dtype for _, p in adapter_parameters(fresh)} == {torch.bfloat16}
+    with torch.no_grad():
+        torch.testing.assert_close(logits(fresh.eval(), batch), expected, rtol=0, atol=0)
+
+
 def test_repeated_saves_during_training_restore_bit_identical_state(tmp_path):
     """The trainer checkpoints with this pair: load into the live model (same objects) after more steps."""
     cfg, model = adapted_model("bora", "tiny-decoder", randomize=False)

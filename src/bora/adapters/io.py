@@ -60,7 +60,9 @@ def save_adapters(model: nn.Module, directory: str | os.PathLike, method_cfg) ->
 
 def load_adapters(model: nn.Module, directory: str | os.PathLike) -> list[str]:
     """Load saved adapters into ``model``: a base model gets exactly the saved adapters injected first; a model that
-    already has them must have the same method and modules. Strict: any missing or unexpected tensor is an error."""
+    already has them must have the same method and modules. Strict: any missing or unexpected tensor is an error.
+    Adapter tensors keep the dtype they were saved in (``trainer.adapter_dtype``), so the loaded layers compute what
+    the trained ones did."""
     directory = Path(directory)
     config, tensors = read_adapter(directory)
     method_cfg = method_config(config["method"])
@@ -84,7 +86,12 @@ def load_adapters(model: nn.Module, directory: str | os.PathLike) -> list[str]:
             if target.shape != value.shape:
                 raise BoraError(f"{directory / WEIGHTS_FILE}: {name} has shape {tuple(value.shape)}, "
                                 f"the model expects {tuple(target.shape)}")
-            target.copy_(value)
+            if name in targets and target.is_floating_point() and target.dtype != value.dtype:
+                # trained with trainer.adapter_dtype=bf16: the layer casts its input to its parameters' dtype, so
+                # float32 copies of the same values would compute a different update than the one trained
+                target.data = value.to(target.device)
+            else:
+                target.copy_(value)
     peft_method.load_state(model, state_tensors, config)
     return names
 
