@@ -54,3 +54,14 @@ def smoke_outputs(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """One line saying what the suite ran on, so a slow CI log can tell a slow machine from a slow test."""
+    import platform
+
+    workers = getattr(config.option, "numprocesses", None)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
+    terminalreporter.write_line(f"machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {model}; "
+                                f"xdist workers: {workers or 0}")
