@@ -21,13 +21,14 @@ from bora.report.ablations import FIGURE_DIR
 from bora.report.ablations import NAME as ABLATIONS
 from bora.report.ablations_page import render_ablations
 from bora.report.aggregate import load_results
+from bora.report.generation import GENERATION_STUDIES, render_generation_study
 from bora.report.selection import SELECTIONS, render_selection
 from bora.report.study import STUDIES, render_study
 
 README = PROJECT_ROOT / "README.md"
-# each study's tables, and the selection runs that chose a protocol; a generation study (bora.report.generation)
-# joins when its results are committed
-BLOCKS = [*(name for name in STUDIES if name != "cpu-commonsense"), ABLATIONS, *SELECTIONS]
+# each study's tables (a generation study's with its untrained run: bora.report.generation), and the selection runs
+# that chose a protocol
+BLOCKS = [*STUDIES, ABLATIONS, *SELECTIONS]
 
 
 def block_pattern(name: str) -> re.Pattern:
@@ -43,9 +44,12 @@ def rendered(name: str, figure_dir: Path | None = None) -> str:
         with tempfile.TemporaryDirectory() as scratch:
             return render_ablations(PROJECT_ROOT / "results", Path(scratch), figure_dir or Path(scratch) / "figures")[0]
     study = STUDIES[name]
-    runs = load_results(PROJECT_ROOT / study.results, [study.experiment_name])
+    generation = GENERATION_STUDIES.get(name)
+    experiments = [study.experiment_name, *([generation.untrained] if generation else [])]
+    runs = load_results(PROJECT_ROOT / study.results, experiments)
+    render = render_generation_study if generation else render_study
     with tempfile.TemporaryDirectory() as scratch:
-        return render_study(name, runs, Path(scratch), PROJECT_ROOT / study.results)[0]
+        return render(name, runs, Path(scratch), PROJECT_ROOT / study.results)[0]
 
 
 def readme_block(name: str, text: str) -> str | None:

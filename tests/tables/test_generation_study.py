@@ -73,4 +73,8 @@ def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tm
     assert "+1.50 ±0.71" in bora_claim and "supported" in bora_claim
     assert "Not in the table (1 runs" in markdown and "trainer.lr" in markdown
     assert "task.protocol=bora_authors" in markdown  # the decoding line names the protocol
+    # the paper's row the study's plan cut is named, not shown as an empty row; planned rows without runs stay
+    assert not any(line.startswith("| LoRA (r=16)") for line in lines)
+    assert "Not in this study (cut to fit the CPU budget): LoRA (r=16)." in markdown
+    assert any(line.startswith("| DoRA (r=8)") and "—" in line for line in lines)
     assert all(path.exists() for path in written)

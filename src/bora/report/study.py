@@ -50,7 +50,7 @@ STUDIES = {study.name: study for study in [
           tuple(Column(label, task=task, source="value") for label, task in GLUE4), "results"),
     # rendered by bora.report.generation (adds the untrained and majority rows and the decoding table)
     Study("cpu-commonsense", "Table 3 at CPU scale: SmolLM2-135M-Instruct on BoolQ, ARC-c, ARC-e, OBQA (a seeded 500 "
-          "of each), 3 seeds", "cpu-commonsense", "cpu-commonsense", "smollm2-135m", "table3_commonsense.csv",
+          "of each), 2 seeds", "cpu-commonsense", "cpu-commonsense", "smollm2-135m", "table3_commonsense.csv",
           ("gemma-7b", "llama-3-8b", "qwen2.5-14b"), "QKV",
           tuple(Column(label, subtask=name, task="cpu-commonsense") for label, name in COMMONSENSE4), "results"),
 ]}
