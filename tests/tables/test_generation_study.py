@@ -77,4 +77,7 @@ def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tm
     assert not any(line.startswith("| LoRA (r=16)") for line in lines)
     assert "Not in this study (cut to fit the CPU budget): LoRA (r=16)." in markdown
     assert any(line.startswith("| DoRA (r=8)") and "—" in line for line in lines)
+    decoding = markdown.split("#### Decoding")[1].splitlines()
+    assert any(line.startswith("| LoRA (r=8) ") and "| 2 " in line for line in decoding)  # rows by their labels
+    assert any(line.startswith("| untrained model ") for line in decoding)
     assert all(path.exists() for path in written)

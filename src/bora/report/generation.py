@@ -133,9 +133,15 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
         "ours": [MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
                  for m, s in zip(claims["ours"], claims["std"])],
         "seeds": claims["seeds"].astype(str), "verdict": claims["verdict"]})
+    labels_of = dict(zip(table["method_tag"], table["label"]))
+    order = {tag: i for i, tag in enumerate(labels_of)}  # the main table's rows, then the untrained run
     decoding = decoding_table(study, runs)
+    decoding = decoding.sort_values("method_tag", key=lambda tags: tags.map(lambda t: order.get(t, len(order))),
+                                    kind="stable")
     decoding_display = pd.DataFrame({
-        "row": decoding["method_tag"], "runs": decoding["runs"].astype(str),
+        "row": decoding["method_tag"].map(lambda tag: labels_of.get(tag, "untrained model" if tag == "untrained"
+                                                                    else tag)),
+        "runs": decoding["runs"].astype(str),
         "questions": decoding["questions"].astype(str),
         "binomial SE of one run's accuracy": decoding["binomial_se"].map(_cell),
         "cut at the token limit (%)": decoding["at_limit_pct"].map(lambda v: _cell(v, 1)),
