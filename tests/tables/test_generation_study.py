@@ -1,12 +1,15 @@
 """A generation study (cpu-commonsense: Table 3's rows on SmolLM2) from synthetic result files: the main table with
 the untrained and majority rows, the claims, the binomial errors and the decoding shares."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 from synthetic_results import method, write_run
 
 from bora.report.aggregate import load_results
+from bora.report.specs import membership
 from bora.report.generation import GENERATION_STUDIES, binomial_se, decoding_table, reference_rows, \
     render_generation_study
 
@@ -53,7 +56,15 @@ def test_reference_rows_show_the_untrained_model_and_the_majority_share(study_ru
 
 
 def test_decoding_table_pools_questions_per_row(study_runs):
+    planned_runs = membership(study_runs, "cpu-commonsense", "cpu-commonsense")[0]
+    first = Path(planned_runs.loc[planned_runs["method"] == "lora", "run_dir"].iloc[0])
+    (first / "predictions").mkdir()
+    for name in SETS:  # one run answers "true" to 3 of 4 questions; the other has no predictions: left out
+        lines = [json.dumps({"prediction": p}) for p in ("true", "true", "false", "true")]
+        (first / "predictions" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     table = decoding_table(STUDY, study_runs).set_index("method_tag")
+    assert table.loc["lora_r8_a16_d0.05_QKV", "favourite_pct"] == pytest.approx(75.0)
+    assert math.isnan(table.loc["bora_r8_b8_a16_d0.05_QKV", "favourite_pct"])
     assert table.loc["untrained", "at_limit_pct"] == pytest.approx(90.0)
     assert table.loc["untrained", "repeated_marker_pct"] == pytest.approx(50.0)
     lora = table.loc["lora_r8_a16_d0.05_QKV"]

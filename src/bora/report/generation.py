@@ -9,11 +9,14 @@ the rendering adds, all from the committed result files (each test set's metrics
   majority share of each test set (what always giving its most common answer scores);
 - the binomial standard error of one run's accuracy, ``sqrt(p (1 - p) / n)``, beside the seed spread;
 - per method row: the share of generations cut at the token limit and of those that write ``### Response:`` again
-  (where the protocols' answer cuts differ).
+  (where the protocols' answer cuts differ), and how often a run gives its single most common answer (read from
+  the committed predictions): a model that learnt the answer format but not the task gives one answer to most
+  questions.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,17 @@ GENERATION_STUDIES = {study.name: study for study in [
 def _set_metric(runs: pd.DataFrame, subtask: str, metric: str) -> pd.Series:
     return pd.Series([(run["metrics"].get(subtask) or {}).get(metric) for _, run in runs.iterrows()],
                      index=runs.index, dtype=float)
+
+
+def favourite_share(run_dir: str | Path, subtask: str) -> float:
+    """The share of a run's most common prediction on one test set, from its committed ``predictions/<set>.jsonl``
+    (NaN without the file): near 1, the model gives one answer whatever the question; the gold answers' own share
+    is the set's ``majority``."""
+    path = Path(run_dir) / "predictions" / f"{subtask}.jsonl"
+    if not path.is_file():
+        return math.nan
+    predictions = [json.loads(line)["prediction"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return max(map(predictions.count, set(predictions))) / len(predictions) if predictions else math.nan
 
 
 def binomial_se(accuracy: float, n: float) -> float:
@@ -76,21 +90,26 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
     untrained = membership(runs, study.untrained, study.untrained)[0].assign(method_tag="untrained")
     rows = []
     for tag, part in pd.concat([trained, untrained]).groupby("method_tag", sort=False):
-        errors, questions, at_limit, repeated = [], 0.0, 0.0, 0.0
+        errors, favourites, questions, at_limit, repeated = [], [], 0.0, 0.0, 0.0
         for column in spec.columns:
             accuracy = _set_metric(part, column.subtask, "accuracy")
             n = _set_metric(part, column.subtask, "n")
             errors += [binomial_se(a, k) for a, k in zip(accuracy, n)]
+            favourites += [favourite_share(run_dir, column.subtask) for run_dir in part["run_dir"]]
             questions += n.sum()
             at_limit += (_set_metric(part, column.subtask, "at_limit") * n).sum()
             repeated += (_set_metric(part, column.subtask, "repeated_marker") * n).sum()
-        finite = [e for e in errors if not math.isnan(e)]
         rows.append({"method_tag": tag, "runs": len(part), "questions": int(questions),
-                     "binomial_se": 100 * sum(finite) / len(finite) if finite else math.nan,
+                     "binomial_se": 100 * _mean(errors), "favourite_pct": 100 * _mean(favourites),
                      "at_limit_pct": 100 * at_limit / questions if questions else math.nan,
                      "repeated_marker_pct": 100 * repeated / questions if questions else math.nan})
-    return pd.DataFrame(rows, columns=["method_tag", "runs", "questions", "binomial_se", "at_limit_pct",
-                                       "repeated_marker_pct"])
+    return pd.DataFrame(rows, columns=["method_tag", "runs", "questions", "binomial_se", "favourite_pct",
+                                       "at_limit_pct", "repeated_marker_pct"])
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _cell(value: float, digits: int = 2) -> str:
@@ -144,6 +163,7 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
         "runs": decoding["runs"].astype(str),
         "questions": decoding["questions"].astype(str),
         "binomial SE of one run's accuracy": decoding["binomial_se"].map(_cell),
+        "its most common answer (%)": decoding["favourite_pct"].map(lambda v: _cell(v, 1)),
         "cut at the token limit (%)": decoding["at_limit_pct"].map(lambda v: _cell(v, 1)),
         "repeat `### Response:` (%)": decoding["repeated_marker_pct"].map(lambda v: _cell(v, 1))})
     protocol = decoding_line(list(chosen["config"])) if len(chosen) else ""
@@ -162,7 +182,10 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
              "not-worse claims hold when mean + std >= 0.",
              "#### Decoding", decoding_display.to_markdown(index=False, disable_numparse=True),
              "Binomial SE: sqrt(p (1 - p) / n) of one run on one set (x100), the mean over a row's runs and sets: "
-             "the noise of a single number, beside the seed spread above. Cut at the token limit: generations that "
+             "the noise of a single number, beside the seed spread above. Its most common answer: the share of a run's "
+             "answers on one set that are its single most frequent one (from predictions/<set>.jsonl), the mean "
+             "over the row's runs and sets; the gold answers' own share is the majority row above (mean "
+             + _cell(_mean([references.loc[1, label] for label in labels]), 1) + "). Cut at the token limit: generations that "
              "reached task.max_new_tokens without EOS; repeat: generations that write the response marker again, "
              "the only ones where the protocols' answer cuts (text after the last marker, or before the second) "
              "differ."]
