@@ -75,3 +75,20 @@ def test_ablation_study_runs_are_planned_and_its_committed_figures_are_what_they
         assert (committed / f"{name}.png").stat().st_size > 0
         fresh = (tmp_path / "figures" / f"{name}.csv").read_text()
         assert (committed / f"{name}.csv").read_text() == fresh, f"{name}.csv is out of date: run `make readme`"
+
+
+def test_the_readme_prose_on_melora_boolq_is_what_its_predictions_give():
+    """The README's reading of the generation study quotes one run's BoolQ score and its unanswered generations."""
+    import json
+    import re
+
+    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) generations",
+                       text)
+    assert quoted, "the README no longer quotes MELoRA's BoolQ run: drop this test with the sentence"
+    runs = sorted((PROJECT_ROOT / "results" / "cpu-commonsense").glob("*/*/melora_*/seed=0-*"))
+    assert len(runs) == 1
+    rows = [json.loads(line) for line in (runs[0] / "predictions" / "boolq.jsonl").read_text().splitlines()]
+    accuracy = read_record(runs[0]).metrics["boolq"]["accuracy"]
+    assert float(quoted.group(1)) == round(100 * accuracy, 1)
+    assert (int(quoted.group(2)), int(quoted.group(3))) == (sum(r["prediction"] is None for r in rows), len(rows))

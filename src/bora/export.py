@@ -35,6 +35,7 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float = 1e-5) -> float:
     from peft import PeftModel
 
     from bora.adapters import export_peft_lora, load_adapters
+    from bora.adapters.inject import cast_adapters
     from bora.models import load_model
     from bora.tasks import build_task
 
@@ -51,6 +52,9 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float = 1e-5) -> float:
 
     model = load_model(cfg.model, num_labels=task.num_labels)
     load_adapters(model, run_dir / "adapter")
+    # bf16-trained adapters (trainer.adapter_dtype=bf16) load in bf16; the exported PEFT LoRA holds the same values
+    # in float32, as PEFT computes them, so the faithfulness check below compares float32 with float32
+    cast_adapters(model, "fp32")
     model.eval()  # after loading: the injected adapter layers come in training mode (dropout on)
     export_peft_lora(model, out_dir, heads=heads, base_model_name_or_path=cfg.model.path,
                      task_type=TASK_TYPES[str(cfg.model.kind)])
