@@ -58,10 +58,9 @@ def smoke_outputs(tmp_path_factory):
 
 def pytest_terminal_summary(terminalreporter, config):
     """One line saying what the suite ran on, so a slow CI log can tell a slow machine from a slow test."""
-    import platform
-
-    workers = getattr(config.option, "numprocesses", None)
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else ""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    workers = getattr(config.option, "numprocesses", None) or 0
     terminalreporter.write_line(f"machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {model}; "
-                                f"xdist workers: {workers or 0}")
+                                f"xdist workers: {workers}")

@@ -83,8 +83,8 @@ def test_the_readme_prose_on_melora_boolq_is_what_its_predictions_give():
     import re
 
     text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
-    quoted = re.search(r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) generations",
-                       text)
+    quoted = re.search(r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) "
+                       r"generations", text)
     assert quoted, "the README no longer quotes MELoRA's BoolQ run: drop this test with the sentence"
     runs = sorted((PROJECT_ROOT / "results" / "cpu-commonsense").glob("*/*/melora_*/seed=0-*"))
     assert len(runs) == 1

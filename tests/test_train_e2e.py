@@ -408,7 +408,7 @@ def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path, monke
     # weighted by its number of examples (one batch of all 40 would weight the tokens differently). toy-math trains
     # bf16 adapters (task.protocol=bora_authors), which load_adapters keeps: float32 copies were 2.5e-4 off.
     collate, size, total = task.data_collator(tokenizer), cfg.trainer.eval_batch_size, 0.0
-    assert 0 < len(held_out) % size  # two unequal batches, so a plain mean of batch means would not pass either
+    assert 0 < len(held_out) % size  # two unequal batches: the example weighting is exercised
     with torch.no_grad():
         for start in range(0, len(held_out), size):
             rows = [held_out[i] for i in range(start, min(start + size, len(held_out)))]

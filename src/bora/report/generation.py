@@ -152,14 +152,12 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
         "ours": [MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
                  for m, s in zip(claims["ours"], claims["std"])],
         "seeds": claims["seeds"].astype(str), "verdict": claims["verdict"]})
-    labels_of = dict(zip(table["method_tag"], table["label"]))
+    labels_of = {**dict(zip(table["method_tag"], table["label"])), "untrained": "untrained model"}
     order = {tag: i for i, tag in enumerate(labels_of)}  # the main table's rows, then the untrained run
     decoding = decoding_table(study, runs)
-    decoding = decoding.sort_values("method_tag", key=lambda tags: tags.map(lambda t: order.get(t, len(order))),
-                                    kind="stable")
+    decoding = decoding.sort_values("method_tag", key=lambda tags: tags.map(order), kind="stable")
     decoding_display = pd.DataFrame({
-        "row": decoding["method_tag"].map(lambda tag: labels_of.get(tag, "untrained model" if tag == "untrained"
-                                                                    else tag)),
+        "row": decoding["method_tag"].map(lambda tag: labels_of.get(tag, tag)),
         "runs": decoding["runs"].astype(str),
         "questions": decoding["questions"].astype(str),
         "binomial SE of one run's accuracy": decoding["binomial_se"].map(_cell),
@@ -185,8 +183,8 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
              "the noise of a single number, beside the seed spread above. Its most common answer: the share of a run's "
              "answers on one set that are its single most frequent one (from predictions/<set>.jsonl), the mean "
              "over the row's runs and sets; the gold answers' own share is the majority row above (mean "
-             + _cell(_mean([references.loc[1, label] for label in labels]), 1) + "). Cut at the token limit: generations that "
-             "reached task.max_new_tokens without EOS; repeat: generations that write the response marker again, "
+             + _cell(_mean([references.loc[1, label] for label in labels]), 1) + "). Cut at the token limit: "
+             "generations that reached task.max_new_tokens without EOS; repeat: generations that write the response marker again, "
              "the only ones where the protocols' answer cuts (text after the last marker, or before the second) "
              "differ."]
     markdown = "\n\n".join(parts)
