@@ -10,8 +10,8 @@ from synthetic_results import method, write_run
 
 from bora.report.aggregate import load_results
 from bora.report.specs import membership
-from bora.report.generation import GENERATION_STUDIES, binomial_se, decoding_table, reference_rows, \
-    render_generation_study
+from bora.report.generation import GENERATION_STUDIES, binomial_se, decoding_table, paired_question_se, \
+    reference_rows, render_generation_study
 
 STUDY = GENERATION_STUDIES["cpu-commonsense"]
 SETS = ["boolq", "ARC-Challenge", "ARC-Easy", "openbookqa"]
@@ -74,6 +74,38 @@ def test_decoding_table_pools_questions_per_row(study_runs):
     assert lora["binomial_se"] == pytest.approx(expected)
 
 
+def _write_predictions(runs, method_name: str, correct_per_seed: list[list[int]]):
+    planned_runs = membership(runs, "cpu-commonsense", "cpu-commonsense")[0]
+    for seed, correct in enumerate(correct_per_seed):
+        run = planned_runs[(planned_runs["method"] == method_name) & (planned_runs["seed"] == seed)]
+        folder = Path(run["run_dir"].iloc[0]) / "predictions"
+        folder.mkdir()
+        for name in SETS:
+            lines = [json.dumps({"id": i, "prediction": "true", "correct": bool(c)}) for i, c in enumerate(correct)]
+            (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+LORA, BORA8 = "lora_r8_a16_d0.05_QKV", "bora_r8_b8_a16_d0.05_QKV"
+
+
+def test_a_claims_question_se_pairs_the_questions_and_averages_the_seeds_per_question(study_runs):
+    _write_predictions(study_runs, "lora", [[1, 0, 1, 0], [1, 1, 0, 0]])
+    assert math.isnan(paired_question_se(STUDY, study_runs, BORA8, LORA))  # BoRA's predictions are missing
+    _write_predictions(study_runs, "bora", [[1, 1, 1, 0], [1, 1, 0, 1]])
+    # per question, BoRA minus LoRA averaged over the two seeds: 0, 0.5, 0, 0.5 (sample variance 1/12), in each of
+    # the 4 sets of 4 questions; Avg is the mean of the 4 sets
+    expected = 100 * math.sqrt(4 * (1 / 12) / 4) / 4
+    assert paired_question_se(STUDY, study_runs, BORA8, LORA) == pytest.approx(expected)
+    assert paired_question_se(STUDY, study_runs, LORA, BORA8) == pytest.approx(expected)
+
+def test_render_puts_the_question_se_beside_its_claim(study_runs, tmp_path):
+    _write_predictions(study_runs, "lora", [[1, 0, 1, 0], [1, 1, 0, 0]])
+    _write_predictions(study_runs, "bora", [[1, 1, 1, 0], [1, 1, 0, 1]])
+    markdown = render_generation_study("cpu-commonsense", study_runs, tmp_path / "tables", tmp_path)[0]
+    bora_claim = next(line for line in markdown.splitlines() if line.startswith("| BoRA (r=8, b=8) minus LoRA (r=8)"))
+    assert f"| {100 * math.sqrt(4 * (1 / 12) / 4) / 4:.2f} " in bora_claim
+
+
 def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tmp_path):
     markdown, written = render_generation_study("cpu-commonsense", study_runs, tmp_path / "tables", tmp_path)
     lines = markdown.splitlines()
@@ -82,6 +114,7 @@ def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tm
     assert any(line.startswith("| majority answer ") and "62.00" in line for line in lines)
     bora_claim = next(line for line in lines if line.startswith("| BoRA (r=8, b=8) minus LoRA (r=8)"))
     assert "+1.50 ±0.71" in bora_claim and "supported" in bora_claim
+    assert "SE from the questions" in markdown and "| —" in bora_claim  # no predictions in this fixture
     assert "Not in the table (1 runs" in markdown and "trainer.lr" in markdown
     assert "task.protocol=bora_authors" in markdown  # the decoding line names the protocol
     # the paper's row the study's plan cut is named, not shown as an empty row; planned rows without runs stay

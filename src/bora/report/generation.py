@@ -7,7 +7,8 @@ the rendering adds, all from the committed result files (each test set's metrics
 
 - the untrained model's score (``conf/experiment/<study>-untrained.yaml``: ``trainer.max_steps=0``) and the
   majority share of each test set (what always giving its most common answer scores);
-- the binomial standard error of one run's accuracy, ``sqrt(p (1 - p) / n)``, beside the seed spread;
+- the binomial standard error of one run's accuracy, ``sqrt(p (1 - p) / n)``, beside the seed spread, and for each
+  claim the standard error the test questions put on its difference (paired: every run answers the same questions);
 - per method row: the share of generations cut at the token limit and of those that write ``### Response:`` again
   (where the protocols' answer cuts differ), and how often a run gives its single most common answer (read from
   the committed predictions): a model that learnt the answer format but not the task gives one answer to most
@@ -61,6 +62,46 @@ def binomial_se(accuracy: float, n: float) -> float:
     if n is None or not n or pd.isna(accuracy) or pd.isna(n):
         return math.nan
     return math.sqrt(accuracy * (1 - accuracy) / n)
+
+
+def _correct(run_dir: str | Path, subtask: str) -> dict[int, float] | None:
+    """Each question's correctness (1 or 0) by its id, from a run's committed ``predictions/<set>.jsonl``."""
+    path = Path(run_dir) / "predictions" / f"{subtask}.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return {row["id"]: float(row["correct"]) for row in rows}
+
+
+def paired_question_se(study: GenerationStudy, runs: pd.DataFrame, better_tag: str, baseline_tag: str) -> float:
+    """The standard error (x100) that the choice of test questions alone puts on a claim's difference of Avg
+    (``better`` minus ``baseline``, mean over the seeds both rows have), from the committed predictions.
+
+    Both rows answer the same questions, so the difference is paired: per set, each question's difference of
+    correctness (-1, 0 or 1) averaged over the seeds, whose mean is that set's difference of accuracy and whose
+    ``var / n`` is its variance; the four sets are independent draws, and Avg is their mean. The seeds share the
+    questions, so they are averaged per question first, not treated as independent samples. NaN when a run lacks
+    its predictions or the rows answered different questions."""
+    spec = STUDIES[study.name]
+    chosen = membership(runs, spec.experiment_name, spec.experiment)[0]
+    run_dirs = {tag: dict(zip(part["seed"].astype(int), part["run_dir"])) for tag, part in chosen.groupby("method_tag")}
+    better, baseline = run_dirs.get(better_tag, {}), run_dirs.get(baseline_tag, {})
+    seeds = sorted(set(better) & set(baseline))
+    if not seeds:
+        return math.nan
+    variance = 0.0
+    for column in spec.columns:
+        per_seed = []
+        for seed in seeds:
+            ours, theirs = _correct(better[seed], column.subtask), _correct(baseline[seed], column.subtask)
+            if ours is None or theirs is None or ours.keys() != theirs.keys():
+                return math.nan
+            per_seed.append({i: ours[i] - theirs[i] for i in ours})
+        if any(d.keys() != per_seed[0].keys() for d in per_seed):
+            return math.nan
+        differences = [sum(d[i] for d in per_seed) / len(per_seed) for i in per_seed[0]]
+        variance += pd.Series(differences).var(ddof=1) / len(differences)
+    return 100 * math.sqrt(variance) / len(spec.columns)
 
 
 def reference_rows(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
@@ -151,6 +192,8 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
         "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
         "ours": [MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
                  for m, s in zip(claims["ours"], claims["std"])],
+        "SE from the questions": [_cell(paired_question_se(study, runs, better, baseline))
+                                  for better, baseline in zip(claims["better_tag"], claims["baseline_tag"])],
         "seeds": claims["seeds"].astype(str), "verdict": claims["verdict"]})
     labels_of = {**dict(zip(table["method_tag"], table["label"])), "untrained": "untrained model"}
     order = {tag: i for i, tag in enumerate(labels_of)}  # the main table's rows, then the untrained run
@@ -175,9 +218,13 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
              + excluded_markdown(left_out, root),
              "#### The paper's claims, recomputed", claims_display.to_markdown(index=False, disable_numparse=True),
              "Paper: the same difference in the paper's Table 3, averaged over its three models, on its 8 sets and "
-             "on our 4. Ours: mean ±std over seeds of the per-seed difference of Avg. Verdicts: supported when the "
-             "mean gain exceeds its std, within noise when positive but not, contradicted when not positive; "
-             "not-worse claims hold when mean + std >= 0.",
+             "on our 4. Ours: mean ±std over seeds of the per-seed difference of Avg. SE from the questions: the "
+             "standard error the draw of test questions alone puts on that difference (paired: both rows answered "
+             "the same questions; per question the difference of correctness averaged over the seeds, var / n per "
+             "set, the sets combined as Avg is), from the committed predictions: a difference within about two of "
+             "it could come from which questions were drawn, whatever the seeds say. Verdicts (the seed spread "
+             "only, as cpu-glue's): supported when the mean gain exceeds its std, within noise when positive but "
+             "not, contradicted when not positive; not-worse claims hold when mean + std >= 0.",
              "#### Decoding", decoding_display.to_markdown(index=False, disable_numparse=True),
              "Binomial SE: sqrt(p (1 - p) / n) of one run on one set (x100), the mean over a row's runs and sets: "
              "the noise of a single number, beside the seed spread above. Its most common answer: the share of a run's "

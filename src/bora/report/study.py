@@ -129,7 +129,7 @@ def _label(fields: dict) -> str:
 
 def check_study_claims(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per claim: the paper's delta on its 8 tasks and on the study's tasks (mean over its models), ours
-    (mean ±std over the seeds both rows have, paired by seed), seeds, verdict."""
+    (mean ±std over the seeds both rows have, paired by seed), seeds, verdict, and the two rows' method tags."""
     cells = StudyCells(study, runs)
     rows = []
     for claim in CLAIMS:
@@ -143,7 +143,9 @@ def check_study_claims(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
                  for column in ("Avg", "Avg4")}
         rows.append({"claim": claim.name, "statement": claim.statement, "paper_text": claim.text,
                      "paper_8_tasks": paper["Avg"], "paper_our_tasks": paper["Avg4"], "ours": mean, "std": std,
-                     "seeds": n, "baseline_ours": _label(ours_base), "verdict": verdict(claim.kind, mean, std, n)})
+                     "seeds": n, "baseline_ours": _label(ours_base), "verdict": verdict(claim.kind, mean, std, n),
+                     "better_tag": paper_tag(_row(claim.better), study.targets),
+                     "baseline_tag": paper_tag(_row(ours_base), study.targets)})
     return pd.DataFrame(rows)
 
 
