@@ -61,7 +61,7 @@ $(addprefix reproduce-,$(PAPER)): reproduce-%:
 ## cpu-glue.yaml (real MiniLM on real GLUE: set GLUE_DIR, about 5 hours on 2 cores), then renders both;
 ## `make readme` writes the rendered study tables into the README (a test checks they agree).
 ## `make reproduce-cpu-commonsense`: Table 3's rows on the real SmolLM2-135M-Instruct (set LLM_ADAPTERS_DIR): its
-## learning-rate selection on held-out training records, the untrained row, then the 24 runs.
+## learning-rate selection on held-out training records, the untrained row, then the 14 runs (7 rows x 2 seeds).
 STUDIES := cpu-glue cpu-commonsense
 SWEEPS_cpu-glue := cpu-glue-protocol cpu-glue
 SWEEPS_cpu-commonsense := cpu-commonsense-protocol cpu-commonsense-untrained cpu-commonsense
