@@ -11,7 +11,7 @@ from synthetic_results import method, write_run
 from bora.report.aggregate import load_results
 from bora.report.specs import membership
 from bora.report.generation import GENERATION_STUDIES, binomial_se, decoding_table, paired_question_se, \
-    reference_rows, render_generation_study
+    reference_rows, render_generation_study, training_table
 
 STUDY = GENERATION_STUDIES["cpu-commonsense"]
 SETS = ["boolq", "ARC-Challenge", "ARC-Easy", "openbookqa"]
@@ -104,6 +104,25 @@ def test_render_puts_the_question_se_beside_its_claim(study_runs, tmp_path):
     markdown = render_generation_study("cpu-commonsense", study_runs, tmp_path / "tables", tmp_path)[0]
     bora_claim = next(line for line in markdown.splitlines() if line.startswith("| BoRA (r=8, b=8) minus LoRA (r=8)"))
     assert f"| {100 * math.sqrt(4 * (1 / 12) / 4) / 4:.2f} " in bora_claim
+
+
+def test_training_table_averages_each_logged_step_over_a_rows_runs(study_runs, tmp_path):
+    planned_runs = membership(study_runs, "cpu-commonsense", "cpu-commonsense")[0]
+    for (_, run), losses in zip(planned_runs.sort_values(["method", "seed"]).iterrows(),
+                                ([2.6, 0.8, 0.2], [2.6, 1.0, 0.4], [2.6, 1.4, 0.3], [2.6, 1.6, 0.5])):
+        path = Path(run["run_dir"]) / "result.json"
+        record = json.loads(path.read_text())
+        record["train"]["loss_history"] = [{"step": step, "loss": loss} for step, loss in zip((1, 10, 12), losses)]
+        record["train"]["mean_loss"] = sum(losses) / 3
+        path.write_text(json.dumps(record))
+    table = training_table(STUDY, study_runs).set_index("method_tag")
+    assert table.loc[BORA8, "step 10"] == pytest.approx(0.9) and table.loc[BORA8, "step 12"] == pytest.approx(0.3)
+    assert table.loc[LORA, "step 10"] == pytest.approx(1.5) and table.loc[LORA, "runs"] == 2
+    assert table.loc[LORA, "mean_loss"] == pytest.approx((4.3 + 4.7) / 6)
+    markdown = render_generation_study("cpu-commonsense", study_runs, tmp_path / "tables", tmp_path)[0]
+    section = markdown.split("#### Training loss")[1].splitlines()
+    assert any(line.startswith("| BoRA (r=8, b=8)") and "| 0.900 " in line and "| 0.300 " in line for line in section)
+    assert not any("step 1 " in line for line in section)  # the untrained loss, the same for every row
 
 
 def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tmp_path):

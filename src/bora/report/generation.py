@@ -12,7 +12,7 @@ the rendering adds, all from the committed result files (each test set's metrics
 - per method row: the share of generations cut at the token limit and of those that write ``### Response:`` again
   (where the protocols' answer cuts differ), and how often a run gives its single most common answer (read from
   the committed predictions): a model that learnt the answer format but not the task gives one answer to most
-  questions.
+  questions; and its training loss as logged, step by step (how soon it fit the training answers).
 """
 
 from __future__ import annotations
@@ -148,6 +148,28 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
                                        "at_limit_pct", "repeated_marker_pct"])
 
 
+def training_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method row: its runs, the mean training loss over every step, and the logged training loss at each
+    logged step (the mean over the steps since the previous log, as HF's Trainer logs it), each the mean over the
+    row's runs; from ``train.loss_history`` of the result files. How fast a method fits the training answers is
+    what the accuracies of a short run cannot show."""
+    from bora.record import read_record
+
+    spec = STUDIES[study.name]
+    trained = membership(runs, spec.experiment_name, spec.experiment)[0]
+    rows = []
+    for tag, part in trained.groupby("method_tag", sort=False):
+        records = [read_record(run_dir).train for run_dir in part["run_dir"]]
+        row = {"method_tag": tag, "runs": len(records),
+               "mean_loss": _mean([math.nan if r.mean_loss is None else r.mean_loss for r in records])}
+        steps = sorted({point.step for r in records for point in r.loss_history})
+        for step in steps:
+            row[f"step {step}"] = _mean([next((p.loss for p in r.loss_history if p.step == step), math.nan)
+                                         for r in records])
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["method_tag", "runs", "mean_loss"])
+
+
 def _mean(values: list[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else math.nan
@@ -207,6 +229,13 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
         "its most common answer (%)": decoding["favourite_pct"].map(lambda v: _cell(v, 1)),
         "cut at the token limit (%)": decoding["at_limit_pct"].map(lambda v: _cell(v, 1)),
         "repeat `### Response:` (%)": decoding["repeated_marker_pct"].map(lambda v: _cell(v, 1))})
+    training = training_table(study, runs)
+    training = training.sort_values("method_tag", key=lambda tags: tags.map(order), kind="stable")
+    step_columns = [c for c in training.columns if c.startswith("step ") and c != "step 1"]
+    training_display = pd.DataFrame({
+        "row": training["method_tag"].map(lambda tag: labels_of.get(tag, tag)),
+        "runs": training["runs"].astype(str), "mean loss": training["mean_loss"].map(lambda v: _cell(v, 3)),
+        **{c: training[c].map(lambda v: _cell(v, 3)) for c in step_columns}})
     protocol = decoding_line(list(chosen["config"])) if len(chosen) else ""
     parts = [f"### {spec.title}", main.to_markdown(index=False, disable_numparse=True),
              f"Accuracy x100, mean ±std over seeds (ddof=1) of our runs of conf/experiment/{spec.experiment}.yaml; "
@@ -233,11 +262,17 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
              + _cell(_mean([references.loc[1, label] for label in labels]), 1) + "). Cut at the token limit: "
              "generations that reached task.max_new_tokens without EOS; repeat: generations that write the response marker again, "
              "the only ones where the protocols' answer cuts (text after the last marker, or before the second) "
-             "differ."]
+             "differ.",
+             "#### Training loss", training_display.to_markdown(index=False, disable_numparse=True),
+             "Training loss on the response tokens (cross-entropy per token), the mean over a row's runs: over every "
+             "step of a run (mean loss), and as logged at each step (step N: the mean over the steps since the "
+             "previous log; the first step, the untrained model's loss, is the same for every row). A row that "
+             "fits its training answers later has had fewer steps to learn their exact wording."]
     markdown = "\n\n".join(parts)
     out_dir = Path(out_dir)
     written = write_outputs(out_dir / name, markdown, latex_table(main, spec.title), table)
-    for part, frame in (("claims", claims), ("references", references), ("decoding", decoding)):
+    for part, frame in (("claims", claims), ("references", references), ("decoding", decoding),
+                        ("training", training)):
         frame.to_csv(out_dir / f"{name}-{part}.csv", index=False)
         written.append(out_dir / f"{name}-{part}.csv")
     return markdown, written
