@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bora.record import read_record
 from bora.report.render import MISSING, decoding_line, excluded_markdown, latex_table, ours_cell, write_outputs
 from bora.config.resolvers import method_tag
 from bora.report.specs import membership, planned
@@ -34,10 +35,11 @@ from bora.report.study import STUDIES, check_study_claims, study_table
 class GenerationStudy:
     name: str  # a bora.report.study.STUDIES entry: its table, columns and claims
     untrained: str  # the experiment (and experiment_name) of the untrained run
+    figures: str  # its figures' folder, relative to the project root (bora.report.generation_figures; `make readme`)
 
 
 GENERATION_STUDIES = {study.name: study for study in [
-    GenerationStudy("cpu-commonsense", "cpu-commonsense-untrained"),
+    GenerationStudy("cpu-commonsense", "cpu-commonsense-untrained", "results/cpu-commonsense/figures"),
 ]}
 
 
@@ -148,26 +150,31 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
                                        "at_limit_pct", "repeated_marker_pct"])
 
 
-def training_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per method row: its runs, the mean training loss over every step, and the logged training loss at each
-    logged step (the mean over the steps since the previous log, as HF's Trainer logs it), each the mean over the
-    row's runs; from ``train.loss_history`` of the result files. How fast a method fits the training answers is
-    what the accuracies of a short run cannot show."""
-    from bora.record import read_record
-
+def loss_history(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per planned run and logged step: its method tag, seed, the logged training loss (the mean over the steps since
+    the previous log, as HF's Trainer logs it) and the run's mean loss over every step, from ``train`` of its
+    result file."""
     spec = STUDIES[study.name]
     trained = membership(runs, spec.experiment_name, spec.experiment)[0]
     rows = []
-    for tag, part in trained.groupby("method_tag", sort=False):
-        records = [read_record(run_dir).train for run_dir in part["run_dir"]]
-        row = {"method_tag": tag, "runs": len(records),
-               "mean_loss": _mean([math.nan if r.mean_loss is None else r.mean_loss for r in records])}
-        steps = sorted({point.step for r in records for point in r.loss_history})
-        for step in steps:
-            row[f"step {step}"] = _mean([next((p.loss for p in r.loss_history if p.step == step), math.nan)
-                                         for r in records])
-        rows.append(row)
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["method_tag", "runs", "mean_loss"])
+    for _, run in trained.iterrows():
+        train = read_record(run["run_dir"]).train
+        mean_loss = math.nan if train.mean_loss is None else train.mean_loss
+        rows += [{"method_tag": run["method_tag"], "seed": int(run["seed"]), "step": point.step, "loss": point.loss,
+                  "mean_loss": mean_loss} for point in train.loss_history]
+    return pd.DataFrame(rows, columns=["method_tag", "seed", "step", "loss", "mean_loss"])
+
+
+def training_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method row: its runs, the mean training loss over every step, and the logged loss at each logged step,
+    each the mean over the row's runs. How fast a method fits the training answers is what the accuracies of a
+    short run cannot show."""
+    history = loss_history(study, runs)
+    per_run = history.drop_duplicates(["method_tag", "seed"])
+    table = per_run.groupby("method_tag", sort=False).agg(runs=("seed", "size"), mean_loss=("mean_loss", "mean"))
+    steps = history.pivot_table(index="method_tag", columns="step", values="loss", aggfunc="mean", sort=False)
+    steps.columns = [f"step {step}" for step in steps.columns]
+    return table.join(steps).reset_index()
 
 
 def _mean(values: list[float]) -> float:
@@ -245,6 +252,7 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
              "answer, what always giving it scores. " + protocol
              + (f" Not in this study (cut to fit the CPU budget): {', '.join(cut)}." if cut else "")
              + excluded_markdown(left_out, root),
+             f"![{spec.title.split(':')[0]}: accuracy per run]({study.figures}/accuracy.png)",
              "#### The paper's claims, recomputed", claims_display.to_markdown(index=False, disable_numparse=True),
              "Paper: the same difference in the paper's Table 3, averaged over its three models, on its 8 sets and "
              "on our 4. Ours: mean ±std over seeds of the per-seed difference of Avg. SE from the questions: the "
@@ -267,7 +275,8 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
              "Training loss on the response tokens (cross-entropy per token), the mean over a row's runs: over every "
              "step of a run (mean loss), and as logged at each step (step N: the mean over the steps since the "
              "previous log; the first step, the untrained model's loss, is the same for every row). A row that "
-             "fits its training answers later has had fewer steps to learn their exact wording."]
+             "fits its training answers later has had fewer steps to learn their exact wording.",
+             f"![{spec.title.split(':')[0]}: training loss]({study.figures}/training-loss.png)"]
     markdown = "\n\n".join(parts)
     out_dir = Path(out_dir)
     written = write_outputs(out_dir / name, markdown, latex_table(main, spec.title), table)
