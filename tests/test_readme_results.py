@@ -8,6 +8,7 @@ from bora.config.identity import run_identity
 from bora.paths import PROJECT_ROOT
 from bora.record import read_record
 from bora.report.aggregate import load_results
+from bora.report.generation import GENERATION_STUDIES
 from bora.report.selection import SELECTIONS
 from bora.report.specs import planned
 from bora.report.study import STUDIES
@@ -75,6 +76,23 @@ def test_ablation_study_runs_are_planned_and_its_committed_figures_are_what_they
         assert (committed / f"{name}.png").stat().st_size > 0
         fresh = (tmp_path / "figures" / f"{name}.csv").read_text()
         assert (committed / f"{name}.csv").read_text() == fresh, f"{name}.csv is out of date: run `make readme`"
+
+
+@pytest.mark.parametrize("name", sorted(GENERATION_STUDIES))
+def test_generation_study_figures_are_what_the_committed_runs_give(name, tmp_path):
+    """The committed figures' plotted numbers (figures/*.csv) are what the committed runs give, and their PNGs exist."""
+    from bora.report.generation_figures import render_generation_figures
+
+    study = GENERATION_STUDIES[name]
+    committed = PROJECT_ROOT / study.figures
+    if not committed.is_dir():
+        pytest.skip(f"no committed figures under {committed} yet")
+    runs = load_results(PROJECT_ROOT / STUDIES[name].results, [STUDIES[name].experiment_name, study.untrained])
+    render_generation_figures(study, runs, tmp_path)
+    for stem in ("accuracy", "training-loss"):
+        assert (committed / f"{stem}.png").stat().st_size > 0
+        fresh = (tmp_path / f"{stem}.csv").read_text()
+        assert (committed / f"{stem}.csv").read_text() == fresh, f"{stem}.csv is out of date: run `make readme`"
 
 
 def test_the_readme_prose_on_melora_boolq_is_what_its_predictions_give():

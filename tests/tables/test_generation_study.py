@@ -10,6 +10,7 @@ from synthetic_results import method, write_run
 
 from bora.report.aggregate import load_results
 from bora.report.specs import membership
+from bora.report.generation_figures import accuracy_frame, render_generation_figures
 from bora.report.generation import GENERATION_STUDIES, binomial_se, decoding_table, paired_question_se, \
     reference_rows, render_generation_study, training_table
 
@@ -123,6 +124,23 @@ def test_training_table_averages_each_logged_step_over_a_rows_runs(study_runs, t
     section = markdown.split("#### Training loss")[1].splitlines()
     assert any(line.startswith("| BoRA (r=8, b=8)") and "| 0.900 " in line and "| 0.300 " in line for line in section)
     assert not any("step 1 " in line for line in section)  # the untrained loss, the same for every row
+
+
+def test_accuracy_figure_plots_every_run_the_references_and_each_accuracys_binomial_se(study_runs, tmp_path):
+    frame = accuracy_frame(STUDY, study_runs)
+    lora = frame[(frame["row"] == "LoRA (r=8)") & (frame["set"] == "BoolQ")]
+    assert list(lora["seed"]) == [0, 1] and list(lora["accuracy"]) == pytest.approx([41.0, 43.0])
+    assert lora["se"].iloc[0] == pytest.approx(100 * binomial_se(0.41, 500))
+    average = frame[(frame["row"] == "LoRA (r=8)") & (frame["set"] == "Avg") & (frame["seed"] == 0)].iloc[0]
+    assert average["n"] == 2000 and average["se"] == pytest.approx(100 * binomial_se(0.41, 500) / 2)  # 4 sets
+    majority = frame[(frame["row"] == "majority answer") & (frame["set"] == "BoolQ")]
+    assert majority["accuracy"].iloc[0] == pytest.approx(62.0)
+    assert frame[frame["row"] == "untrained model"]["n"].iloc[0] == 100
+    assert "LoRA (r=8)" in set(frame["row"]) and len(frame[frame["row"] == "LoRA (r=8)"]) == 2 * 5  # not left-out
+    written = render_generation_figures(STUDY, study_runs, tmp_path)
+    assert sorted(p.name for p in written) == ["accuracy.csv", "accuracy.png", "training-loss.csv",
+                                               "training-loss.png"]
+    assert all(p.stat().st_size > 0 for p in written)
 
 
 def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tmp_path):

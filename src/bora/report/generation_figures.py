@@ -116,7 +116,10 @@ def plot_training_loss(frame: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (logged: mean since the previous log)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(frame):
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.02, 0.97, "no loss history in these runs", transform=ax.transAxes, va="top", fontsize=9)
     ax.set_title(title)
     return _save(fig, path)
 
