@@ -19,17 +19,10 @@ import pandas as pd  # noqa: E402
 from bora.report.ablations import (  # noqa: E402
     FIGURE4_BLOCKS, PAPER_MODEL, RANK_TOLERANCE, TASKS, Runs, per_seed_scores, with_spectra)
 from bora.report.paper import paper_table  # noqa: E402
+from bora.report.render import save_figure  # noqa: E402
 
 FIGURE4_ROWS = ((1, "LoRA"), *((b, f"BoRA b={b}") for b in FIGURE4_BLOCKS))
 FIGURE4_R = 8
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def figure3b_frame(runs: Runs) -> pd.DataFrame:
@@ -69,7 +62,7 @@ def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
     _ticks(axes[-1], sorted(paper["b"].unique()))
     axes[-1].legend(fontsize=8)
     fig.suptitle("Figure 3(b) at CPU scale: all-MiniLM-L6-v2, GLUE dev, Q and V adapted; score against b per rank")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def figure4_frame(runs: Runs) -> pd.DataFrame:
@@ -105,7 +98,7 @@ def plot_figure4(frame: pd.DataFrame, path: Path) -> Path:
         if part.empty:
             ax.text(0.02, 0.97, "no spectra of these runs yet", transform=ax.transAxes, va="top", fontsize=9)
     fig.suptitle("Figure 4 at CPU scale: normalised singular values of the query updates (grey: 1e-2, 1e-3)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def render_figures(runs: Runs, out_dir: Path) -> list[Path]:

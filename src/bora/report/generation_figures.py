@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bora.report.generation import GenerationStudy, binomial_se, loss_history  # noqa: E402
+from bora.report.render import save_figure  # noqa: E402
 from bora.report.specs import membership  # noqa: E402
 from bora.report.study import STUDIES, study_table  # noqa: E402
 
@@ -71,14 +72,6 @@ def loss_frame(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
     return _labelled(study.name, runs, loss_history(study, runs))[LOSS_COLUMNS]
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def plot_accuracy(frame: pd.DataFrame, title: str, path: Path) -> Path:
     sets = list(dict.fromkeys(frame["set"]))
     methods = frame[frame["seed"] >= 0]
@@ -102,7 +95,7 @@ def plot_accuracy(frame: pd.DataFrame, title: str, path: Path) -> Path:
         ax.grid(alpha=0.3, axis="y")
     axes[0][0].legend(fontsize=8, loc="lower left")
     fig.suptitle(f"{title}\ndots: seeds; bar: their mean ± one binomial SE of a single run")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_loss(frame: pd.DataFrame, title: str, path: Path) -> Path:
@@ -121,7 +114,7 @@ def plot_training_loss(frame: pd.DataFrame, title: str, path: Path) -> Path:
     else:
         ax.text(0.02, 0.97, "no loss history in these runs", transform=ax.transAxes, va="top", fontsize=9)
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def render_generation_figures(study: GenerationStudy, runs: pd.DataFrame, out_dir: Path) -> list[Path]:

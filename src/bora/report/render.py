@@ -27,6 +27,17 @@ def write_outputs(stem: Path, markdown: str, latex: str, frame: pd.DataFrame) ->
     return paths
 
 
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """A matplotlib figure as PNG at ``path`` (folders made), then closed: the studies' figures, one way."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def number(value, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
         return MISSING
