@@ -3,12 +3,13 @@
 # peak memory at batch 4 x 256 tokens, bf16: LoRA, BoRA b=8 / b=16, MELoRA, HydraLoRA, DoRA, PEFT's DoRA, ratios to
 # LoRA beside the paper's), then generation throughput (LoRA, BoRA training form, BoRA LoRA form, merged), then whether
 # continuous batching decodes what padded batches do on the GPU (scripts/gpu_decoding_check.py), after a check that
-# BoRA's two training forms agree on the device, and last Table 4 eager beside torch.compile (issue 22: `bora bench
-# --table4 --compile` on 4 of LLaMA-3-8B's 32 layers, batch 4 x 256: compiled / eager step time per method, compile
-# time, graph breaks). No hub, no weights to download. Measured before the compiled step (30 Table 4 rounds, 5 / 3
-# --eval rounds): 4.4 minutes on an H200, 5.7 on an H100 (results/gpu-check/); with 15 and 3 rounds and the compiled
-# step, expected about 6 minutes on an H200 (not measured yet). The five steps are capped at 0.75, 2, 2, 2 and 3
-# minutes (9.75 in all); the compiled step prints a line per method as it finishes, so a cap still leaves those.
+# BoRA's two training forms agree on the device and that the operator counter sees the device's backward, and last
+# Table 4 eager beside torch.compile (issue 22: `bora bench --table4 --compile` on 4 of LLaMA-3-8B's 32 layers, batch
+# 4 x 256: compiled / eager step time per method, compile time, graph breaks). No hub, no weights to download.
+# Measured before the compiled step (30 Table 4 rounds, 5 / 3 --eval rounds): 4.4 minutes on an H200, 5.7 on an H100
+# (results/gpu-check/); with 15 and 3 rounds and the compiled step, expected about 6 minutes on an H200 (not measured
+# yet). The six steps are capped at 0.5, 0.5, 2, 2, 2 and 2.83 minutes (9.83 in all: a device call may run 10); the
+# compiled step prints a line per method as it finishes, so a cap still leaves those.
 #
 # Needs a CUDA build of torch plus transformers, peft and accelerate (a GPU machine may have only those) and this
 # checkout. Beyond those, `python -m bora.bench` imports three packages: hydra-core (with omegaconf and
@@ -76,7 +77,7 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, '| transformers', 
 
 # BoRA and MELoRA train through the rank-b r LoRA form on a GPU (bora.adapters.blocks): the same outputs and
 # gradients as the block form, checked here in float32 on the device (the tests check it on a CPU)
-run 45 "$PYTHON" - "$DEVICE" <<'PY'
+run 30 "$PYTHON" - "$DEVICE" <<'PY'
 import sys, torch
 from torch import nn
 from bora.adapters import blocks
@@ -102,6 +103,29 @@ for cls, extra in ((BoraLayer, {}), (MeloraLayer, {"name": "melora"})):
     print(f"{cls.__name__}: lora form vs block form on {device}, largest relative difference {worst:.2e}")
     assert worst < 1e-5, cls.__name__
 PY
+# The operator counter (a TorchDispatchMode) must see what the device runs: on CUDA, backward runs on the autograd
+# engine's own device thread, so a mode that did not reach that thread would count no backward operators there. One
+# layer-step of each method in the LoRA form, fp32 (no autocast: its cast policy differs between devices), counted on
+# the CPU and on the device: forward and backward must agree (AdamW differs: foreach on a GPU).
+run 30 "$PYTHON" - "$DEVICE" <<'PY'
+import sys, torch
+from torch import nn
+from bora.adapters import blocks
+from bora.adapters.bora import BoraLayer
+from bora.adapters.lora import LoraLayer
+from bora.adapters.melora import MeloraLayer
+from bora.bench.timing import CPU, Runtime, layer_ops_per_step
+device = sys.argv[1]
+for cls, extra in ((LoraLayer, {}), (BoraLayer, {"blocks": 16}), (MeloraLayer, {"blocks": 4})):
+    torch.manual_seed(0)
+    layer = cls(nn.Linear(1024, 512), r=8, alpha=16, dropout=0.05, **extra)
+    with blocks.lora_form_on("cpu"):
+        on_cpu = layer_ops_per_step(layer, CPU)
+        on_device = layer_ops_per_step(layer.to(device), Runtime(device))
+    print(f"{cls.__name__}: operators per layer-step on cpu {on_cpu}, on {device} {on_device}")
+    assert on_device["backward"] > 0, f"{cls.__name__}: no backward operator counted on {device}"
+    assert all(on_cpu[phase] == on_device[phase] for phase in ("forward", "backward")), cls.__name__
+PY
 # --lora-form: BoRA and MELoRA train through the LoRA form, as on every GPU (there the flag changes nothing; a CPU dry
 # run takes the GPU's code path too); the table of operators per adapted layer-step is then counted on the device
 run 120 "$PYTHON" -m bora.bench --table4 --lora-form --device "$DEVICE" --dtype bf16 --rounds "$ROUNDS" --warmup 3 \
@@ -113,7 +137,7 @@ run 120 "$PYTHON" scripts/gpu_decoding_check.py --device "$DEVICE" --new-tokens 
 # the longest and is the least known; on COMPILE_LAYERS of the 32 layers (compile time grows with the layers traced),
 # each method on a fresh dynamo state with its eager and compiled steps interleaved. Last line
 # bora_compiled_time_x_eager: X
-run 180 "$PYTHON" -m bora.bench --table4 --compile --lora-form --device "$DEVICE" --dtype bf16 \
+run 170 "$PYTHON" -m bora.bench --table4 --compile --lora-form --device "$DEVICE" --dtype bf16 \
   --layers "$COMPILE_LAYERS" --rounds "$COMPILE_ROUNDS" --warmup 2 ${EXTRA[@]+"${EXTRA[@]}"}
 echo "log: $LOG"
 exit "$failed"
