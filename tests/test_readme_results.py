@@ -110,3 +110,21 @@ def test_the_readme_prose_on_melora_boolq_is_what_its_predictions_give():
     accuracy = read_record(runs[0]).metrics["boolq"]["accuracy"]
     assert float(quoted.group(1)) == round(100 * accuracy, 1)
     assert (int(quoted.group(2)), int(quoted.group(3))) == (sum(r["prediction"] is None for r in rows), len(rows))
+
+
+def test_the_readme_quotes_the_generation_studys_run_times_as_its_result_files_give_them():
+    """The README's run times of the generation study: the range over its committed successful runs, rounded."""
+    import re
+
+    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(r"The study's own runs came out faster: (\d+)-(\d+) minutes of training \((\d+)-(\d+) s a step\) "
+                       r"and (\d+)-(\d+) minutes of generation each", text)
+    assert quoted, "the README no longer quotes the study's run times: drop this test with the sentence"
+    records = [read_record(path) for path in (PROJECT_ROOT / "results" / "cpu-commonsense").glob("*/*/*/*/result.json")]
+    records = [r for r in records if r.status == "success"]
+    train = [r.train.wall_time_s for r in records]
+    per_step = [r.train.wall_time_s / r.train.global_steps for r in records]
+    generation = [r.eval["wall_time_s"] for r in records]
+    expected = [round(min(train) / 60), round(max(train) / 60), round(min(per_step)), round(max(per_step)),
+                round(min(generation) / 60), round(max(generation) / 60)]
+    assert [int(group) for group in quoted.groups()] == expected
