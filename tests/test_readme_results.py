@@ -128,3 +128,27 @@ def test_the_readme_quotes_the_generation_studys_run_times_as_its_result_files_g
     expected = [round(min(train) / 60), round(max(train) / 60), round(min(per_step)), round(max(per_step)),
                 round(min(generation) / 60), round(max(generation) / 60)]
     assert [int(group) for group in quoted.groups()] == expected
+
+
+def test_the_readme_weighs_boras_differences_to_lora_as_the_claims_table_gives_them():
+    """The README's reading of the generation study quotes the range of BoRA's differences to LoRA (r=8, r=32) and
+    their largest size in standard errors of the question draw: as the committed runs give them."""
+    import re
+
+    from bora.report.generation import paired_question_se
+    from bora.report.study import check_study_claims
+
+    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(r"BoRA's differences to LoRA r=8 and r=32 \(([-+\d.]+) to ([-+\d.]+) points of Avg, .*?\) are at "
+                       r"most ([\d.]+) times the standard error", text)
+    assert quoted, "the README no longer weighs BoRA against LoRA: drop this test with the sentence"
+    name = "cpu-commonsense"
+    study, spec = GENERATION_STUDIES[name], STUDIES[name]
+    runs = load_results(PROJECT_ROOT / spec.results, [spec.experiment_name, study.untrained])
+    claims = check_study_claims(spec, runs).set_index("claim")
+    versus_lora = claims.loc[["bora8_vs_lora8", "bora16_vs_lora8", "bora16_vs_lora32", "bora8_vs_lora32"]]
+    ratios = [abs(row["ours"]) / paired_question_se(study, runs, row["better_tag"], row["baseline_tag"])
+              for _, row in versus_lora.iterrows()]
+    assert float(quoted.group(1)) == round(versus_lora["ours"].min(), 2)
+    assert float(quoted.group(2)) == round(versus_lora["ours"].max(), 2)
+    assert float(quoted.group(3)) == round(max(ratios), 1)
