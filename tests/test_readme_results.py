@@ -95,21 +95,23 @@ def test_generation_study_figures_are_what_the_committed_runs_give(name, tmp_pat
         assert (committed / f"{stem}.csv").read_text() == fresh, f"{stem}.csv is out of date: run `make readme`"
 
 
-def test_the_readme_prose_on_melora_boolq_is_what_its_predictions_give():
-    """The README's reading of the generation study quotes one run's BoolQ score and its unanswered generations."""
+def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_predictions_give():
+    """The README's reading of the generation study quotes two runs' BoolQ scores and their unanswered generations."""
     import json
     import re
 
     text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
-    quoted = re.search(r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) "
-                       r"generations", text)
-    assert quoted, "the README no longer quotes MELoRA's BoolQ run: drop this test with the sentence"
-    runs = sorted((PROJECT_ROOT / "results" / "cpu-commonsense").glob("*/*/melora_*/seed=0-*"))
-    assert len(runs) == 1
-    rows = [json.loads(line) for line in (runs[0] / "predictions" / "boolq.jsonl").read_text().splitlines()]
-    accuracy = read_record(runs[0]).metrics["boolq"]["accuracy"]
-    assert float(quoted.group(1)) == round(100 * accuracy, 1)
-    assert (int(quoted.group(2)), int(quoted.group(3))) == (sum(r["prediction"] is None for r in rows), len(rows))
+    patterns = {"melora": r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) generations",
+                "hydralora": r"HydraLoRA's \(seed 0: ([\d.]+)\) is the same rule, with (\d+) of (\d+) unanswered"}
+    for method_name, pattern in patterns.items():
+        quoted = re.search(pattern, text)
+        assert quoted, f"the README no longer quotes {method_name}'s BoolQ run: drop this part with the sentence"
+        runs = sorted((PROJECT_ROOT / "results" / "cpu-commonsense").glob(f"*/*/{method_name}_*/seed=0-*"))
+        assert len(runs) == 1
+        rows = [json.loads(line) for line in (runs[0] / "predictions" / "boolq.jsonl").read_text().splitlines()]
+        accuracy = read_record(runs[0]).metrics["boolq"]["accuracy"]
+        assert float(quoted.group(1)) == round(100 * accuracy, 1)
+        assert (int(quoted.group(2)), int(quoted.group(3))) == (sum(r["prediction"] is None for r in rows), len(rows))
 
 
 def test_the_readme_quotes_the_generation_studys_run_times_as_its_result_files_give_them():
@@ -152,3 +154,24 @@ def test_the_readme_weighs_boras_differences_to_lora_as_the_claims_table_gives_t
     assert float(quoted.group(1)) == round(versus_lora["ours"].min(), 2)
     assert float(quoted.group(2)) == round(versus_lora["ours"].max(), 2)
     assert float(quoted.group(3)) == round(max(ratios), 1)
+
+
+def test_the_readme_quotes_each_rows_final_training_loss_as_the_result_files_give_it():
+    """The README's reading quotes the last logged training loss of the two slowest rows and the others' range."""
+    import re
+
+    from bora.report.generation import training_table
+
+    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(r"\(logged at the last step, mean over seeds: MELoRA ([\d.]+), HydraLoRA ([\d.]+); the other rows "
+                       r"([\d.]+)-([\d.]+)\)", text)
+    assert quoted, "the README no longer quotes the final training losses: drop this test with the sentence"
+    name = "cpu-commonsense"
+    study, spec = GENERATION_STUDIES[name], STUDIES[name]
+    table = training_table(study, load_results(PROJECT_ROOT / spec.results, [spec.experiment_name]))
+    last = table.set_index("method_tag")[max((c for c in table.columns if c.startswith("step ")),
+                                              key=lambda c: int(c.split()[1]))]
+    slow = {tag: last.pop(tag) for tag in [t for t in last.index if t.startswith(("melora", "hydralora"))]}
+    assert float(quoted.group(1)) == round(next(v for t, v in slow.items() if t.startswith("melora")), 3)
+    assert float(quoted.group(2)) == round(next(v for t, v in slow.items() if t.startswith("hydralora")), 3)
+    assert (float(quoted.group(3)), float(quoted.group(4))) == (round(last.min(), 3), round(last.max(), 3))
