@@ -141,8 +141,8 @@ def test_the_readme_weighs_boras_differences_to_lora_as_the_claims_table_gives_t
     from bora.report.study import check_study_claims
 
     text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
-    quoted = re.search(r"BoRA's differences to LoRA r=8 and r=32 \(([-+\d.]+) to ([-+\d.]+) points of Avg, .*?\) are at "
-                       r"most ([\d.]+) times the standard error", text)
+    quoted = re.search(r"BoRA's differences to LoRA r=8 and r=32 \(([-+\d.]+) to ([-+\d.]+) points of Avg, .*?\) are .*?"
+                       r"up to ([\d.]+) times the standard error", text)
     assert quoted, "the README no longer weighs BoRA against LoRA: drop this test with the sentence"
     name = "cpu-commonsense"
     study, spec = GENERATION_STUDIES[name], STUDIES[name]
