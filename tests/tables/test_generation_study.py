@@ -61,10 +61,14 @@ def test_decoding_table_pools_questions_per_row(study_runs):
     first = Path(planned_runs.loc[planned_runs["method"] == "lora", "run_dir"].iloc[0])
     (first / "predictions").mkdir()
     for name in SETS:  # one run answers "true" to 3 of 4 questions; the other has no predictions: left out
-        lines = [json.dumps({"prediction": p}) for p in ("true", "true", "false", "true")]
+        lines = [json.dumps({"prediction": p, "answer": a, "correct": p == a})
+                 for p, a in zip(("true", "true", "false", "true"), ("true", "false", "false", "false"))]
         (first / "predictions" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     table = decoding_table(STUDY, study_runs).set_index("method_tag")
     assert table.loc["lora_r8_a16_d0.05_QKV", "favourite_pct"] == pytest.approx(75.0)
+    # 2 of 4 right; guessing "true" 3/4 and "false" 1/4 of the time against gold 1/4 "true" scores 3/8
+    assert table.loc["lora_r8_a16_d0.05_QKV", "above_guessing"] == pytest.approx(100 * (0.5 - 0.375))
+    assert math.isnan(table.loc["bora_r8_b8_a16_d0.05_QKV", "above_guessing"])
     assert math.isnan(table.loc["bora_r8_b8_a16_d0.05_QKV", "favourite_pct"])
     assert table.loc["untrained", "at_limit_pct"] == pytest.approx(90.0)
     assert table.loc["untrained", "repeated_marker_pct"] == pytest.approx(50.0)
@@ -82,7 +86,8 @@ def _write_predictions(runs, method_name: str, correct_per_seed: list[list[int]]
         folder = Path(run["run_dir"].iloc[0]) / "predictions"
         folder.mkdir()
         for name in SETS:
-            lines = [json.dumps({"id": i, "prediction": "true", "correct": bool(c)}) for i, c in enumerate(correct)]
+            lines = [json.dumps({"id": i, "prediction": "true", "answer": "true" if c else "false", "correct": bool(c)})
+                     for i, c in enumerate(correct)]
             (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
 
 

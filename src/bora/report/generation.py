@@ -59,6 +59,24 @@ def favourite_share(run_dir: str | Path, subtask: str) -> float:
     return max(map(predictions.count, set(predictions))) / len(predictions) if predictions else math.nan
 
 
+def above_guessing(run_dir: str | Path, subtask: str) -> float:
+    """A run's accuracy on one test set minus what guessing with its own answer frequencies would score there
+    (``sum over answers a of share_predicted(a) x share_gold(a)``; an unanswered question is never right), from its
+    committed ``predictions/<set>.jsonl`` (NaN without the file). Near 0: the answers are as good as drawing them at
+    random in the run's own proportions, so accuracy differences come from which answer a run favours, not from the
+    questions."""
+    path = Path(run_dir) / "predictions" / f"{subtask}.jsonl"
+    if not path.is_file():
+        return math.nan
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if not rows:
+        return math.nan
+    predicted = pd.Series([r["prediction"] for r in rows]).value_counts(normalize=True, dropna=True)
+    gold = pd.Series([r["answer"] for r in rows]).value_counts(normalize=True)
+    guessing = sum(share * gold.get(answer, 0.0) for answer, share in predicted.items())
+    return sum(bool(r["correct"]) for r in rows) / len(rows) - guessing
+
+
 def binomial_se(accuracy: float, n: float) -> float:
     """The standard error of an accuracy measured on ``n`` questions (one run's sampling noise)."""
     if n is None or not n or pd.isna(accuracy) or pd.isna(n):
@@ -133,21 +151,23 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
     untrained = membership(runs, study.untrained, study.untrained)[0].assign(method_tag="untrained")
     rows = []
     for tag, part in pd.concat([trained, untrained]).groupby("method_tag", sort=False):
-        errors, favourites, questions, at_limit, repeated = [], [], 0.0, 0.0, 0.0
+        errors, favourites, above, questions, at_limit, repeated = [], [], [], 0.0, 0.0, 0.0
         for column in spec.columns:
             accuracy = _set_metric(part, column.subtask, "accuracy")
             n = _set_metric(part, column.subtask, "n")
             errors += [binomial_se(a, k) for a, k in zip(accuracy, n)]
             favourites += [favourite_share(run_dir, column.subtask) for run_dir in part["run_dir"]]
+            above += [above_guessing(run_dir, column.subtask) for run_dir in part["run_dir"]]
             questions += n.sum()
             at_limit += (_set_metric(part, column.subtask, "at_limit") * n).sum()
             repeated += (_set_metric(part, column.subtask, "repeated_marker") * n).sum()
         rows.append({"method_tag": tag, "runs": len(part), "questions": int(questions),
                      "binomial_se": 100 * _mean(errors), "favourite_pct": 100 * _mean(favourites),
+                     "above_guessing": 100 * _mean(above),
                      "at_limit_pct": 100 * at_limit / questions if questions else math.nan,
                      "repeated_marker_pct": 100 * repeated / questions if questions else math.nan})
     return pd.DataFrame(rows, columns=["method_tag", "runs", "questions", "binomial_se", "favourite_pct",
-                                       "at_limit_pct", "repeated_marker_pct"])
+                                       "above_guessing", "at_limit_pct", "repeated_marker_pct"])
 
 
 def loss_history(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
@@ -234,6 +254,7 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
         "questions": decoding["questions"].astype(str),
         "binomial SE of one run's accuracy": decoding["binomial_se"].map(_cell),
         "its most common answer (%)": decoding["favourite_pct"].map(lambda v: _cell(v, 1)),
+        "accuracy above its own guessing": decoding["above_guessing"].map(_cell),
         "cut at the token limit (%)": decoding["at_limit_pct"].map(lambda v: _cell(v, 1)),
         "repeat `### Response:` (%)": decoding["repeated_marker_pct"].map(lambda v: _cell(v, 1))})
     training = training_table(study, runs)
@@ -267,7 +288,11 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
              "the noise of a single number, beside the seed spread above. Its most common answer: the share of a run's "
              "answers on one set that are its single most frequent one (from predictions/<set>.jsonl), the mean "
              "over the row's runs and sets; the gold answers' own share is the majority row above (mean "
-             + _cell(_mean([references.loc[1, label] for label in labels]), 1) + "). Cut at the token limit: "
+             + _cell(_mean([references.loc[1, label] for label in labels]), 1) + "). Accuracy above its own "
+             "guessing (x100): a run's accuracy on a set minus what drawing its answers at random in its own "
+             "proportions would score (the sum over answers of predicted share x gold share), the mean over the row's "
+             "runs and sets: near 0, the accuracies above differ by which answer a run favours, not by the "
+             "questions. Cut at the token limit: "
              "generations that reached task.max_new_tokens without EOS; repeat: generations that write the response marker again, "
              "the only ones where the protocols' answer cuts (text after the last marker, or before the second) "
              "differ.",
