@@ -11,7 +11,7 @@ from synthetic_results import method, write_run
 from bora.report.aggregate import load_results
 from bora.report.specs import membership
 from bora.report.generation_figures import accuracy_frame, render_generation_figures
-from bora.report.generation import GENERATION_STUDIES, binomial_se, decoding_table, paired_question_se, \
+from bora.report.generation import GENERATION_STUDIES, above_guessing, binomial_se, decoding_table, paired_question_se, \
     reference_rows, render_generation_study, training_table
 
 STUDY = GENERATION_STUDIES["cpu-commonsense"]
@@ -46,6 +46,16 @@ def study_runs(tmp_path):
 def test_binomial_standard_error():
     assert binomial_se(0.5, 100) == pytest.approx(0.05)
     assert math.isnan(binomial_se(0.5, 0)) and math.isnan(binomial_se(float("nan"), 10))
+
+
+def test_above_guessing_counts_an_unanswered_question_as_a_guess_that_is_never_right(tmp_path):
+    (tmp_path / "predictions").mkdir()
+    rows = [("true", "true"), (None, "true"), (None, "false"), ("false", "false")]  # 2 of 4 right
+    (tmp_path / "predictions" / "boolq.jsonl").write_text("".join(
+        json.dumps({"prediction": p, "answer": a, "correct": p == a}) + "\n" for p, a in rows))
+    # guessing in the run's proportions (1/4 "true", 1/4 "false", 1/2 none) against gold 1/2, 1/2: 1/4 right
+    assert above_guessing(tmp_path, "boolq") == pytest.approx(0.5 - 0.25)
+    assert math.isnan(above_guessing(tmp_path, "piqa"))
 
 
 def test_reference_rows_show_the_untrained_model_and_the_majority_share(study_runs):

@@ -71,7 +71,7 @@ def above_guessing(run_dir: str | Path, subtask: str) -> float:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     if not rows:
         return math.nan
-    predicted = pd.Series([r["prediction"] for r in rows]).value_counts(normalize=True, dropna=True)
+    predicted = pd.Series([r["prediction"] for r in rows]).value_counts(normalize=True, dropna=False)
     gold = pd.Series([r["answer"] for r in rows]).value_counts(normalize=True)
     guessing = sum(share * gold.get(answer, 0.0) for answer, share in predicted.items())
     return sum(bool(r["correct"]) for r in rows) / len(rows) - guessing
