@@ -175,3 +175,18 @@ def test_the_readme_quotes_each_rows_final_training_loss_as_the_result_files_giv
     assert float(quoted.group(1)) == round(next(v for t, v in slow.items() if t.startswith("melora")), 3)
     assert float(quoted.group(2)) == round(next(v for t, v in slow.items() if t.startswith("hydralora")), 3)
     assert (float(quoted.group(3)), float(quoted.group(4))) == (round(last.min(), 3), round(last.max(), 3))
+
+
+def test_the_readme_bounds_each_rows_accuracy_above_its_own_guessing_as_the_predictions_give_it():
+    import re
+
+    from bora.report.generation import decoding_table
+
+    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(r"no row answers better than drawing its own answers at random in its own proportions would by "
+                       r"more than ([\d.]+) points", text)
+    assert quoted, "the README no longer bounds the rows' accuracy above guessing: drop this test with the sentence"
+    name = "cpu-commonsense"
+    study, spec = GENERATION_STUDIES[name], STUDIES[name]
+    table = decoding_table(study, load_results(PROJECT_ROOT / spec.results, [spec.experiment_name, study.untrained]))
+    assert float(quoted.group(1)) == round(table["above_guessing"].max(), 1)
