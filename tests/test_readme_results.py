@@ -1,6 +1,7 @@
 """The README's study tables are exactly what the committed result files give (results/<study>/)."""
 
 import importlib.util
+import re
 
 import pytest
 
@@ -95,17 +96,28 @@ def test_generation_study_figures_are_what_the_committed_runs_give(name, tmp_pat
         assert (committed / f"{stem}.csv").read_text() == fresh, f"{stem}.csv is out of date: run `make readme`"
 
 
+def _quoted(pattern: str, what: str) -> re.Match:
+    """The README's sentence quoting ``what`` (whitespace folded), matched by ``pattern``."""
+    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+    quoted = re.search(pattern, text)
+    assert quoted, f"the README no longer quotes {what}: drop this test with the sentence"
+    return quoted
+
+
+def _generation_study(name: str = "cpu-commonsense"):
+    """The generation study, its table spec and its committed runs (the untrained one included)."""
+    study, spec = GENERATION_STUDIES[name], STUDIES[name]
+    return study, spec, load_results(PROJECT_ROOT / spec.results, [spec.experiment_name, study.untrained])
+
+
 def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_predictions_give():
     """The README's reading of the generation study quotes two runs' BoolQ scores and their unanswered generations."""
     import json
-    import re
 
-    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
     patterns = {"melora": r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) generations",
                 "hydralora": r"HydraLoRA's \(seed 0: ([\d.]+)\) is the same rule, with (\d+) of (\d+) unanswered"}
     for method_name, pattern in patterns.items():
-        quoted = re.search(pattern, text)
-        assert quoted, f"the README no longer quotes {method_name}'s BoolQ run: drop this part with the sentence"
+        quoted = _quoted(pattern, f"{method_name}'s BoolQ run")
         runs = sorted((PROJECT_ROOT / "results" / "cpu-commonsense").glob(f"*/*/{method_name}_*/seed=0-*"))
         assert len(runs) == 1
         rows = [json.loads(line) for line in (runs[0] / "predictions" / "boolq.jsonl").read_text().splitlines()]
@@ -116,12 +128,8 @@ def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_prediction
 
 def test_the_readme_quotes_the_generation_studys_run_times_as_its_result_files_give_them():
     """The README's run times of the generation study: the range over its committed successful runs, rounded."""
-    import re
-
-    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
-    quoted = re.search(r"The study's own runs came out faster: (\d+)-(\d+) minutes of training \((\d+)-(\d+) s a step\) "
-                       r"and (\d+)-(\d+) minutes of generation each", text)
-    assert quoted, "the README no longer quotes the study's run times: drop this test with the sentence"
+    quoted = _quoted(r"The study's own runs came out faster: (\d+)-(\d+) minutes of training \((\d+)-(\d+) s a step\) "
+                     r"and (\d+)-(\d+) minutes of generation each", "the study's run times")
     records = [read_record(path) for path in (PROJECT_ROOT / "results" / "cpu-commonsense").glob("*/*/*/*/result.json")]
     records = [r for r in records if r.status == "success"]
     train = [r.train.wall_time_s for r in records]
@@ -135,18 +143,12 @@ def test_the_readme_quotes_the_generation_studys_run_times_as_its_result_files_g
 def test_the_readme_weighs_boras_differences_to_lora_as_the_claims_table_gives_them():
     """The README's reading of the generation study quotes the range of BoRA's differences to LoRA (r=8, r=32) and
     their largest size in standard errors of the question draw: as the committed runs give them."""
-    import re
-
     from bora.report.generation import paired_question_se
     from bora.report.study import check_study_claims
 
-    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
-    quoted = re.search(r"BoRA's differences to LoRA r=8 and r=32 \(([-+\d.]+) to ([-+\d.]+) points of Avg, .*?\) are .*?"
-                       r"up to ([\d.]+) times the standard error", text)
-    assert quoted, "the README no longer weighs BoRA against LoRA: drop this test with the sentence"
-    name = "cpu-commonsense"
-    study, spec = GENERATION_STUDIES[name], STUDIES[name]
-    runs = load_results(PROJECT_ROOT / spec.results, [spec.experiment_name, study.untrained])
+    quoted = _quoted(r"BoRA's differences to LoRA r=8 and r=32 \(([-+\d.]+) to ([-+\d.]+) points of Avg, .*?\) are .*?"
+                     r"up to ([\d.]+) times the standard error", "BoRA's differences to LoRA")
+    study, spec, runs = _generation_study()
     claims = check_study_claims(spec, runs).set_index("claim")
     versus_lora = claims.loc[["bora8_vs_lora8", "bora16_vs_lora8", "bora16_vs_lora32", "bora8_vs_lora32"]]
     ratios = [abs(row["ours"]) / paired_question_se(study, runs, row["better_tag"], row["baseline_tag"])
@@ -158,17 +160,12 @@ def test_the_readme_weighs_boras_differences_to_lora_as_the_claims_table_gives_t
 
 def test_the_readme_quotes_each_rows_final_training_loss_as_the_result_files_give_it():
     """The README's reading quotes the last logged training loss of the two slowest rows and the others' range."""
-    import re
-
     from bora.report.generation import training_table
 
-    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
-    quoted = re.search(r"\(logged at the last step, mean over seeds: MELoRA ([\d.]+), HydraLoRA ([\d.]+); the other rows "
-                       r"([\d.]+)-([\d.]+)\)", text)
-    assert quoted, "the README no longer quotes the final training losses: drop this test with the sentence"
-    name = "cpu-commonsense"
-    study, spec = GENERATION_STUDIES[name], STUDIES[name]
-    table = training_table(study, load_results(PROJECT_ROOT / spec.results, [spec.experiment_name]))
+    quoted = _quoted(r"\(logged at the last step, mean over seeds: MELoRA ([\d.]+), HydraLoRA ([\d.]+); the other rows "
+                     r"([\d.]+)-([\d.]+)\)", "the final training losses")
+    study, _, runs = _generation_study()
+    table = training_table(study, runs)
     last = table.set_index("method_tag")[max((c for c in table.columns if c.startswith("step ")),
                                               key=lambda c: int(c.split()[1]))]
     slow = {tag: last.pop(tag) for tag in [t for t in last.index if t.startswith(("melora", "hydralora"))]}
@@ -178,15 +175,9 @@ def test_the_readme_quotes_each_rows_final_training_loss_as_the_result_files_giv
 
 
 def test_the_readme_bounds_each_rows_accuracy_above_its_own_guessing_as_the_predictions_give_it():
-    import re
-
     from bora.report.generation import decoding_table
 
-    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
-    quoted = re.search(r"no row answers better than drawing its own answers at random in its own proportions would by "
-                       r"more than ([\d.]+) points", text)
-    assert quoted, "the README no longer bounds the rows' accuracy above guessing: drop this test with the sentence"
-    name = "cpu-commonsense"
-    study, spec = GENERATION_STUDIES[name], STUDIES[name]
-    table = decoding_table(study, load_results(PROJECT_ROOT / spec.results, [spec.experiment_name, study.untrained]))
-    assert float(quoted.group(1)) == round(table["above_guessing"].max(), 1)
+    quoted = _quoted(r"no row answers better than drawing its own answers at random in its own proportions would by "
+                     r"more than ([\d.]+) points", "the rows' accuracy above guessing")
+    study, _, runs = _generation_study()
+    assert float(quoted.group(1)) == round(decoding_table(study, runs)["above_guessing"].max(), 1)
