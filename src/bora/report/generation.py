@@ -48,27 +48,30 @@ def _set_metric(runs: pd.DataFrame, subtask: str, metric: str) -> pd.Series:
                      index=runs.index, dtype=float)
 
 
-def favourite_share(run_dir: str | Path, subtask: str) -> float:
-    """The share of a run's most common prediction on one test set, from its committed ``predictions/<set>.jsonl``
-    (NaN without the file): near 1, the model gives one answer whatever the question; the gold answers' own share
-    is the set's ``majority``."""
+def prediction_rows(run_dir: str | Path, subtask: str) -> list[dict] | None:
+    """A run's committed ``predictions/<set>.jsonl`` (one dict per question: ``prediction``, ``answer``, ``correct``,
+    ...); None without the file."""
     path = Path(run_dir) / "predictions" / f"{subtask}.jsonl"
     if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def favourite_share(run_dir: str | Path, subtask: str) -> float:
+    """The share of a run's most common prediction on one test set (NaN without its predictions): near 1, the model
+    gives one answer whatever the question; the gold answers' own share is the set's ``majority``."""
+    rows = prediction_rows(run_dir, subtask)
+    if not rows:
         return math.nan
-    predictions = [json.loads(line)["prediction"] for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return max(map(predictions.count, set(predictions))) / len(predictions) if predictions else math.nan
+    return pd.Series([r["prediction"] for r in rows]).value_counts(normalize=True, dropna=False).iloc[0]
 
 
 def above_guessing(run_dir: str | Path, subtask: str) -> float:
     """A run's accuracy on one test set minus what guessing with its own answer frequencies would score there
-    (``sum over answers a of share_predicted(a) x share_gold(a)``; an unanswered question is never right), from its
-    committed ``predictions/<set>.jsonl`` (NaN without the file). Near 0: the answers are as good as drawing them at
-    random in the run's own proportions, so accuracy differences come from which answer a run favours, not from the
-    questions."""
-    path = Path(run_dir) / "predictions" / f"{subtask}.jsonl"
-    if not path.is_file():
-        return math.nan
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    (``sum over answers a of share_predicted(a) x share_gold(a)``; an unanswered question is never right; NaN
+    without its predictions). Near 0: the answers are as good as drawing them at random in the run's own
+    proportions, so accuracy differences come from which answer a run favours, not from the questions."""
+    rows = prediction_rows(run_dir, subtask)
     if not rows:
         return math.nan
     predicted = pd.Series([r["prediction"] for r in rows]).value_counts(normalize=True, dropna=False)
@@ -82,15 +85,6 @@ def binomial_se(accuracy: float, n: float) -> float:
     if n is None or not n or pd.isna(accuracy) or pd.isna(n):
         return math.nan
     return math.sqrt(accuracy * (1 - accuracy) / n)
-
-
-def _correct(run_dir: str | Path, subtask: str) -> dict[int, float] | None:
-    """Each question's correctness (1 or 0) by its id, from a run's committed ``predictions/<set>.jsonl``."""
-    path = Path(run_dir) / "predictions" / f"{subtask}.jsonl"
-    if not path.is_file():
-        return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return {row["id"]: float(row["correct"]) for row in rows}
 
 
 def paired_question_se(study: GenerationStudy, runs: pd.DataFrame, better_tag: str, baseline_tag: str) -> float:
@@ -111,16 +105,19 @@ def paired_question_se(study: GenerationStudy, runs: pd.DataFrame, better_tag: s
         return math.nan
     variance = 0.0
     for column in spec.columns:
-        per_seed = []
-        for seed in seeds:
-            ours, theirs = _correct(better[seed], column.subtask), _correct(baseline[seed], column.subtask)
-            if ours is None or theirs is None or ours.keys() != theirs.keys():
-                return math.nan
-            per_seed.append({i: ours[i] - theirs[i] for i in ours})
-        if any(d.keys() != per_seed[0].keys() for d in per_seed):
+        # one column per run (better and baseline of each seed), one row per question id
+        correct = {}
+        for side, run_dirs_of in (("better", better), ("baseline", baseline)):
+            for seed in seeds:
+                rows = prediction_rows(run_dirs_of[seed], column.subtask)
+                if rows is None:
+                    return math.nan
+                correct[side, seed] = pd.Series({r["id"]: float(r["correct"]) for r in rows})
+        table = pd.DataFrame(correct)
+        if table.isna().any().any():  # the runs answered different questions
             return math.nan
-        differences = [sum(d[i] for d in per_seed) / len(per_seed) for i in per_seed[0]]
-        variance += pd.Series(differences).var(ddof=1) / len(differences)
+        differences = (table["better"] - table["baseline"]).mean(axis=1)  # per question, over the seeds
+        variance += differences.var(ddof=1) / len(differences)
     return 100 * math.sqrt(variance) / len(spec.columns)
 
 
