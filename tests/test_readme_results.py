@@ -114,7 +114,8 @@ def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_prediction
     """The README's reading of the generation study quotes two runs' BoolQ scores and their unanswered generations."""
     import json
 
-    patterns = {"melora": r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) generations",
+    patterns = {"melora": r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) "
+                          r"generations",
                 "hydralora": r"HydraLoRA's \(seed 0: ([\d.]+)\) is the same rule, with (\d+) of (\d+) unanswered"}
     for method_name, pattern in patterns.items():
         quoted = _quoted(pattern, f"{method_name}'s BoolQ run")
@@ -168,10 +169,11 @@ def test_the_readme_quotes_each_rows_final_training_loss_as_the_result_files_giv
     table = training_table(study, runs)
     last = table.set_index("method_tag")[max((c for c in table.columns if c.startswith("step ")),
                                               key=lambda c: int(c.split()[1]))]
-    slow = {tag: last.pop(tag) for tag in [t for t in last.index if t.startswith(("melora", "hydralora"))]}
-    assert float(quoted.group(1)) == round(next(v for t, v in slow.items() if t.startswith("melora")), 3)
-    assert float(quoted.group(2)) == round(next(v for t, v in slow.items() if t.startswith("hydralora")), 3)
-    assert (float(quoted.group(3)), float(quoted.group(4))) == (round(last.min(), 3), round(last.max(), 3))
+    method = last.index.str.split("_").str[0]
+    assert float(quoted.group(1)) == round(last[method == "melora"].item(), 3)
+    assert float(quoted.group(2)) == round(last[method == "hydralora"].item(), 3)
+    others = last[~method.isin(["melora", "hydralora"])]
+    assert (float(quoted.group(3)), float(quoted.group(4))) == (round(others.min(), 3), round(others.max(), 3))
 
 
 def test_the_readme_bounds_each_rows_accuracy_above_its_own_guessing_as_the_predictions_give_it():
@@ -181,3 +183,27 @@ def test_the_readme_bounds_each_rows_accuracy_above_its_own_guessing_as_the_pred
                      r"more than ([\d.]+) points", "the rows' accuracy above guessing")
     study, _, runs = _generation_study()
     assert float(quoted.group(1)) == round(decoding_table(study, runs)["above_guessing"].max(), 1)
+
+
+def test_the_readme_quotes_how_often_runs_say_true_on_boolq_as_their_predictions_give_it():
+    """BoRA's seed-1 runs against the other LoRA, DoRA and BoRA runs: share of "true" answers and BoolQ accuracy."""
+    from bora.report.generation import prediction_rows
+
+    quoted = _quoted(r"BoRA's seed-1 runs say \"true\" to (\d+)-(\d+)% of the questions and score (\d+)-(\d+)%; "
+                     r"the other runs of LoRA, DoRA and BoRA say it to (\d+)-(\d+)% and score (\d+)-(\d+)%",
+                     "BoolQ's true shares")
+    study, spec, runs = _generation_study()
+    runs = runs[(runs["experiment"] == spec.experiment_name) & runs["method"].isin(["lora", "dora", "bora"])
+                & (runs["status"] == "success")]
+    groups = {True: [], False: []}  # BoRA seed 1, the others: (share of "true", accuracy) x100
+    for _, run in runs.iterrows():
+        rows = prediction_rows(run["run_dir"], "boolq")
+        share = sum(r["prediction"] == "true" for r in rows) / len(rows)
+        accuracy = run["metrics"]["boolq"]["accuracy"]
+        groups[run["method"] == "bora" and run["seed"] == 1].append((100 * share, 100 * accuracy))
+    assert len(groups[True]) == 2 and groups[False]
+    expected = []
+    for group in (groups[True], groups[False]):
+        shares, scores = zip(*group)
+        expected += [round(min(shares)), round(max(shares)), round(min(scores)), round(max(scores))]
+    assert [int(g) for g in quoted.groups()] == expected

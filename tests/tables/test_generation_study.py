@@ -11,8 +11,8 @@ from synthetic_results import method, write_run
 from bora.report.aggregate import load_results
 from bora.report.specs import membership
 from bora.report.generation_figures import accuracy_frame, render_generation_figures
-from bora.report.generation import GENERATION_STUDIES, above_guessing, binomial_se, decoding_table, paired_question_se, \
-    reference_rows, render_generation_study, training_table
+from bora.report.generation import GENERATION_STUDIES, above_guessing, binomial_se, decoding_table, \
+    paired_question_se, reference_rows, render_generation_study, training_table
 
 STUDY = GENERATION_STUDIES["cpu-commonsense"]
 SETS = ["boolq", "ARC-Challenge", "ARC-Easy", "openbookqa"]
