@@ -111,20 +111,25 @@ def _generation_study(name: str = "cpu-commonsense"):
 
 
 def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_predictions_give():
-    """The README's reading of the generation study quotes two runs' BoolQ scores and their unanswered generations."""
+    """The README's reading of the generation study quotes two rows' BoolQ scores and unanswered answers, per seed."""
     import json
 
-    patterns = {"melora": r"MELoRA's BoolQ score \(seed 0: ([\d.]+)\).*? finds no answer in (\d+) of its (\d+) "
-                          r"generations",
-                "hydralora": r"HydraLoRA's \(seed 0: ([\d.]+)\) is the same rule, with (\d+) of (\d+) unanswered"}
+    patterns = {"melora": r"MELoRA's BoolQ scores \(seeds 0 and 1: ([\d.]+) and ([\d.]+)\).*? finds no answer in "
+                          r"(\d+) and (\d+) of its (\d+) generations",
+                "hydralora": r"HydraLoRA's \(([\d.]+) and ([\d.]+)\) are the same rule, with (\d+) and (\d+) of (\d+) "
+                             r"unanswered"}
     for method_name, pattern in patterns.items():
-        quoted = _quoted(pattern, f"{method_name}'s BoolQ run")
-        runs = sorted((PROJECT_ROOT / "results" / "cpu-commonsense").glob(f"*/*/{method_name}_*/seed=0-*"))
-        assert len(runs) == 1
-        rows = [json.loads(line) for line in (runs[0] / "predictions" / "boolq.jsonl").read_text().splitlines()]
-        accuracy = read_record(runs[0]).metrics["boolq"]["accuracy"]
-        assert float(quoted.group(1)) == round(100 * accuracy, 1)
-        assert (int(quoted.group(2)), int(quoted.group(3))) == (sum(r["prediction"] is None for r in rows), len(rows))
+        quoted = _quoted(pattern, f"{method_name}'s BoolQ runs")
+        scores, unanswered, questions = [], [], set()
+        for seed in (0, 1):
+            runs = sorted((PROJECT_ROOT / "results" / "cpu-commonsense").glob(f"*/*/{method_name}_*/seed={seed}-*"))
+            assert len(runs) == 1
+            rows = [json.loads(line) for line in (runs[0] / "predictions" / "boolq.jsonl").read_text().splitlines()]
+            scores.append(round(100 * read_record(runs[0]).metrics["boolq"]["accuracy"], 1))
+            unanswered.append(sum(r["prediction"] is None for r in rows))
+            questions.add(len(rows))
+        assert [float(g) for g in quoted.groups()[:2]] == scores
+        assert [int(g) for g in quoted.groups()[2:]] == unanswered + [questions.pop()] and not questions
 
 
 def test_the_readme_quotes_the_generation_studys_run_times_as_its_result_files_give_them():
