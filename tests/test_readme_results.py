@@ -111,7 +111,7 @@ def _generation_study(name: str = "cpu-commonsense"):
 
 
 def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_predictions_give():
-    """The README's reading of the generation study quotes two rows' BoolQ scores and unanswered answers, per seed."""
+    """The generation study's reading: MELoRA's and HydraLoRA's BoolQ scores and unanswered generations, per seed."""
     import json
 
     patterns = {"melora": r"MELoRA's BoolQ scores \(seeds 0 and 1: ([\d.]+) and ([\d.]+)\).*? finds no answer in "
