@@ -112,7 +112,7 @@ def _generation_study(name: str = "cpu-commonsense"):
 
 def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_predictions_give():
     """The generation study's reading: MELoRA's and HydraLoRA's BoolQ scores and unanswered generations, per seed."""
-    import json
+    from bora.report.generation import prediction_rows
 
     patterns = {"melora": r"MELoRA's BoolQ scores \(seeds 0 and 1: ([\d.]+) and ([\d.]+)\).*? finds no answer in "
                           r"(\d+) and (\d+) of its (\d+) generations",
@@ -124,7 +124,7 @@ def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_prediction
         for seed in (0, 1):
             runs = sorted((PROJECT_ROOT / "results" / "cpu-commonsense").glob(f"*/*/{method_name}_*/seed={seed}-*"))
             assert len(runs) == 1
-            rows = [json.loads(line) for line in (runs[0] / "predictions" / "boolq.jsonl").read_text().splitlines()]
+            rows = prediction_rows(runs[0], "boolq")
             scores.append(round(100 * read_record(runs[0]).metrics["boolq"]["accuracy"], 1))
             unanswered.append(sum(r["prediction"] is None for r in rows))
             questions.add(len(rows))
