@@ -53,6 +53,9 @@ def test_notebook_executes_on_the_smoke_results(smoke_outputs, monkeypatch):
     text = "\n".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/markdown", ""))
                      for cell in notebook.cells for output in cell.get("outputs", []))
     assert "runs under" in text and "tiny-encoder on toy-cls" in text and "Claims check" in text
+    # the last section: the committed studies as the README shows them, figure links made relative to notebooks/
+    assert "### Table 1 at CPU scale" in text and "### Table 3 at CPU scale" in text
+    assert "](../results/cpu-commonsense/figures/accuracy.png)" in text and "](results/" not in text
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # Figure 3(b) and the smoke singular values
 
