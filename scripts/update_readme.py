@@ -15,7 +15,7 @@ import sys
 
 from bora.errors import BoraError, run_tool
 from bora.paths import PROJECT_ROOT
-from bora.report.committed import COMMITTED, figure_folders, render_committed
+from bora.report.committed import COMMITTED, FIGURE_FOLDERS, render_committed
 
 README = PROJECT_ROOT / "README.md"
 
@@ -41,7 +41,7 @@ def update(check: bool) -> None:
     if not check:
         README.write_text(text, encoding="utf-8")
         print(f"README.md: {', '.join(COMMITTED)} tables written from results/; figures into "
-              f"{', '.join(figure_folders())}/")
+              f"{', '.join(FIGURE_FOLDERS)}/")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ from bora.report.aggregate import load_results
 from bora.report.specs import membership
 from bora.report.generation_figures import accuracy_frame, render_generation_figures
 from bora.report.generation import GENERATION_STUDIES, above_guessing, binomial_se, decoding_table, \
-    paired_question_se, reference_rows, render_generation_study, training_table
+    paired_question_se, prediction_rows, reference_rows, render_generation_study, training_table
 
 STUDY = GENERATION_STUDIES["cpu-commonsense"]
 SETS = ["boolq", "ARC-Challenge", "ARC-Easy", "openbookqa"]
@@ -54,8 +54,8 @@ def test_above_guessing_counts_an_unanswered_question_as_a_guess_that_is_never_r
     (tmp_path / "predictions" / "boolq.jsonl").write_text("".join(
         json.dumps({"prediction": p, "answer": a, "correct": p == a}) + "\n" for p, a in rows))
     # guessing in the run's proportions (1/4 "true", 1/4 "false", 1/2 none) against gold 1/2, 1/2: 1/4 right
-    assert above_guessing(tmp_path, "boolq") == pytest.approx(0.5 - 0.25)
-    assert math.isnan(above_guessing(tmp_path, "piqa"))
+    assert above_guessing(prediction_rows(tmp_path, "boolq")) == pytest.approx(0.5 - 0.25)
+    assert prediction_rows(tmp_path, "piqa") is None and math.isnan(above_guessing(None))
 
 
 def test_reference_rows_show_the_untrained_model_and_the_majority_share(study_runs):

@@ -22,6 +22,8 @@ from bora.report.study import STUDIES, render_study
 # each study's tables (a generation study's with its untrained run: bora.report.generation), and the selection runs
 # that chose a protocol
 COMMITTED = [*STUDIES, ABLATIONS, *SELECTIONS]
+# where render_committed(..., write_figures=True) writes figures (relative to the repository root)
+FIGURE_FOLDERS = [FIGURE_DIR, *(study.figures for study in GENERATION_STUDIES.values())]
 
 
 def render_committed(name: str, write_figures: bool = False) -> str:
@@ -44,7 +46,3 @@ def render_committed(name: str, write_figures: bool = False) -> str:
     with tempfile.TemporaryDirectory() as scratch:
         return render(name, runs, Path(scratch), PROJECT_ROOT / study.results)[0]
 
-
-def figure_folders() -> list[str]:
-    """Where ``render_committed(..., write_figures=True)`` writes figures (relative to the repository root)."""
-    return [FIGURE_DIR, *(study.figures for study in GENERATION_STUDIES.values())]

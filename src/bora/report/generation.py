@@ -57,21 +57,19 @@ def prediction_rows(run_dir: str | Path, subtask: str) -> list[dict] | None:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def favourite_share(run_dir: str | Path, subtask: str) -> float:
-    """The share of a run's most common prediction on one test set (NaN without its predictions): near 1, the model
-    gives one answer whatever the question; the gold answers' own share is the set's ``majority``."""
-    rows = prediction_rows(run_dir, subtask)
+def favourite_share(rows: list[dict] | None) -> float:
+    """The share of a run's most common prediction on one test set (its ``prediction_rows``; NaN without them): near
+    1, the model gives one answer whatever the question; the gold answers' own share is the set's ``majority``."""
     if not rows:
         return math.nan
     return pd.Series([r["prediction"] for r in rows]).value_counts(normalize=True, dropna=False).iloc[0]
 
 
-def above_guessing(run_dir: str | Path, subtask: str) -> float:
-    """A run's accuracy on one test set minus what guessing with its own answer frequencies would score there
-    (``sum over answers a of share_predicted(a) x share_gold(a)``; an unanswered question is never right; NaN
-    without its predictions). Near 0: the answers are as good as drawing them at random in the run's own
-    proportions, so accuracy differences come from which answer a run favours, not from the questions."""
-    rows = prediction_rows(run_dir, subtask)
+def above_guessing(rows: list[dict] | None) -> float:
+    """A run's accuracy on one test set (its ``prediction_rows``) minus what guessing with its own answer
+    frequencies would score there (``sum over answers a of share_predicted(a) x share_gold(a)``; an unanswered
+    question is never right; NaN without rows). Near 0: the answers are as good as drawing them at random in the
+    run's own proportions, so accuracy differences come from which answer a run favours, not from the questions."""
     if not rows:
         return math.nan
     predicted = pd.Series([r["prediction"] for r in rows]).value_counts(normalize=True, dropna=False)
@@ -153,8 +151,9 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
             accuracy = _set_metric(part, column.subtask, "accuracy")
             n = _set_metric(part, column.subtask, "n")
             errors += [binomial_se(a, k) for a, k in zip(accuracy, n)]
-            favourites += [favourite_share(run_dir, column.subtask) for run_dir in part["run_dir"]]
-            above += [above_guessing(run_dir, column.subtask) for run_dir in part["run_dir"]]
+            predictions = [prediction_rows(run_dir, column.subtask) for run_dir in part["run_dir"]]
+            favourites += [favourite_share(rows) for rows in predictions]
+            above += [above_guessing(rows) for rows in predictions]
             questions += n.sum()
             at_limit += (_set_metric(part, column.subtask, "at_limit") * n).sum()
             repeated += (_set_metric(part, column.subtask, "repeated_marker") * n).sum()
@@ -289,8 +288,8 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
              "guessing (x100): a run's accuracy on a set minus what drawing its answers at random in its own "
              "proportions would score (the sum over answers of predicted share x gold share), the mean over the row's "
              "runs and sets: near 0, the accuracies above differ by which answer a run favours, not by the "
-             "questions. Cut at the token limit: "
-             "generations that reached task.max_new_tokens without EOS; repeat: generations that write the response marker again, "
+             "questions. Cut at the token limit: generations that reached task.max_new_tokens without EOS; repeat: "
+             "generations that write the response marker again, "
              "the only ones where the protocols' answer cuts (text after the last marker, or before the second) "
              "differ.",
              "#### Training loss", training_display.to_markdown(index=False, disable_numparse=True),
