@@ -1,26 +1,57 @@
-# Set-up and the main jobs. `make demo` and `make test` each install everything first (into .venv).
-# GPU machines: `make install TORCH_SPEC=torch` (or install your CUDA torch first; the pin below is the CPU wheel).
+# Set-up and the main jobs. `make demo` and `make test` each install everything first (into .venv), from the lock:
+# torch (requirements/torch-cpu.txt, or TORCH_INDEX's build of the same release), then requirements/lock.txt.
+# GPU machines: `make install TORCH_INDEX=https://download.pytorch.org/whl/cu126` (CUDA 12.6; .../cu130 for CUDA 13:
+# PyTorch's install matrix lists the builds of each release). TORCH_INDEX=cpu keeps the CPU build on a GPU machine.
 PYTHON ?= python3
 VENV ?= .venv
 PY ?= $(VENV)/bin/python
-TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+TORCH_VERSION ?= $(shell sed -n 's/^torch==\([^+ ]*\).*/\1/p' requirements/torch-cpu.txt)
+PYTORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+LOCK := requirements/lock.txt requirements/torch-cpu.txt
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline
 # Jobs that must never touch a hub (the tiny-model smoke, the tests) run with $(OFFLINE).
 
-.PHONY: install demo smoke tables test data list clean-smoke notebook wandb-sync
+.PHONY: install demo smoke tables test lint hooks lock data list clean-smoke notebook wandb-sync
 
 install: $(VENV)/.installed
 
-# The default TORCH_SPEC is the CPU wheel: on a machine with an NVIDIA GPU that would silently lose the GPU, so stop
-# and say how to choose (TORCH_SPEC=torch for the CUDA build; TORCH_SPEC=torch==2.13.0 to keep the CPU wheel there).
-$(VENV)/.installed: pyproject.toml
-	@if [ "$(origin TORCH_SPEC)" = "file" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		echo "error: this machine has an NVIDIA GPU; run 'make install TORCH_SPEC=torch' for the CUDA build of torch (or TORCH_SPEC=torch==2.13.0 to keep the CPU wheel)" >&2; exit 2; fi
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+# With no TORCH_INDEX the CPU build is installed: on a machine with an NVIDIA GPU that would silently lose the GPU,
+# so stop and say how to choose. The venv is rebuilt from scratch whenever the lock changes, so that it is the lock
+# (python -m bora.lockfile checks, and names any difference). The CPU build of torch comes from pip's usual sources
+# (PyPI, or a local wheel folder) or else from PyTorch's CPU index, its hash checked either way.
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	@if [ -z "$(TORCH_INDEX)" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "error: this machine has an NVIDIA GPU; run 'make install TORCH_INDEX=https://download.pytorch.org/whl/cu126' (or .../cu130) for a CUDA build of torch, or TORCH_INDEX=cpu to keep the CPU build" >&2; exit 2; fi
+	$(PYTHON) -m venv --clear $(VENV)
+	@if [ -z "$(TORCH_INDEX)" ] || [ "$(TORCH_INDEX)" = cpu ]; then \
+		echo "$(PY) -m pip install --require-hashes --no-deps -r requirements/torch-cpu.txt"; \
+		$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/torch-cpu.txt 2>/dev/null \
+		|| $(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/torch-cpu.txt \
+			--extra-index-url $(PYTORCH_CPU_INDEX); \
+	else \
+		echo "$(PY) -m pip install torch==$(TORCH_VERSION) --index-url $(TORCH_INDEX)"; \
+		$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)" --index-url "$(TORCH_INDEX)"; \
+	fi
+	$(PY) -m pip install --quiet --require-hashes -r requirements/lock.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m bora.lockfile
 	touch $@
+
+## Move the lock forward: resolve the newest releases pyproject.toml and requirements/pins.in allow (uv), rebuild
+## .venv from the new lock and run the suite. Commit requirements/ when it passes.
+lock: install
+	$(PY) scripts/lock.py
+	$(MAKE) --no-print-directory test
+
+## ruff: the lint rules and the format (pyproject.toml [tool.ruff]), as CI runs them. `make hooks` runs them on
+## every commit (pre-commit).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+hooks: install
+	$(VENV)/bin/pre-commit install
 
 ## The main job on the embedded default: a tiny-model sweep (LoRA vs BoRA x 2 seeds, encoder and decoder), then its table.
 demo: install

@@ -119,6 +119,7 @@ class RunRecord(_Part):
     replaces: Optional[str] = None  # a forced rerun: the previous success, kept beside as this file
     wandb_run_id: Optional[str] = None
     versions: dict[str, str] = {}
+    lock: dict[str, Any] = {}  # the dependency lock's hashes and whether the environment was it (bora.lockfile)
     git: dict[str, Any] = {}
     hardware: dict[str, Any] = {}
     command: list[str] = []

@@ -34,7 +34,8 @@ from bora.config.identity import differing_keys, identity_values
 from bora.distributed import world_size
 from bora.errors import BoraError
 from bora.integrity import safetensors_problem
-from bora.paths import PROJECT_ROOT
+from bora.lockfile import lock_state
+from bora.paths import CHECKOUT
 from bora.record import RESULT_FILE, RunRecord, Status, Unreadable, read_record
 
 CHECKPOINTS = "checkpoints"
@@ -354,13 +355,18 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         hardware["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         hardware["cuda"] = torch.version.cuda
-    return {"versions": versions, "git": git_state(), "hardware": hardware, "command": list(sys.argv)}
+    return {"versions": versions, "lock": lock_state(CHECKOUT), "git": git_state(), "hardware": hardware,
+            "command": list(sys.argv)}
 
 
 def git_state() -> dict[str, Any]:
+    """The checkout's commit and whether it had changes; an installed wheel has no checkout (both None)."""
+    if CHECKOUT is None:
+        return {"commit": None, "dirty": None}
+
     def run(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+            out = subprocess.run(["git", *args], cwd=CHECKOUT, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None

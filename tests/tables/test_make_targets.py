@@ -56,7 +56,26 @@ def test_install_on_a_gpu_machine_stops_before_installing_the_cpu_wheel(tmp_path
     done = subprocess.run(["make", "--no-print-directory", "install", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert done.returncode != 0 and not (tmp_path / "venv").exists()
-    assert "this machine has an NVIDIA GPU; run 'make install TORCH_SPEC=torch'" in done.stderr
+    assert "this machine has an NVIDIA GPU; run 'make install TORCH_INDEX=https://download.pytorch.org/whl/cu126'" in (
+        done.stderr)
+
+
+def test_install_takes_torch_from_the_lock_or_the_cuda_build_of_its_release_then_the_hashed_lock():
+    torch_pin = next(line for line in (ROOT / "requirements" / "torch-cpu.txt").read_text().splitlines()
+                     if line.startswith("torch=="))
+    release = torch_pin.split("==")[1].split("+")[0]
+    cpu = subprocess.run(["make", "-n", "-B", "--no-print-directory", "install", "VENV=/nowhere"], cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    assert "pip install --quiet --require-hashes --no-deps -r requirements/torch-cpu.txt" in cpu
+    cuda = subprocess.run(["make", "-n", "-B", "--no-print-directory", "install", "VENV=/nowhere",
+                           "TORCH_INDEX=https://download.pytorch.org/whl/cu126"], cwd=ROOT, capture_output=True,
+                          text=True).stdout
+    assert f'pip install --quiet "torch=={release}" --index-url "https://download.pytorch.org/whl/cu126"' in cuda
+    for commands in (cpu, cuda):
+        lines = commands.splitlines()
+        lock = lines.index("/nowhere/bin/python -m pip install --quiet --require-hashes -r requirements/lock.txt")
+        assert lines[lock + 1] == "/nowhere/bin/python -m pip install --quiet --no-deps --no-build-isolation -e ."
+        assert lines[lock + 2] == "/nowhere/bin/python -m bora.lockfile"
 
 
 def test_wandb_sync_finds_every_offline_run(tmp_path):

@@ -1,5 +1,5 @@
 """Registers the typed schema (``bora.config.schema``) with Hydra and the resolvers used in conf/ with OmegaConf:
-``mul`` (here), ``by_protocol`` and ``method_tag`` (``bora.config.resolvers``) and ``run_identity``
+``mul``, ``project_root`` and ``toy_data`` (here, see ``bora.paths``), ``by_protocol`` and ``method_tag`` (``bora.config.resolvers``) and ``run_identity``
 (``bora.config.identity``). ``import bora.config`` calls ``register_configs`` once."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from bora.config.identity import run_identity_resolver
 from bora.config.resolvers import by_protocol, method_tag
 from bora.config.schema import Config
-from bora.paths import PROJECT_ROOT
+from bora.paths import PROJECT_ROOT, TOY_DATA_DIR
 
 
 def _mul(a: float, b: float) -> float:
@@ -28,4 +28,5 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("method_tag", method_tag, replace=True)
     OmegaConf.register_new_resolver("run_identity", run_identity_resolver, replace=True)
     OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+    OmegaConf.register_new_resolver("toy_data", lambda: str(TOY_DATA_DIR), replace=True)
     ConfigStore.instance().store(name="config_schema", node=Config)
