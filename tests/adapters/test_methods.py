@@ -138,11 +138,20 @@ def test_bf16_training_has_finite_loss(method):
 
 @pytest.mark.parametrize("method", ALL)
 def test_adapters_on_a_bf16_base_are_float32(method):
+    """PEFT's rule (peft >= 0.22), ours too: every tensor of an adapter is float32 on a bf16 base, trainable or not
+    (AdaLoRA's ``ranknum.default``, the rank its scaling divides by); the base's weights stay bf16."""
+    from bora.adapters.peft_method import ADAPTER_NAME
+
     cfg = config(method)
     model = base_model(cfg).to(torch.bfloat16)
     inject(model, cfg.method, cfg.model.targets, total_steps=20)
     assert {p.dtype for _, p in adapter_parameters(model)} == {torch.float32}
-    assert all(p.dtype == torch.bfloat16 for name, p in model.named_parameters() if not p.requires_grad)
+    frozen = {name: p.dtype for name, p in model.named_parameters() if not p.requires_grad}
+    adapter_state = {name for name in frozen if name.endswith(f".{ADAPTER_NAME}")}
+    assert {frozen[name] for name in adapter_state} <= {torch.float32}
+    assert {dtype for name, dtype in frozen.items() if name not in adapter_state} == {torch.bfloat16}
+    if method == "adalora":
+        assert any(".ranknum." in name for name in adapter_state)
 
 
 def test_every_layer_argument_is_a_method_config_field():
