@@ -23,13 +23,26 @@ from bora.models import build_from_arch, load_tokenizer
 from bora.tasks.generation import generate
 
 QUESTIONS = [
-    "Add 2 and 3.", "What is twelve and forty one?", "x", "Is 7 odd?", "Natalia sold clips to 48 of her friends.",
-    "A train leaves at noon and travels 60 miles per hour for three hours. How far does it go?", "Hi",
-    "Which is larger, 0.5 or 0.45?", "Please compute 17 * 23 and explain each step carefully.", "yes or no",
+    "Add 2 and 3.",
+    "What is twelve and forty one?",
+    "x",
+    "Is 7 odd?",
+    "Natalia sold clips to 48 of her friends.",
+    "A train leaves at noon and travels 60 miles per hour for three hours. How far does it go?",
+    "Hi",
+    "Which is larger, 0.5 or 0.45?",
+    "Please compute 17 * 23 and explain each step carefully.",
+    "yes or no",
 ]
 PROMPT = "Below is an instruction. Write a response.\n\n### Instruction:\n{}\n\n### Response:\n"
-WIDE = ["model.arch.hidden_size=1024", "model.arch.intermediate_size=2816", "model.arch.num_hidden_layers=4",
-        "model.arch.num_attention_heads=16", "model.arch.num_key_value_heads=8", "model.dtype=bfloat16"]
+WIDE = [
+    "model.arch.hidden_size=1024",
+    "model.arch.intermediate_size=2816",
+    "model.arch.num_hidden_layers=4",
+    "model.arch.num_attention_heads=16",
+    "model.arch.num_key_value_heads=8",
+    "model.dtype=bfloat16",
+]
 
 
 def build(overrides: list[str], method: str | None, device: str):
@@ -64,8 +77,10 @@ def main() -> int:
     args = parser.parse_args()
     prompts = [PROMPT.format(q) for q in QUESTIONS] * 2 + QUESTIONS  # 30 prompts, mixed lengths, some repeated
     failed = False
-    print(f"torch {torch.__version__}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
+    print(
+        f"torch {torch.__version__}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+    )
     print("| model | dtype | adapter | identical | padded s | continuous s |\n|:--|:--|:--|--:|--:|--:|")
     for name, overrides in (("tiny-decoder", []), ("tiny-decoder widened", WIDE)):
         for method in (None, "bora"):
@@ -78,8 +93,9 @@ def main() -> int:
             padded, padded_s = timed(lambda: run("padded"))
             continuous, continuous_s = timed(lambda: run("continuous"))
             same = sum(a == b for a, b in zip(padded, continuous))
-            print(f"| {name} | {dtype} | {method or '-'} | {same}/{len(prompts)} | {padded_s:.2f} "
-                  f"| {continuous_s:.2f} |")
+            print(
+                f"| {name} | {dtype} | {method or '-'} | {same}/{len(prompts)} | {padded_s:.2f} | {continuous_s:.2f} |"
+            )
             if dtype == "float32" and same != len(prompts):
                 failed = True
                 for a, b in zip(padded, continuous):

@@ -54,12 +54,14 @@ def arithmetic_records(rng: random.Random, n: int) -> list[dict]:
             a = rng.randint(result, 9)
             b = a - result
             story, equation = f"{name} gives away {b}", f"{a} - {b} = {result}"
-        records.append({
-            "instruction": f"{name} has {a} {things}. {story}. How many {things} does {name} have now?",
-            "input": "",
-            "output": f"{equation}. The answer is {result}",
-            "answer": str(result),
-        })
+        records.append(
+            {
+                "instruction": f"{name} has {a} {things}. {story}. How many {things} does {name} have now?",
+                "input": "",
+                "output": f"{equation}. The answer is {result}",
+                "answer": str(result),
+            }
+        )
     return records
 
 

@@ -28,8 +28,22 @@ from bora.tasks.llm_adapters import TEST_FIELDS, TRAIN_FIELDS, read_records
 
 BASE_URL = "https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/main"
 TRAIN_FILES = ("math_10k.json", "commonsense_170k.json")
-TEST_SETS = ("AddSub", "MultiArith", "SingleEq", "gsm8k", "AQuA", "SVAMP",  # Math10K tests (paper Table 2)
-             "boolq", "piqa", "social_i_qa", "hellaswag", "winogrande", "ARC-Challenge", "ARC-Easy", "openbookqa")
+TEST_SETS = (
+    "AddSub",
+    "MultiArith",
+    "SingleEq",
+    "gsm8k",
+    "AQuA",
+    "SVAMP",  # Math10K tests (paper Table 2)
+    "boolq",
+    "piqa",
+    "social_i_qa",
+    "hellaswag",
+    "winogrande",
+    "ARC-Challenge",
+    "ARC-Easy",
+    "openbookqa",
+)
 CHUNK = 1 << 20
 
 
@@ -80,8 +94,9 @@ def fetch(url: str, dest: Path) -> None:
         raise BoraError(f"cannot fetch {url}: {reason}") from None
 
 
-def prepare(out: Path, base_url: str = BASE_URL, source: Path | None = None,
-            allow_missing: bool = False) -> dict[str, list[str]]:
+def prepare(
+    out: Path, base_url: str = BASE_URL, source: Path | None = None, allow_missing: bool = False
+) -> dict[str, list[str]]:
     """Fetch, verify and record every file of ``file_plan``: {"fetched": [...], "verified": [...], "skipped": [...]}."""
     manifest_path = out.parent / f"{out.name}.sha256"
     manifest = read_manifest(manifest_path)
@@ -114,8 +129,10 @@ def prepare(out: Path, base_url: str = BASE_URL, source: Path | None = None,
         digest = sha256(partial)
         if rel in manifest and manifest[rel] != digest:
             partial.unlink()
-            raise BoraError(f"{url} has changed since {manifest_path} recorded it (sha256 {digest[:12]}... instead "
-                            f"of {manifest[rel][:12]}...); pin the old version with --base-url or update the manifest")
+            raise BoraError(
+                f"{url} has changed since {manifest_path} recorded it (sha256 {digest[:12]}... instead "
+                f"of {manifest[rel][:12]}...); pin the old version with --base-url or update the manifest"
+            )
         try:
             read_records(partial, fields)  # an error page or a truncated file never lands under its real name
         except BoraError as error:
@@ -143,8 +160,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def _prepare(args) -> None:
     done = prepare(args.out, args.base_url, args.source, args.allow_missing)
-    print(f"{args.out}: {len(done['fetched'])} fetched, {len(done['verified'])} already there and verified, "
-          f"{len(done['skipped'])} skipped; checksums in {args.out.name}.sha256")
+    print(
+        f"{args.out}: {len(done['fetched'])} fetched, {len(done['verified'])} already there and verified, "
+        f"{len(done['skipped'])} skipped; checksums in {args.out.name}.sha256"
+    )
 
 
 if __name__ == "__main__":

@@ -37,11 +37,12 @@ def update(check: bool) -> None:
         fresh = render_committed(name, write_figures=not check)
         if check and readme_block(name, text) != fresh:
             raise BoraError(f"README.md's {name} table differs from results/; run `make readme`")
-        text = block_pattern(name).sub(lambda m: m.group(1) + fresh + m.group(3), text)
+        text = block_pattern(name).sub(lambda m, fresh=fresh: m.group(1) + fresh + m.group(3), text)
     if not check:
         README.write_text(text, encoding="utf-8")
-        print(f"README.md: {', '.join(COMMITTED)} tables written from results/; figures into "
-              f"{', '.join(FIGURE_FOLDERS)}/")
+        print(
+            f"README.md: {', '.join(COMMITTED)} tables written from results/; figures into {', '.join(FIGURE_FOLDERS)}/"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

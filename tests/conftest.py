@@ -7,9 +7,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 # ../shared/data next to the checkout holds real third-party data; tests that need it skip when it is absent.
 SHARED_DATA = Path(os.environ.get("BORA_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -49,7 +49,10 @@ def smoke_outputs(tmp_path_factory):
     env = {**os.environ, "BORA_OUTPUT_DIR": str(out), "WANDB_DIR": str(out)}
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        ["make", "--no-print-directory", "smoke", f"PY={sys.executable}"], cwd=root, env=env, capture_output=True,
+        ["make", "--no-print-directory", "smoke", f"PY={sys.executable}"],
+        cwd=root,
+        env=env,
+        capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -62,5 +65,6 @@ def pytest_terminal_summary(terminalreporter, config):
     lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
     workers = getattr(config.option, "numprocesses", None) or 0
-    terminalreporter.write_line(f"machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {model}; "
-                                f"xdist workers: {workers}")
+    terminalreporter.write_line(
+        f"machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {model}; xdist workers: {workers}"
+    )

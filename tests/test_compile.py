@@ -40,13 +40,29 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = sorted(path.stem for path in (ROOT / "conf" / "method").glob("*.yaml"))
 MODELS = {
     # max_length 16 cuts every toy sentence, so every batch has one shape (no recompilation for dynamic shapes)
-    "tiny-encoder": ["model=tiny-encoder", "task=toy-cls", "task.max_length=16", "++model.arch.num_hidden_layers=1",
-                     "++model.arch.hidden_dropout_prob=0.0", "++model.arch.attention_probs_dropout_prob=0.0"],
-    "tiny-decoder": ["model=tiny-decoder", "task=toy-math", "task.max_new_tokens=4",
-                     "++model.arch.num_hidden_layers=1"],
+    "tiny-encoder": [
+        "model=tiny-encoder",
+        "task=toy-cls",
+        "task.max_length=16",
+        "++model.arch.num_hidden_layers=1",
+        "++model.arch.hidden_dropout_prob=0.0",
+        "++model.arch.attention_probs_dropout_prob=0.0",
+    ],
+    "tiny-decoder": [
+        "model=tiny-decoder",
+        "task=toy-math",
+        "task.max_new_tokens=4",
+        "++model.arch.num_hidden_layers=1",
+    ],
 }
-FAST = ["trainer.max_steps=3", "trainer.logging_steps=1", "task.max_train_samples=48", "task.max_eval_samples=4",
-        "method.dropout=0", "save_adapter=false"]
+FAST = [
+    "trainer.max_steps=3",
+    "trainer.logging_steps=1",
+    "task.max_train_samples=48",
+    "task.max_eval_samples=4",
+    "method.dropout=0",
+    "save_adapter=false",
+]
 MAX_GRAPH_BREAKS = 1
 MAX_GRAPHS = 2
 REL = 1e-4
@@ -79,8 +95,9 @@ def assert_compile_recorded(result: dict, backend: str) -> None:
 @pytest.mark.parametrize("method", METHODS)
 def test_compiled_training_matches_eager_and_evaluates_after(tmp_path, model, method):
     eager, eager_dir = run(tmp_path / "eager", model, method)
-    compiled, compiled_dir = run(tmp_path / "compiled", model, method, "trainer.compile=true",
-                                 "trainer.compile_backend=aot_eager")
+    compiled, compiled_dir = run(
+        tmp_path / "compiled", model, method, "trainer.compile=true", "trainer.compile_backend=aot_eager"
+    )
     assert eager["status"] == compiled["status"] == "success"
     assert_same_steps(eager, compiled)
     assert_compile_recorded(compiled, "aot_eager")
@@ -88,8 +105,11 @@ def test_compiled_training_matches_eager_and_evaluates_after(tmp_path, model, me
     assert compiled["identity"] == eager["identity"]  # compiling is not part of what a run computes
     # evaluation (and for the decoder, generation) ran afterwards, on the eager module: the same metrics, the same text
     assert compiled["metrics"] == eager["metrics"]
-    predictions = sorted(p.relative_to(eager_dir) for p in (eager_dir / "predictions").glob("*.jsonl")) \
-        if (eager_dir / "predictions").is_dir() else []
+    predictions = (
+        sorted(p.relative_to(eager_dir) for p in (eager_dir / "predictions").glob("*.jsonl"))
+        if (eager_dir / "predictions").is_dir()
+        else []
+    )
     assert bool(predictions) == (model == "tiny-decoder")
     for path in predictions:
         assert (compiled_dir / path).read_text() == (eager_dir / path).read_text()
@@ -106,8 +126,9 @@ def test_inductor_compiled_bora_matches_eager(tmp_path):
 def test_compile_settings_are_not_part_of_the_identity():
     assert {"trainer.compile", "trainer.compile_mode", "trainer.compile_backend"} <= non_identity_keys()
     plain = resolved(load_config([]))
-    compiled = resolved(load_config(["trainer.compile=true", "trainer.compile_mode=max-autotune",
-                                     "trainer.compile_backend=aot_eager"]))
+    compiled = resolved(
+        load_config(["trainer.compile=true", "trainer.compile_mode=max-autotune", "trainer.compile_backend=aot_eager"])
+    )
     assert run_identity(plain) == run_identity(compiled)
 
 
@@ -116,8 +137,9 @@ def test_compile_settings_map_onto_hf_and_bad_ones_fail_before_training(tmp_path
 
     off = training_arguments(load_config([]), tmp_path, [], "fp32")
     assert off.torch_compile is False
-    on = training_arguments(load_config(["trainer.compile=true", "trainer.compile_mode=reduce-overhead"]), tmp_path,
-                            [], "fp32")
+    on = training_arguments(
+        load_config(["trainer.compile=true", "trainer.compile_mode=reduce-overhead"]), tmp_path, [], "fp32"
+    )
     assert on.torch_compile and on.torch_compile_backend == "inductor" and on.torch_compile_mode == "reduce-overhead"
     with pytest.raises(BoraError, match="trainer.compile_mode=fast"):
         load_config(["trainer.compile_mode=fast"])

@@ -68,20 +68,45 @@ def test_run_dir_is_a_deterministic_function_of_the_config():
     identity = run_identity(resolved(a))
     assert a.run_dir.endswith(f"x/llama-3-8b/math/bora_r8_b16_a16_d0.05_QKV/seed=2-{identity[:8]}")
     assert load_config(["method=bora", "method.use_exp=false"]).run_dir != load_config(["method=bora"]).run_dir
-    assert a.run_dir == load_config(["model=llama-3-8b", "task=math", "method=bora", "seed=2", "experiment_name=x"]).run_dir
+    assert (
+        a.run_dir
+        == load_config(["model=llama-3-8b", "task=math", "method=bora", "seed=2", "experiment_name=x"]).run_dir
+    )
 
 
-@pytest.mark.parametrize("override", ["trainer.lr=1e-3", "trainer.epochs=3", "task.max_length=32",
-                                      "method.index_seed=2", "model.lr=1e-2", "trainer.warmup_ratio=0.1",
-                                      "task.max_train_samples=100", "trainer.max_grad_norm=0.5", "model.init_seed=1"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.lr=1e-3",
+        "trainer.epochs=3",
+        "task.max_length=32",
+        "method.index_seed=2",
+        "model.lr=1e-2",
+        "trainer.warmup_ratio=0.1",
+        "task.max_train_samples=100",
+        "trainer.max_grad_norm=0.5",
+        "model.init_seed=1",
+    ],
+)
 def test_every_key_that_changes_a_result_changes_the_run_dir(override):
     base = ["method=sbora-fa"] if override.startswith("method.index_seed") else []
     assert load_config([*base, override]).run_dir != load_config(base).run_dir
 
 
-@pytest.mark.parametrize("override", ["trainer.logging_steps=3", "trainer.save_steps=7", "trainer.dataloader_workers=1",
-                                      "logger=wandb", "force=true", "save_adapter=false", "trainer.torch_threads=1",
-                                      "task.data_dir=/elsewhere/glue", "trainer.device=cpu"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.logging_steps=3",
+        "trainer.save_steps=7",
+        "trainer.dataloader_workers=1",
+        "logger=wandb",
+        "force=true",
+        "save_adapter=false",
+        "trainer.torch_threads=1",
+        "task.data_dir=/elsewhere/glue",
+        "trainer.device=cpu",
+    ],
+)
 def test_what_cannot_change_a_result_is_not_identity(override):
     """Location, logging and checkpoint cadence are not identity: the same run, the same directory."""
     assert load_config([override]).run_dir == load_config([]).run_dir
@@ -229,13 +254,25 @@ def test_preflight_checks_every_value_of_a_sweep():
         preflight(["-m", "experiment=smoke", "seed=0,-2"])
 
 
-@pytest.mark.parametrize("override", ["trainer.batch_size=0", "trainer.lr_scheduler=nosuch", "model.dtype=x",
-                                      "task.max_new_tokens=0", "+trainer.lrr=1e-9"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.batch_size=0",
+        "trainer.lr_scheduler=nosuch",
+        "model.dtype=x",
+        "task.max_new_tokens=0",
+        "+trainer.lrr=1e-9",
+    ],
+)
 def test_train_stops_at_start_up_before_any_training(tmp_path, override):
     """A bad value stops before a model is built: one line naming it, and nothing written under the output folder
     (no run directory, so no checkpoint, no logged step, no result)."""
-    result = subprocess.run([sys.executable, "-m", "bora.train", override], capture_output=True, text=True,
-                            env={**os.environ, "BORA_OUTPUT_DIR": str(tmp_path / "outputs")})
+    result = subprocess.run(
+        [sys.executable, "-m", "bora.train", override],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BORA_OUTPUT_DIR": str(tmp_path / "outputs")},
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert override.split("=")[0].lstrip("+") in result.stderr
     assert "loss" not in result.stdout + result.stderr
@@ -259,8 +296,10 @@ def test_slurm_launcher_config_composes_and_validates():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     # Merging onto the plugin's own schema validates every key and type we set.
-    merged = OmegaConf.merge(OmegaConf.structured(SlurmQueueConf), OmegaConf.masked_copy(launcher, [
-        k for k in launcher if k not in ("_target_", "submitit_folder")]))
+    merged = OmegaConf.merge(
+        OmegaConf.structured(SlurmQueueConf),
+        OmegaConf.masked_copy(launcher, [k for k in launcher if k not in ("_target_", "submitit_folder")]),
+    )
     assert merged.gpus_per_node == 1 and merged.partition == "gpu"
     assert load_config(["hydra/launcher=local"], hydra=True).hydra.launcher.n_jobs == 2
 
@@ -286,6 +325,7 @@ def test_a_field_added_later_leaves_identities_unchanged_at_its_default(monkeypa
 
 def test_identities_are_stable_across_releases():
     """A golden identity: if this changes, every recorded result leaves its table (mark new fields added=True)."""
-    config = resolved(load_config(["experiment=cpu-glue", "task=cpu/mrpc", "+experiment/rows/main=bora-r8-b16",
-                                   "seed=0"]))
+    config = resolved(
+        load_config(["experiment=cpu-glue", "task=cpu/mrpc", "+experiment/rows/main=bora-r8-b16", "seed=0"])
+    )
     assert run_identity(config)[:8] == "2532c35a"

@@ -27,8 +27,9 @@ def module_files(root: Path) -> dict[str, Path]:
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.AST):
@@ -62,7 +63,7 @@ def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
                 add(alias.name)
             continue
         if node.level:  # relative: ``from .x import y`` / ``from .. import y``
-            base_parts = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+            base_parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
             base = ".".join(base_parts + ([node.module] if node.module else []))
         else:
             base = node.module
@@ -150,12 +151,18 @@ def test_the_graph_sees_lazy_relative_and_submodule_imports(tmp_path):
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)
     (package / "__init__.py").write_text("from pkg.a import f\n")
-    (package / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.c\n"
-                                  "def f():\n    from .sub import b\n")
+    (package / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.c\ndef f():\n    from .sub import b\n"
+    )
     (package / "sub" / "__init__.py").write_text("")
     (package / "sub" / "b.py").write_text("from .. import c\n")
     (package / "c.py").write_text("import os\n\n\nclass C:\n    def m(self):\n        from pkg import a\n")
     graph = import_graph(package)
-    assert graph == {"pkg": {"pkg.a"}, "pkg.a": {"pkg.sub.b"}, "pkg.sub": set(), "pkg.sub.b": {"pkg.c"},
-                     "pkg.c": {"pkg.a"}}
+    assert graph == {
+        "pkg": {"pkg.a"},
+        "pkg.a": {"pkg.sub.b"},
+        "pkg.sub": set(),
+        "pkg.sub.b": {"pkg.c"},
+        "pkg.c": {"pkg.a"},
+    }
     assert cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]

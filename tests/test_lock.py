@@ -1,9 +1,9 @@
 """The dependency lock: it satisfies pyproject.toml, and bora.lockfile names every way an environment differs."""
 
 import hashlib
-import tomllib
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 
 from bora import lockfile
@@ -36,22 +36,27 @@ LOCKED = {"peft": "0.22.0", "numpy": "2.4.6"}
 TORCH = {"torch": "2.13.0+cpu"}
 
 
-@pytest.mark.parametrize("installed, differences, extra", [
-    ({**LOCKED, "torch": "2.13.0+cpu", "bora": "0.1.0"}, [], []),
-    ({**LOCKED, "torch": "2.13.0+cu126"}, [], []),  # a CUDA build of the locked release
-    ({**LOCKED, "peft": "0.21.2", "torch": "2.13.0+cpu"}, ["peft: locked 0.22.0, installed 0.21.2"], []),
-    ({"numpy": "2.4.6", "torch": "2.13.0+cpu"}, ["peft: locked 0.22.0, not installed"], []),
-    ({**LOCKED, "torch": "2.14.1"}, ["torch: locked 2.13.0+cpu, installed 2.14.1"], []),
-    ({**LOCKED, "torch": "2.13.0+cpu", "six": "1.16.0"}, [], ["six==1.16.0"]),
-])
+@pytest.mark.parametrize(
+    "installed, differences, extra",
+    [
+        ({**LOCKED, "torch": "2.13.0+cpu", "bora": "0.1.0"}, [], []),
+        ({**LOCKED, "torch": "2.13.0+cu126"}, [], []),  # a CUDA build of the locked release
+        ({**LOCKED, "peft": "0.21.2", "torch": "2.13.0+cpu"}, ["peft: locked 0.22.0, installed 0.21.2"], []),
+        ({"numpy": "2.4.6", "torch": "2.13.0+cpu"}, ["peft: locked 0.22.0, not installed"], []),
+        ({**LOCKED, "torch": "2.14.1"}, ["torch: locked 2.13.0+cpu, installed 2.14.1"], []),
+        ({**LOCKED, "torch": "2.13.0+cpu", "six": "1.16.0"}, [], ["six==1.16.0"]),
+    ],
+)
 def test_compare_names_each_package_that_is_not_the_lock(installed, differences, extra, monkeypatch):
     monkeypatch.setattr(lockfile.metadata, "requires", lambda name: [])
     assert lockfile.compare(LOCKED, TORCH, installed) == (differences, extra)
 
 
 def test_what_a_cuda_torch_brings_along_is_not_a_difference(monkeypatch):
-    requires = {"torch": ["nvidia-cublas-cu12==12.6.4.1; platform_system == 'Linux'", "numpy"],
-                "nvidia-cublas-cu12": []}
+    requires = {
+        "torch": ["nvidia-cublas-cu12==12.6.4.1; platform_system == 'Linux'", "numpy"],
+        "nvidia-cublas-cu12": [],
+    }
     monkeypatch.setattr(lockfile.metadata, "requires", lambda name: requires.get(name, []))
     installed = {**LOCKED, "torch": "2.13.0+cu126", "nvidia-cublas-cu12": "12.6.4.1", "six": "1.16.0"}
     assert lockfile.compare(LOCKED, TORCH, installed) == ([], ["six==1.16.0"])
@@ -59,10 +64,15 @@ def test_what_a_cuda_torch_brings_along_is_not_a_difference(monkeypatch):
 
 def test_a_run_records_the_lock_hashes_and_whether_this_environment_is_it():
     state = lockfile.lock_state(PROJECT_ROOT)
-    assert state["sha256"] == {str(path): hashlib.sha256((PROJECT_ROOT / path).read_bytes()).hexdigest()
-                               for path in (lockfile.LOCK, lockfile.TORCH_LOCK)}
-    found, extra = lockfile.compare(lockfile.read_pins(PROJECT_ROOT / lockfile.LOCK),
-                                    lockfile.read_pins(PROJECT_ROOT / lockfile.TORCH_LOCK), lockfile.installed())
+    assert state["sha256"] == {
+        str(path): hashlib.sha256((PROJECT_ROOT / path).read_bytes()).hexdigest()
+        for path in (lockfile.LOCK, lockfile.TORCH_LOCK)
+    }
+    found, extra = lockfile.compare(
+        lockfile.read_pins(PROJECT_ROOT / lockfile.LOCK),
+        lockfile.read_pins(PROJECT_ROOT / lockfile.TORCH_LOCK),
+        lockfile.installed(),
+    )
     assert state["matches"] == (not found) and state["differences"] == found[:20]
     assert state["not_locked"] == extra[:20]
     assert lockfile.lock_state(None) == {}

@@ -12,8 +12,14 @@ from bora.train import train
 
 pytest.importorskip("bitsandbytes", reason="pip install -e '.[quant]' (bitsandbytes) to run the NF4 tests")
 
-QUICK = ["model=tiny-decoder", "task=toy-math", "model.quantization=nf4", "trainer.max_steps=20",
-         "task.max_eval_samples=4", "task.max_new_tokens=4"]
+QUICK = [
+    "model=tiny-decoder",
+    "task=toy-math",
+    "model.quantization=nf4",
+    "trainer.max_steps=20",
+    "task.max_eval_samples=4",
+    "task.max_new_tokens=4",
+]
 
 
 def _loaded(cfg):
@@ -79,8 +85,7 @@ def test_quantizing_an_encoder_is_refused_in_one_line(tmp_path):
 
 def test_quantization_is_part_of_the_run_identity(tmp_path):
     dense = load_config([f"output_dir={tmp_path}", "model=tiny-decoder", "task=toy-math"])
-    quantized = load_config([f"output_dir={tmp_path}", "model=tiny-decoder", "task=toy-math",
-                             "model.quantization=nf4"])
+    quantized = load_config([f"output_dir={tmp_path}", "model=tiny-decoder", "task=toy-math", "model.quantization=nf4"])
     assert dense.run_dir != quantized.run_dir
     with pytest.raises(BoraError, match="model.quantization"):
         load_config([f"output_dir={tmp_path}", "model.quantization=int3"])

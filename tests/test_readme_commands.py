@@ -58,15 +58,23 @@ def test_the_readme_marks_runnable_commands():
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command_runs_as_written(command, tmp_path):
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "BORA_OUTPUT_DIR": str(tmp_path),
-           "WANDB_DIR": str(tmp_path), "PY": sys.executable}
-    done = subprocess.run(["bash", "-eo", "pipefail", "-c", command], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "BORA_OUTPUT_DIR": str(tmp_path),
+        "WANDB_DIR": str(tmp_path),
+        "PY": sys.executable,
+    }
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
 
 
 def test_overrides_go_to_training_commands_only():
-    assert with_overrides("bora train -m seed=0,1  # a sweep", "trainer.max_steps=2") == \
-        "bora train -m seed=0,1 trainer.max_steps=2  # a sweep"
+    assert (
+        with_overrides("bora train -m seed=0,1  # a sweep", "trainer.max_steps=2")
+        == "bora train -m seed=0,1 trainer.max_steps=2  # a sweep"
+    )
     assert with_overrides("GLUE_DIR=x bora train", "a=1") == "GLUE_DIR=x bora train a=1"
     assert with_overrides("bora plan experiment=table2", "a=1") == "bora plan experiment=table2"

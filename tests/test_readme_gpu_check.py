@@ -8,9 +8,14 @@ from bora.paths import PROJECT_ROOT
 
 LOGS = PROJECT_ROOT / "results" / "gpu-check"
 COLUMNS = ["1-h100-before-lora-form.log", "2-h200-lora-form.log", "3-h200-batch16.log"]  # the README's order
-ROWS = {"BoRA r=8 b=8": "bora (r=8, b=8)", "BoRA r=8 b=16": "bora (r=8, b=16)",
-        "MELoRA r=8, 4 blocks": "melora (r=8, 4 blocks)", "HydraLoRA r=4 x 3": "hydralora (r=4, 3 heads)",
-        "DoRA r=8 (PEFT's DoRA)": "dora (r=8)", "LoRA r=8 step, peak": "lora (r=8)"}
+ROWS = {
+    "BoRA r=8 b=8": "bora (r=8, b=8)",
+    "BoRA r=8 b=16": "bora (r=8, b=16)",
+    "MELoRA r=8, 4 blocks": "melora (r=8, 4 blocks)",
+    "HydraLoRA r=4 x 3": "hydralora (r=4, 3 heads)",
+    "DoRA r=8 (PEFT's DoRA)": "dora (r=8)",
+    "LoRA r=8 step, peak": "lora (r=8)",
+}
 
 
 def table4(log: str) -> dict[str, dict[str, str]]:

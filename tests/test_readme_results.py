@@ -10,8 +10,13 @@ from bora.paths import PROJECT_ROOT
 from bora.record import read_record
 from bora.report.aggregate import load_results
 from bora.report.committed import COMMITTED, render_committed
-from bora.report.generation import GENERATION_STUDIES, decoding_table, paired_question_se, prediction_rows, \
-    training_table
+from bora.report.generation import (
+    GENERATION_STUDIES,
+    decoding_table,
+    paired_question_se,
+    prediction_rows,
+    training_table,
+)
 from bora.report.selection import SELECTIONS
 from bora.report.specs import planned
 from bora.report.study import STUDIES
@@ -68,8 +73,10 @@ def test_ablation_study_runs_are_planned_and_its_committed_figures_are_what_they
     from bora.report import ablations, ablations_page
 
     grid = {run_identity(c) for sweep in (ablations.GRID, ablations.TABLE7) for c in planned(sweep)}
-    for folder, identities in (("cpu-ablations", grid),
-                               ("cpu-ablations-spectra", {run_identity(c) for c in planned(ablations.SPECTRA)})):
+    for folder, identities in (
+        ("cpu-ablations", grid),
+        ("cpu-ablations-spectra", {run_identity(c) for c in planned(ablations.SPECTRA)}),
+    ):
         runs = load_results(PROJECT_ROOT / "results", [folder])
         assert set(runs["identity"]) <= identities, folder
         assert set(runs["status"]) <= {"success", "running"}, runs[runs["status"] != "success"][["run_dir", "error"]]
@@ -114,10 +121,12 @@ def _generation_study(name: str = "cpu-commonsense"):
 
 def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_predictions_give():
     """The generation study's reading: MELoRA's and HydraLoRA's BoolQ scores and unanswered generations, per seed."""
-    patterns = {"melora": r"MELoRA's BoolQ scores \(seeds 0 and 1: ([\d.]+) and ([\d.]+)\).*? finds no answer in "
-                          r"(\d+) and (\d+) of its (\d+) generations",
-                "hydralora": r"HydraLoRA's \(([\d.]+) and ([\d.]+)\) are the same rule, with (\d+) and (\d+) of (\d+) "
-                             r"unanswered"}
+    patterns = {
+        "melora": r"MELoRA's BoolQ scores \(seeds 0 and 1: ([\d.]+) and ([\d.]+)\).*? finds no answer in "
+        r"(\d+) and (\d+) of its (\d+) generations",
+        "hydralora": r"HydraLoRA's \(([\d.]+) and ([\d.]+)\) are the same rule, with (\d+) and (\d+) of (\d+) "
+        r"unanswered",
+    }
     for method_name, pattern in patterns.items():
         quoted = _quoted(pattern, f"{method_name}'s BoolQ runs")
         scores, unanswered, questions = [], [], []
@@ -135,15 +144,24 @@ def test_the_readme_prose_on_melora_and_hydralora_boolq_is_what_their_prediction
 
 def test_the_readme_quotes_the_generation_studys_run_times_as_its_result_files_give_them():
     """The README's run times of the generation study: the range over its committed successful runs, rounded."""
-    quoted = _quoted(r"The study's own runs came out faster: (\d+)-(\d+) minutes of training \((\d+)-(\d+) s a step\) "
-                     r"and (\d+)-(\d+) minutes of generation each", "the study's run times")
+    quoted = _quoted(
+        r"The study's own runs came out faster: (\d+)-(\d+) minutes of training \((\d+)-(\d+) s a step\) "
+        r"and (\d+)-(\d+) minutes of generation each",
+        "the study's run times",
+    )
     records = [read_record(path) for path in (PROJECT_ROOT / "results" / "cpu-commonsense").glob("*/*/*/*/result.json")]
     records = [r for r in records if r.status == "success"]
     train = [r.train.wall_time_s for r in records]
     per_step = [r.train.wall_time_s / r.train.global_steps for r in records]
     generation = [r.eval["wall_time_s"] for r in records]
-    expected = [round(min(train) / 60), round(max(train) / 60), round(min(per_step)), round(max(per_step)),
-                round(min(generation) / 60), round(max(generation) / 60)]
+    expected = [
+        round(min(train) / 60),
+        round(max(train) / 60),
+        round(min(per_step)),
+        round(max(per_step)),
+        round(min(generation) / 60),
+        round(max(generation) / 60),
+    ]
     assert [int(group) for group in quoted.groups()] == expected
 
 
@@ -152,13 +170,18 @@ def test_the_readme_weighs_boras_differences_to_lora_as_the_claims_table_gives_t
     their largest size in standard errors of the question draw: as the committed runs give them."""
     from bora.report.study import check_study_claims
 
-    quoted = _quoted(r"BoRA's differences to LoRA r=8 and r=32 \(([-+\d.]+) to ([-+\d.]+) points of Avg, .*?\) are .*?"
-                     r"up to ([\d.]+) times the standard error", "BoRA's differences to LoRA")
+    quoted = _quoted(
+        r"BoRA's differences to LoRA r=8 and r=32 \(([-+\d.]+) to ([-+\d.]+) points of Avg, .*?\) are .*?"
+        r"up to ([\d.]+) times the standard error",
+        "BoRA's differences to LoRA",
+    )
     study, spec, runs = _generation_study()
     claims = check_study_claims(spec, runs).set_index("claim")
     versus_lora = claims.loc[["bora8_vs_lora8", "bora16_vs_lora8", "bora16_vs_lora32", "bora8_vs_lora32"]]
-    ratios = [abs(row["ours"]) / paired_question_se(study, runs, row["better_tag"], row["baseline_tag"])
-              for _, row in versus_lora.iterrows()]
+    ratios = [
+        abs(row["ours"]) / paired_question_se(study, runs, row["better_tag"], row["baseline_tag"])
+        for _, row in versus_lora.iterrows()
+    ]
     assert float(quoted.group(1)) == round(versus_lora["ours"].min(), 2)
     assert float(quoted.group(2)) == round(versus_lora["ours"].max(), 2)
     assert float(quoted.group(3)) == round(max(ratios), 1)
@@ -166,12 +189,16 @@ def test_the_readme_weighs_boras_differences_to_lora_as_the_claims_table_gives_t
 
 def test_the_readme_quotes_each_rows_final_training_loss_as_the_result_files_give_it():
     """The README's reading quotes the last logged training loss of the two slowest rows and the others' range."""
-    quoted = _quoted(r"\(logged at the last step, mean over seeds: MELoRA ([\d.]+), HydraLoRA ([\d.]+); the other rows "
-                     r"([\d.]+)-([\d.]+)\)", "the final training losses")
+    quoted = _quoted(
+        r"\(logged at the last step, mean over seeds: MELoRA ([\d.]+), HydraLoRA ([\d.]+); the other rows "
+        r"([\d.]+)-([\d.]+)\)",
+        "the final training losses",
+    )
     study, _, runs = _generation_study()
     table = training_table(study, runs)
-    last = table.set_index("method_tag")[max((c for c in table.columns if c.startswith("step ")),
-                                              key=lambda c: int(c.split()[1]))]
+    last = table.set_index("method_tag")[
+        max((c for c in table.columns if c.startswith("step ")), key=lambda c: int(c.split()[1]))
+    ]
     method = last.index.str.split("_").str[0]
     assert float(quoted.group(1)) == round(last[method == "melora"].item(), 3)
     assert float(quoted.group(2)) == round(last[method == "hydralora"].item(), 3)
@@ -180,20 +207,28 @@ def test_the_readme_quotes_each_rows_final_training_loss_as_the_result_files_giv
 
 
 def test_the_readme_bounds_each_rows_accuracy_above_its_own_guessing_as_the_predictions_give_it():
-    quoted = _quoted(r"no row answers better than drawing its own answers at random in its own proportions would by "
-                     r"more than ([\d.]+) points", "the rows' accuracy above guessing")
+    quoted = _quoted(
+        r"no row answers better than drawing its own answers at random in its own proportions would by "
+        r"more than ([\d.]+) points",
+        "the rows' accuracy above guessing",
+    )
     study, _, runs = _generation_study()
     assert float(quoted.group(1)) == round(decoding_table(study, runs)["above_guessing"].max(), 1)
 
 
 def test_the_readme_quotes_how_often_runs_say_true_on_boolq_as_their_predictions_give_it():
     """BoRA's seed-1 runs against the other LoRA, DoRA and BoRA runs: share of "true" answers and BoolQ accuracy."""
-    quoted = _quoted(r"BoRA's seed-1 runs say \"true\" to (\d+)-(\d+)% of the questions and score (\d+)-(\d+)%; "
-                     r"the other runs of LoRA, DoRA and BoRA say it to (\d+)-(\d+)% and score (\d+)-(\d+)%",
-                     "BoolQ's true shares")
+    quoted = _quoted(
+        r"BoRA's seed-1 runs say \"true\" to (\d+)-(\d+)% of the questions and score (\d+)-(\d+)%; "
+        r"the other runs of LoRA, DoRA and BoRA say it to (\d+)-(\d+)% and score (\d+)-(\d+)%",
+        "BoolQ's true shares",
+    )
     study, spec, runs = _generation_study()
-    runs = runs[(runs["experiment"] == spec.experiment_name) & runs["method"].isin(["lora", "dora", "bora"])
-                & (runs["status"] == "success")]
+    runs = runs[
+        (runs["experiment"] == spec.experiment_name)
+        & runs["method"].isin(["lora", "dora", "bora"])
+        & (runs["status"] == "success")
+    ]
     groups = {True: [], False: []}  # BoRA seed 1, the others: (share of "true", accuracy) x100
     for _, run in runs.iterrows():
         rows = prediction_rows(run["run_dir"], "boolq")

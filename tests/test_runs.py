@@ -3,9 +3,9 @@ directory, and a record that is read whole or listed as unreadable."""
 
 import json
 import os
+import select
 import shutil
 import stat
-import select
 import subprocess
 import sys
 import time
@@ -21,9 +21,22 @@ DATA = {"source": "local", "sha256": {"T/train.tsv": "aa", "T/dev.tsv": "bb"}}
 
 
 def record(status="success", identity="id-a", **extra) -> RunRecord:
-    fields = dict(status=status, experiment="e", model="m", method="lora", task="t", seed=0, run_dir="r",
-                  identity=identity, group="g", config=CONFIG, started_at="2026-01-01T00:00:00+00:00",
-                  finished_at="2026-01-01T01:00:00+00:00", data=DATA, wandb_run_id="id-a-000001")
+    fields = dict(
+        status=status,
+        experiment="e",
+        model="m",
+        method="lora",
+        task="t",
+        seed=0,
+        run_dir="r",
+        identity=identity,
+        group="g",
+        config=CONFIG,
+        started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T01:00:00+00:00",
+        data=DATA,
+        wandb_run_id="id-a-000001",
+    )
     if status == "success":
         fields.update(metrics={"t": {"accuracy": 0.5}}, headline={"metric": "accuracy", "value": 0.5})
     return RunRecord(**{**fields, **extra})
@@ -121,8 +134,8 @@ def test_a_checkpoint_cut_off_mid_write_is_not_resumed_from(tmp_path, capsys):
 
 
 def test_a_checkpoint_whose_weights_were_cut_off_is_skipped_for_the_previous_one(tmp_path, capsys):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     write_record(tmp_path, record(status="interrupted"))
     for step in (10, 20):
@@ -135,8 +148,8 @@ def test_a_checkpoint_whose_weights_were_cut_off_is_skipped_for_the_previous_one
 
 
 def test_safetensors_problem_reads_only_the_header(tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     from bora.integrity import safetensors_problem
 
@@ -144,8 +157,11 @@ def test_safetensors_problem_reads_only_the_header(tmp_path):
     save_file({"a": torch.zeros(10), "b": torch.ones(3, 3)}, str(path))
     whole = path.read_bytes()
     assert safetensors_problem(path) is None
-    for cut, expected in ((4, "shorter than the header length"), (50, "the header alone needs"),
-                          (len(whole) - 1, f"cut off ({len(whole) - 1} of {len(whole)} bytes)")):
+    for cut, expected in (
+        (4, "shorter than the header length"),
+        (50, "the header alone needs"),
+        (len(whole) - 1, f"cut off ({len(whole) - 1} of {len(whole)} bytes)"),
+    ):
         path.write_bytes(whole[:cut])
         assert expected in safetensors_problem(path)
     path.write_bytes(b"\x08" + b"\x00" * 7 + b"not json")
@@ -167,12 +183,15 @@ def test_other_ranks_decide_without_touching_files(tmp_path):
     assert (tmp_path / runs.ATTEMPT_DIR / "stale").exists()
 
 
-@pytest.mark.parametrize("content, reason", [
-    ("{not json", "not valid JSON"),
-    ("[]", "expected a JSON object, found list"),
-    ('{"schema_version": 1, "status": "success"}', "schema_version 1"),
-    ('{"schema_version": 2, "status": "success", "metrics": "oops"}', "Field required"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", "expected a JSON object, found list"),
+        ('{"schema_version": 1, "status": "success"}', "schema_version 1"),
+        ('{"schema_version": 2, "status": "success", "metrics": "oops"}', "Field required"),
+    ],
+)
 def test_a_result_of_the_wrong_shape_is_unreadable_and_a_clear_error(tmp_path, content, reason):
     (tmp_path / "result.json").write_text(content)
     with pytest.raises(Unreadable, match=reason):
@@ -267,8 +286,14 @@ def test_an_output_folder_that_is_a_file_is_one_line_naming_the_path(tmp_path):
         runs.RunLock(tmp_path / "out" / "run").__enter__()
 
 
-@pytest.mark.parametrize("code, reason", [(28, "the disk is full; free space or pass"),
-                                          (30, "read-only file system; pass"), (13, "permission denied; pass")])
+@pytest.mark.parametrize(
+    "code, reason",
+    [
+        (28, "the disk is full; free space or pass"),
+        (30, "read-only file system; pass"),
+        (13, "permission denied; pass"),
+    ],
+)
 def test_disk_errors_read_as_one_line_with_the_fix(tmp_path, code, reason):
     error = runs.unwritable(OSError(code, os.strerror(code), str(tmp_path / "x")), tmp_path)
     assert str(error) == f"cannot write {tmp_path / 'x'}: {reason} a writable output_dir=... (BORA_OUTPUT_DIR)"
@@ -289,8 +314,13 @@ def test_an_unwritable_output_folder_is_refused_before_anything_is_written(tmp_p
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("message", ["Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
-                                     '"No space left on device" })', "No space left on device (os error 28)"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })',
+        "No space left on device (os error 28)",
+    ],
+)
 def test_a_full_disk_reported_by_a_library_reads_as_one(message):
     error = runs.disk_error(RuntimeError(message))
     assert error is not None and error.errno == 28

@@ -22,9 +22,15 @@ SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 FAST = ["trainer.max_steps=12", "trainer.logging_steps=4", "task.max_eval_samples=16", "save_adapter=false"]
 # The launcher's resources for this machine (conf/hydra/launcher/slurm.yaml holds a GPU node's)
-LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.partition=local", "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.mem_gb=2", "hydra.launcher.gpus_per_node=0", "hydra.launcher.timeout_min=10",
-            "trainer.torch_threads=1"]
+LAUNCHER = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=local",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=2",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.timeout_min=10",
+    "trainer.torch_threads=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +48,15 @@ def slurm(tmp_path_factory):
 
 
 def sweep(env, outputs: Path, *args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "bora.train", "-m", *args, *LAUNCHER], cwd=ROOT, text=True,
-                            env={**env, "BORA_OUTPUT_DIR": str(outputs)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bora.train", "-m", *args, *LAUNCHER],
+        cwd=ROOT,
+        text=True,
+        env={**env, "BORA_OUTPUT_DIR": str(outputs)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kwargs,
+    )
 
 
 def results(outputs: Path) -> dict[str, dict]:
@@ -74,23 +86,35 @@ def test_a_sweep_runs_one_job_per_run_and_a_failed_member_fails_alone(slurm, tmp
     logs = sorted((tmp_path / "default" / ".submitit").glob("*/*_log.out"))
     assert len(logs) == 3 and all(log.read_text() for log in logs)
 
-    tables = subprocess.run([sys.executable, "-m", "bora.tables", "--outputs", str(tmp_path), "--problems"],
-                            cwd=ROOT, env=slurm, capture_output=True, text=True)
+    tables = subprocess.run(
+        [sys.executable, "-m", "bora.tables", "--outputs", str(tmp_path), "--problems"],
+        cwd=ROOT,
+        env=slurm,
+        capture_output=True,
+        text=True,
+    )
     assert "method.blocks=3" in tables.stdout, tables.stdout + tables.stderr
 
     again = sweep(slurm, tmp_path, *args)
     out, _ = again.communicate(timeout=600)
     rerun = results(tmp_path)
-    assert {d: r["finished_at"] for d, r in rerun.items() if r["status"] == "success"} == \
-        {d: r["finished_at"] for d, r in runs.items() if r["status"] == "success"}, out[-3000:]  # nothing retrained
+    assert {d: r["finished_at"] for d, r in rerun.items() if r["status"] == "success"} == {
+        d: r["finished_at"] for d, r in runs.items() if r["status"] == "success"
+    }, out[-3000:]  # nothing retrained
 
 
 def test_a_requeued_job_resumes_from_its_checkpoint_with_the_losses_of_an_uninterrupted_run(slurm, tmp_path):
     """`scontrol requeue` (what a pre-emption with PreemptMode=REQUEUE does) sends the running job SIGTERM: it ends
     `interrupted` with a checkpoint, SLURM starts it again, and the same job resumes and ends success with every
     step and the mean loss of the same config run without interruption."""
-    args = ["method=lora", "trainer.max_steps=200", "trainer.save_steps=1000", "trainer.logging_steps=10",
-            "task.max_eval_samples=8", "save_adapter=false"]
+    args = [
+        "method=lora",
+        "trainer.max_steps=200",
+        "trainer.save_steps=1000",
+        "trainer.logging_steps=10",
+        "task.max_eval_samples=8",
+        "save_adapter=false",
+    ]
     proc = sweep(slurm, tmp_path / "a", *args)
     deadline = time.time() + 300
     log = None

@@ -33,8 +33,14 @@ def result_of(run_dir) -> dict:
 
 
 def run_cli(args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "bora.train", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "bora.train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kwargs,
+    )
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path):
@@ -51,13 +57,23 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
 
 
 def test_killed_run_resumes_from_its_checkpoint_and_completes(tmp_path):
-    args = ["method=lora", "trainer.max_steps=300", "trainer.save_steps=10", "trainer.logging_steps=10",
-            "task.max_eval_samples=8"]
+    args = [
+        "method=lora",
+        "trainer.max_steps=300",
+        "trainer.save_steps=10",
+        "trainer.logging_steps=10",
+        "task.max_eval_samples=8",
+    ]
     env = {**os.environ, "BORA_OUTPUT_DIR": str(tmp_path)}
     cfg = load_config([f"output_dir={tmp_path}", *args])
     checkpoints = Path(cfg.run_dir) / "checkpoints"
-    proc = subprocess.Popen([sys.executable, "-m", "bora.train", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bora.train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     # Wait for a complete checkpoint (HF writes trainer_state.json last); the kill may still land mid-write of a
     # later one, which resume must skip, as it must skip the half-written one we add below.
@@ -83,12 +99,24 @@ def test_killed_run_resumes_from_its_checkpoint_and_completes(tmp_path):
 def test_a_signal_stops_with_a_checkpoint_and_the_rerun_resumes_with_the_same_losses(tmp_path, signum, code):
     """SIGTERM (SLURM pre-emption) or Ctrl-C: status interrupted, one line naming the step and the checkpoint, exit
     130/143; the rerun resumes there, and its mean loss covers every step, equal to an uninterrupted run's."""
-    args = ["method=lora", "trainer.max_steps=200", "trainer.save_steps=1000", "trainer.logging_steps=10",
-            "task.max_eval_samples=8", "save_adapter=false"]
+    args = [
+        "method=lora",
+        "trainer.max_steps=200",
+        "trainer.save_steps=1000",
+        "trainer.logging_steps=10",
+        "task.max_eval_samples=8",
+        "save_adapter=false",
+    ]
     env = {**os.environ, "BORA_OUTPUT_DIR": str(tmp_path / "a")}
     cfg = load_config([f"output_dir={tmp_path / 'a'}", *args])
-    proc = subprocess.Popen([sys.executable, "-m", "bora.train", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bora.train", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     wait_for(Path(cfg.run_dir) / "train.log", "trainable incl. head")
     time.sleep(1.5)  # into training
     proc.send_signal(signum)
@@ -140,8 +168,17 @@ def test_a_sweep_over_any_key_gives_one_run_each(tmp_path):
 
 def test_two_identical_runs_started_together_train_once(tmp_path):
     env = {**os.environ, "BORA_OUTPUT_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-m", "bora.train", *FAST], cwd=ROOT, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bora.train", *FAST],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     assert sorted(out.count("done:") for out in outs) == [0, 1] and sum(out.count("skip:") for out in outs) == 1
@@ -150,8 +187,9 @@ def test_two_identical_runs_started_together_train_once(tmp_path):
 
 @pytest.mark.parametrize("lr", ["1e25", "1e9"])
 def test_a_diverged_run_fails_at_once_and_enters_no_table(tmp_path, lr):
-    proc = run_cli(["trainer.max_steps=300", f"trainer.lr={lr}", "task.max_eval_samples=8"],
-                   env={"BORA_OUTPUT_DIR": str(tmp_path)})
+    proc = run_cli(
+        ["trainer.max_steps=300", f"trainer.lr={lr}", "task.max_eval_samples=8"], env={"BORA_OUTPUT_DIR": str(tmp_path)}
+    )
     assert proc.returncode == 1 and "diverged at step" in proc.stderr and "Traceback" not in proc.stderr
     result = json.loads(next(tmp_path.rglob("result.json")).read_text())
     assert result["status"] == "failed" and result["error"]["type"] == "Diverged"
@@ -212,7 +250,8 @@ def test_a_bf16_default_falls_back_to_fp32_on_a_cpu_and_says_so(tmp_path):
         return
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "error: trainer.precision=bf16 cannot train on a CPU without native bf16 (AVX512-BF16 or AMX); use "
-        "trainer.precision=fp32 (or run on a GPU that supports it)"]
+        "trainer.precision=fp32 (or run on a GPU that supports it)"
+    ]
     assert not list((tmp_path / "b").rglob("result.json"))
 
 
@@ -252,8 +291,10 @@ def test_logger_none_writes_no_wandb_files(tmp_path):
 
 
 def test_local_launcher_runs_sweep_jobs_side_by_side(tmp_path):
-    proc = run_cli(["-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", "experiment=smoke", *FAST],
-                   env={"BORA_OUTPUT_DIR": str(tmp_path)})
+    proc = run_cli(
+        ["-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2", "experiment=smoke", *FAST],
+        env={"BORA_OUTPUT_DIR": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in Path(tmp_path).rglob("result.json")]
     assert len(results) == 4 and {r["status"] for r in results} == {"success"}
@@ -265,8 +306,13 @@ def _launch(processes: int, args: list[str], outputs: Path) -> dict:
     # --standalone: a free port of its own, so two of these on two test workers never meet
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     launcher = launcher if processes > 1 else []
-    proc = subprocess.run([sys.executable, *launcher, "-m", "bora.train", *args], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "BORA_OUTPUT_DIR": str(outputs)})
+    proc = subprocess.run(
+        [sys.executable, *launcher, "-m", "bora.train", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BORA_OUTPUT_DIR": str(outputs)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = list(outputs.rglob("result.json"))
     assert len(results) == 1  # rank 0 alone writes
@@ -279,22 +325,36 @@ def test_torchrun_shards_evaluation_and_gathers_the_same_predictions(tmp_path):
     questions 4-7), every batch padded as in one process. Untrained (max_steps=0), so both evaluate the same weights:
     trained ones differ in the last bits between 1 and 2 processes (test_grad_accum_and_processes_train_the_same_steps
     checks the steps), and a random tiny decoder's near-tied logits turn that into other generations."""
-    args = ["model=tiny-decoder", "task=toy-math", "method=lora", "trainer.device=cpu", "trainer.max_steps=0",
-            "task.max_eval_samples=9", "task.max_new_tokens=8", "task.generation_engine=padded",
-            "trainer.eval_batch_size=4"]
+    args = [
+        "model=tiny-decoder",
+        "task=toy-math",
+        "method=lora",
+        "trainer.device=cpu",
+        "trainer.max_steps=0",
+        "task.max_eval_samples=9",
+        "task.max_new_tokens=8",
+        "task.generation_engine=padded",
+        "trainer.eval_batch_size=4",
+    ]
     one, two = _launch(1, args, tmp_path / "one"), _launch(2, args, tmp_path / "two")
     assert (one["hardware"]["processes"], two["hardware"]["processes"]) == (1, 2)
     assert one["identity"] == two["identity"]  # the world size is not part of the recipe
-    predictions = [(Path(run["run_dir"]) / "predictions" / "toy_arith.jsonl").read_text().splitlines()
-                   for run in (one, two)]
+    predictions = [
+        (Path(run["run_dir"]) / "predictions" / "toy_arith.jsonl").read_text().splitlines() for run in (one, two)
+    ]
     assert len(predictions[0]) == 9 and predictions[1] == predictions[0]
     assert two["metrics"] == one["metrics"]
 
 
 # Dropout off (adapter and model), so that splitting a batch cannot change a single random draw.
-NO_DROPOUT = {"tiny-encoder": ["method.dropout=0", "+model.arch.hidden_dropout_prob=0",
-                               "+model.arch.attention_probs_dropout_prob=0"],
-              "tiny-decoder": ["method.dropout=0", "task=toy-math", "task.max_new_tokens=4"]}
+NO_DROPOUT = {
+    "tiny-encoder": [
+        "method.dropout=0",
+        "+model.arch.hidden_dropout_prob=0",
+        "+model.arch.attention_probs_dropout_prob=0",
+    ],
+    "tiny-decoder": ["method.dropout=0", "task=toy-math", "task.max_new_tokens=4"],
+}
 
 
 @pytest.mark.parametrize("model, method", [("tiny-encoder", "lora"), ("tiny-decoder", "lora"), ("tiny-encoder", "ia3")])
@@ -302,11 +362,21 @@ def test_grad_accum_and_processes_train_the_same_steps(tmp_path, model, method):
     """A global batch of 8 as 1 x 8, 2 micro-batches of 4 (grad_accum) or 2 processes of 4 (torchrun): the same
     loss and gradient norm at every step, for our adapters and PEFT's (ia3). (transformers scaled an encoder's loss
     by grad_accum x processes: its forward takes **kwargs, so the Trainer took it for a token-count-normalised loss.)"""
-    args = [f"model={model}", f"method={method}", "trainer.device=cpu", "trainer.max_steps=4", "trainer.batch_size=8",
-            "trainer.logging_steps=1", "task.max_eval_samples=4", *NO_DROPOUT[model]]
-    runs = {"1 x 8": _launch(1, args, tmp_path / "one"),
-            "grad_accum 2 x 4": _launch(1, [*args, "trainer.grad_accum=2"], tmp_path / "accum"),
-            "2 processes x 4": _launch(2, args, tmp_path / "two")}
+    args = [
+        f"model={model}",
+        f"method={method}",
+        "trainer.device=cpu",
+        "trainer.max_steps=4",
+        "trainer.batch_size=8",
+        "trainer.logging_steps=1",
+        "task.max_eval_samples=4",
+        *NO_DROPOUT[model],
+    ]
+    runs = {
+        "1 x 8": _launch(1, args, tmp_path / "one"),
+        "grad_accum 2 x 4": _launch(1, [*args, "trainer.grad_accum=2"], tmp_path / "accum"),
+        "2 processes x 4": _launch(2, args, tmp_path / "two"),
+    }
     curves = {name: run["train"]["loss_history"] for name, run in runs.items()}
     reference = curves["1 x 8"]
     assert [point["step"] for point in reference] == [1, 2, 3, 4]
@@ -318,8 +388,11 @@ def test_grad_accum_and_processes_train_the_same_steps(tmp_path, model, method):
 
 def test_a_global_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
-    with pytest.raises(BoraError, match=r"trainer.batch_size=6 \(the global batch\) does not split into "
-                                        r"trainer.grad_accum=1 x 4 processes; choose a batch size divisible by 4"):
+    with pytest.raises(
+        BoraError,
+        match=r"trainer.batch_size=6 \(the global batch\) does not split into "
+        r"trainer.grad_accum=1 x 4 processes; choose a batch size divisible by 4",
+    ):
         validate(resolved(load_config(["trainer.batch_size=6"])))
     monkeypatch.setenv("WORLD_SIZE", "1")
     with pytest.raises(BoraError, match="does not split into trainer.grad_accum=4 x 1 processes"):
@@ -353,12 +426,22 @@ def test_export_of_a_trained_glue_run_reloads_in_peft_with_its_head(tmp_path, me
 
 
 def test_export_of_a_generation_run_and_the_cli(tmp_path):
-    args = ["model=tiny-decoder", "task=toy-math", "method=bora", "trainer.max_steps=6", "task.max_eval_samples=2",
-            "task.max_new_tokens=4"]
+    args = [
+        "model=tiny-decoder",
+        "task=toy-math",
+        "method=bora",
+        "trainer.max_steps=6",
+        "task.max_eval_samples=2",
+        "task.max_new_tokens=4",
+    ]
     cfg = load_config([f"output_dir={tmp_path}", *args])
     train(cfg)
-    done = subprocess.run([sys.executable, "-m", "bora.cli", "export", cfg.run_dir, str(tmp_path / "peft")],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "bora.cli", "export", cfg.run_dir, str(tmp_path / "peft")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1].startswith("max_abs_logit_diff: ")
     assert float(done.stdout.strip().split()[-1]) <= 1e-5
@@ -386,9 +469,19 @@ def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path, monke
         return output
 
     monkeypatch.setattr(AdapterTrainer, "evaluation_loop", evaluation_loop)
-    cfg = load_config([f"output_dir={tmp_path}", "model=tiny-decoder", "task=toy-math", "task.val_size=40",
-                       "trainer.max_steps=40", "trainer.eval_steps=5", "trainer.lr=0.1", "task.max_eval_samples=2",
-                       "task.max_new_tokens=2"])
+    cfg = load_config(
+        [
+            f"output_dir={tmp_path}",
+            "model=tiny-decoder",
+            "task=toy-math",
+            "task.val_size=40",
+            "trainer.max_steps=40",
+            "trainer.eval_steps=5",
+            "trainer.lr=0.1",
+            "task.max_eval_samples=2",
+            "task.max_new_tokens=2",
+        ]
+    )
     train(cfg)
     result = result_of(cfg.run_dir)
     validation = result["train"]["validation"]
@@ -420,8 +513,15 @@ def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path, monke
 def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
     """trainer.gradient_checkpointing (Qwen2.5-14B's default, to fit one 80 GB GPU) trades compute for memory only:
     the adapters still get their gradients, and the losses match a run without it."""
-    args = ["model=tiny-decoder", "task=toy-math", "method=bora", "trainer.max_steps=4", "trainer.logging_steps=1",
-            "task.max_eval_samples=2", "task.max_new_tokens=2"]
+    args = [
+        "model=tiny-decoder",
+        "task=toy-math",
+        "method=bora",
+        "trainer.max_steps=4",
+        "trainer.logging_steps=1",
+        "task.max_eval_samples=2",
+        "task.max_new_tokens=2",
+    ]
     losses = {}
     for flag in ("false", "true"):
         cfg = load_config([f"output_dir={tmp_path / flag}", f"trainer.gradient_checkpointing={flag}", *args])
@@ -435,8 +535,17 @@ def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
 def test_an_export_that_fails_its_check_leaves_nothing_behind(tmp_path):
     from bora.export import export_run
 
-    cfg = load_config([f"output_dir={tmp_path}", "model=tiny-decoder", "task=toy-math", "method=bora",
-                       "trainer.max_steps=2", "task.max_eval_samples=2", "task.max_new_tokens=2"])
+    cfg = load_config(
+        [
+            f"output_dir={tmp_path}",
+            "model=tiny-decoder",
+            "task=toy-math",
+            "method=bora",
+            "trainer.max_steps=2",
+            "task.max_eval_samples=2",
+            "task.max_new_tokens=2",
+        ]
+    )
     train(cfg)
     with pytest.raises(BoraError, match="not faithful"):
         export_run(Path(cfg.run_dir), tmp_path / "peft", tolerance=-1.0)  # no difference passes a negative bound
@@ -465,8 +574,15 @@ def test_a_run_interrupted_after_its_last_step_resumes_into_evaluation_only(tmp_
     from bora.errors import Interrupted
 
     task = [] if model == "tiny-encoder" else ["task=toy-math", "task.max_new_tokens=4"]
-    args = [f"model={model}", *task, "trainer.max_steps=8", "trainer.save_steps=4", "trainer.logging_steps=1",
-            "task.max_eval_samples=8", "save_adapter=false"]
+    args = [
+        f"model={model}",
+        *task,
+        "trainer.max_steps=8",
+        "trainer.save_steps=4",
+        "trainer.logging_steps=1",
+        "task.max_eval_samples=8",
+        "save_adapter=false",
+    ]
     train(load_config([f"output_dir={tmp_path / 'uninterrupted'}", *args]))
     cfg = load_config([f"output_dir={tmp_path / 'interrupted'}", *args])
     real = stats.adapter_stats
@@ -505,8 +621,15 @@ def test_a_forced_rerun_keeps_the_replaced_runs_wandb_data_and_log_and_links_the
 
 
 def test_a_divergence_of_float16_weights_on_a_cpu_names_the_likely_cause(tmp_path):
-    cfg = load_config([f"output_dir={tmp_path}", "model.dtype=float16", "trainer.max_steps=8",
-                       "task.max_eval_samples=8", "trainer.device=cpu"])
+    cfg = load_config(
+        [
+            f"output_dir={tmp_path}",
+            "model.dtype=float16",
+            "trainer.max_steps=8",
+            "task.max_eval_samples=8",
+            "trainer.device=cpu",
+        ]
+    )
     with pytest.raises(BoraError, match=r"diverged at step \d+ .*model.dtype=float16 on a CPU, the likely cause"):
         train(cfg)
     assert "float16 on a CPU" in result_of(cfg.run_dir)["error"]["message"]
@@ -543,8 +666,17 @@ def test_max_steps_zero_evaluates_the_model_as_initialised(tmp_path):
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
 
-    cfg = load_config(["model=tiny-decoder", "task=toy-math", "method=lora", "trainer.max_steps=0",
-                       "task.max_eval_samples=3", "task.max_new_tokens=6", f"output_dir={tmp_path}"])
+    cfg = load_config(
+        [
+            "model=tiny-decoder",
+            "task=toy-math",
+            "method=lora",
+            "trainer.max_steps=0",
+            "task.max_eval_samples=3",
+            "task.max_new_tokens=6",
+            f"output_dir={tmp_path}",
+        ]
+    )
     train(cfg)
     result = result_of(cfg.run_dir)
     assert result["status"] == "success" and result["train"]["global_steps"] == 0
@@ -563,9 +695,18 @@ def test_max_steps_zero_evaluates_the_model_as_initialised(tmp_path):
 def test_a_bf16_decoder_on_a_cpu_evaluates_in_its_own_dtype_after_autocast_training(tmp_path):
     """bf16 autocast training leaves accelerate's autocast wrapper on model.forward; evaluation must run without it
     (a bf16 key/value in a float32 model's paged cache failed every question before)."""
-    cfg = load_config(["model=tiny-decoder", "task=toy-math", "method=bora", "trainer.precision=bf16",
-                       "trainer.max_steps=2", "task.max_eval_samples=2", "task.max_new_tokens=4",
-                       f"output_dir={tmp_path}"])
+    cfg = load_config(
+        [
+            "model=tiny-decoder",
+            "task=toy-math",
+            "method=bora",
+            "trainer.precision=bf16",
+            "trainer.max_steps=2",
+            "task.max_eval_samples=2",
+            "task.max_new_tokens=4",
+            f"output_dir={tmp_path}",
+        ]
+    )
     train(cfg)
     result = result_of(cfg.run_dir)
     assert result["status"] == "success" and result["precision"]["used"] == "bf16"

@@ -31,26 +31,61 @@ def wheel_venv(tmp_path_factory) -> Path:
     scratch = tmp_path_factory.mktemp("wheel")
     source = scratch / "source"  # a copy, links kept, so the build's own folders stay out of the checkout
     for folder in ["src", "conf", "data/toy"]:
-        shutil.copytree(PROJECT_ROOT / folder, source / folder, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            PROJECT_ROOT / folder,
+            source / folder,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
     for file in ["pyproject.toml", "README.md"]:
         shutil.copy2(PROJECT_ROOT / file, source / file)
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
-          scratch / "dist", source], cwd=scratch)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            scratch / "dist",
+            source,
+        ],
+        cwd=scratch,
+    )
     wheel = next((scratch / "dist").glob("bora-*.whl"))
     venv = scratch / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=scratch)
-    site = Path(_run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                     cwd=scratch).stdout.strip())
+    site = Path(
+        _run(
+            [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=scratch
+        ).stdout.strip()
+    )
     (site / "borrowed.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    _run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--quiet", "--no-deps",
-          "--no-index", wheel], cwd=scratch)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv / "bin" / "python",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            wheel,
+        ],
+        cwd=scratch,
+    )
     return venv
 
 
 def test_the_wheel_carries_configs_toy_data_and_paper_tables(wheel_venv, tmp_path):
-    script = ("import bora.paths as p, bora.report.specs, json; "
-              "print(json.dumps([str(p.CONF_DIR), str(p.TOY_DATA_DIR), str(p.CHECKOUT), p.__file__]))")
+    script = (
+        "import bora.paths as p, bora.report.specs, json; "
+        "print(json.dumps([str(p.CONF_DIR), str(p.TOY_DATA_DIR), str(p.CHECKOUT), p.__file__]))"
+    )
     conf, toy, checkout, module = json.loads(_run([wheel_venv / "bin" / "python", "-c", script], tmp_path).stdout)
     assert module.startswith(str(wheel_venv)) and conf.startswith(str(wheel_venv)) and checkout == "None"
     assert (Path(conf) / "config.yaml").is_file() and (Path(conf) / "experiment" / "table2.yaml").is_file()

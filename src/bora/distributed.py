@@ -13,7 +13,8 @@ process group does; the gather uses the group HF's Trainer / accelerate set up f
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bora.errors import BoraError  # no torch import here: the config schema (and report/) import this module
 
@@ -36,9 +37,11 @@ def per_device_batch(batch_size: int, grad_accum: int, world: int) -> int:
     not divide)."""
     share, left = divmod(batch_size, grad_accum * world)
     if left or share == 0:
-        raise BoraError(f"trainer.batch_size={batch_size} (the global batch) does not split into trainer.grad_accum="
-                        f"{grad_accum} x {world} processes; choose a batch size divisible by {grad_accum * world} "
-                        f"or another trainer.grad_accum")
+        raise BoraError(
+            f"trainer.batch_size={batch_size} (the global batch) does not split into trainer.grad_accum="
+            f"{grad_accum} x {world} processes; choose a batch size divisible by {grad_accum * world} "
+            f"or another trainer.grad_accum"
+        )
     return share
 
 
@@ -63,8 +66,10 @@ def gather(local: Sequence[Any], count: int, block: int = 1) -> list[Any]:
     import torch
 
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        raise BoraError(f"WORLD_SIZE={world} but no process group is initialized; launch with torchrun or "
-                        "accelerate launch, which set one up")
+        raise BoraError(
+            f"WORLD_SIZE={world} but no process group is initialized; launch with torchrun or "
+            "accelerate launch, which set one up"
+        )
     parts: list[Sequence[Any] | None] = [None] * world
     torch.distributed.all_gather_object(parts, list(local))
     ordered: list[Any] = [None] * count

@@ -56,8 +56,9 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float = 1e-5) -> float:
     # in float32, as PEFT computes them, so the faithfulness check below compares float32 with float32
     cast_adapters(model, "fp32")
     model.eval()  # after loading: the injected adapter layers come in training mode (dropout on)
-    export_peft_lora(model, out_dir, heads=heads, base_model_name_or_path=cfg.model.path,
-                     task_type=TASK_TYPES[str(cfg.model.kind)])
+    export_peft_lora(
+        model, out_dir, heads=heads, base_model_name_or_path=cfg.model.path, task_type=TASK_TYPES[str(cfg.model.kind)]
+    )
 
     reloaded = PeftModel.from_pretrained(load_model(cfg.model, num_labels=task.num_labels), str(out_dir)).eval()
     batch = _inputs(model, model.config.vocab_size)
@@ -68,18 +69,22 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float = 1e-5) -> float:
     scale = max(1.0, float(expected.abs().max()))
     if not diff <= tolerance * scale:
         shutil.rmtree(out_dir)  # ours (it was new or empty): an unfaithful export must not look like a result
-        raise BoraError(f"the PEFT reload differs from the trained model by {diff:.3g} in the logits (tolerance "
-                        f"{tolerance:g} x {scale:.3g}); the export is not faithful and {out_dir} was removed")
+        raise BoraError(
+            f"the PEFT reload differs from the trained model by {diff:.3g} in the logits (tolerance "
+            f"{tolerance:g} x {scale:.3g}); the export is not faithful and {out_dir} was removed"
+        )
     return diff
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="bora export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bora export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir", type=Path, help="a finished run's directory (holds result.json and adapter/)")
     parser.add_argument("out_dir", type=Path, help="a new folder for the PEFT adapter")
-    parser.add_argument("--tolerance", type=float, default=1e-5, help="largest logit difference allowed (relative "
-                                                                       "to max(1, |logits|))")
+    parser.add_argument(
+        "--tolerance", type=float, default=1e-5, help="largest logit difference allowed (relative to max(1, |logits|))"
+    )
     args = parser.parse_args(argv)
 
     def run() -> None:

@@ -34,8 +34,11 @@ def safetensors_problem(path: Path | str) -> str | None:
         return "not a safetensors file (its header is not JSON)"
     if not isinstance(header, dict):
         return "not a safetensors file (its header is not a JSON object)"
-    ends = [entry["data_offsets"][1] for name, entry in header.items()
-            if name != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry]
+    ends = [
+        entry["data_offsets"][1]
+        for name, entry in header.items()
+        if name != "__metadata__" and isinstance(entry, dict) and "data_offsets" in entry
+    ]
     expected = 8 + length + max(ends, default=0)
     if size < expected:
         return f"cut off ({size} of {expected} bytes)"

@@ -106,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     found, extra = compare(read_pins(args.root / LOCK), read_pins(args.root / TORCH_LOCK), installed())
     lines = found + [f"{package}: installed, not in the lock" for package in extra]
     if lines:
-        print(f"error: this environment is not {LOCK} ({len(lines)} differences); rebuild it with `make install`:",
-              file=sys.stderr)
+        print(
+            f"error: this environment is not {LOCK} ({len(lines)} differences); rebuild it with `make install`:",
+            file=sys.stderr,
+        )
         for line in lines:
             print(f"  {line}", file=sys.stderr)
         return 1

@@ -56,8 +56,10 @@ def _from_hub(load, source: str, key: str):
             raise
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise BoraError(f"{key}={source}: cannot load it from the Hugging Face hub{offline}: {first}; download it "
-                        f"where the hub is reachable and pass {key}=/path/to/local/folder") from None
+        raise BoraError(
+            f"{key}={source}: cannot load it from the Hugging Face hub{offline}: {first}; download it "
+            f"where the hub is reachable and pass {key}=/path/to/local/folder"
+        ) from None
 
 
 def arch_config(model_cfg, **overrides) -> PretrainedConfig:
@@ -135,17 +137,25 @@ def quantization_config(model_cfg):
     if model_cfg.quantization is None:
         return None
     if model_cfg.kind != "decoder":
-        raise BoraError(f"model.quantization={model_cfg.quantization} is for decoder models (QLoRA, QSBoRA); "
-                        f"{model_cfg.name} is an {model_cfg.kind}: drop model.quantization")
+        raise BoraError(
+            f"model.quantization={model_cfg.quantization} is for decoder models (QLoRA, QSBoRA); "
+            f"{model_cfg.name} is an {model_cfg.kind}: drop model.quantization"
+        )
     if model_cfg.gguf_file:
-        raise BoraError(f"model.quantization={model_cfg.quantization} with model.gguf_file: a GGUF model is already "
-                        "quantised; drop one of them")
+        raise BoraError(
+            f"model.quantization={model_cfg.quantization} with model.gguf_file: a GGUF model is already "
+            "quantised; drop one of them"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         raise BoraError(f"model.quantization={model_cfg.quantization} needs bitsandbytes: pip install -e '.[quant]'")
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=DTYPES[model_cfg.dtype])
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=DTYPES[model_cfg.dtype],
+    )
 
 
 def _quantized_device_map():
@@ -167,8 +177,12 @@ def load_model(model_cfg, num_labels: int | None = None) -> torch.nn.Module:
         with tempfile.TemporaryDirectory() as folder:  # bitsandbytes quantises while loading: go through a folder
             model.save_pretrained(folder)
             auto = _auto_class(model_cfg.kind)
-            return auto.from_pretrained(folder, dtype=DTYPES[model_cfg.dtype], quantization_config=quantization,
-                                        device_map=_quantized_device_map())
+            return auto.from_pretrained(
+                folder,
+                dtype=DTYPES[model_cfg.dtype],
+                quantization_config=quantization,
+                device_map=_quantized_device_map(),
+            )
     path = _source(model_cfg.path, "model.path")
     kwargs = {"dtype": DTYPES[model_cfg.dtype], "revision": model_cfg.revision}
     if quantization is not None:
@@ -183,8 +197,10 @@ def load_model(model_cfg, num_labels: int | None = None) -> torch.nn.Module:
     model = _from_hub(lambda: auto.from_pretrained(path, **kwargs), path, "model.path")
     if model_cfg.gguf_file and getattr(model, "hf_quantizer", None) is not None:
         if not all(p.dtype.is_floating_point for p in model.parameters()):
-            raise BoraError(f"model.gguf_file={model_cfg.gguf_file}: weights stayed packed; training needs them "
-                            "dequantised (uninstall the `kernels` package so transformers dequantises on load)")
+            raise BoraError(
+                f"model.gguf_file={model_cfg.gguf_file}: weights stayed packed; training needs them "
+                "dequantised (uninstall the `kernels` package so transformers dequantises on load)"
+            )
         # Every tensor was dequantised to `dtype`: an ordinary dense model. Drop the quantizer markers, which only
         # make Trainer refuse to fine-tune it as a "purely quantized" model.
         model.hf_quantizer = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from bora.adapters import count_adapter_params, inject
 from bora.config import load_config
@@ -29,10 +29,12 @@ def adapter_param_count(cfg, model=None) -> tuple[int, list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="bora params", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="the same Hydra overrides as training, e.g. model=llama-3-8b "
-                                                     "method=bora task=math")
+    parser = argparse.ArgumentParser(
+        prog="bora params", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "overrides", nargs="*", help="the same Hydra overrides as training, e.g. model=llama-3-8b method=bora task=math"
+    )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     run_tool(lambda: _print_count(args.overrides))
 

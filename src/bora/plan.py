@@ -18,8 +18,9 @@ import csv
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
@@ -34,8 +35,22 @@ from bora.tasks.sources import data_record
 if TYPE_CHECKING:
     from torch import nn
 
-FIELDS = ["model", "task", "method", "r", "blocks", "heads", "targets", "method_tag", "setting", "seed", "identity",
-          "adapter_params", "status", "run_dir"]
+FIELDS = [
+    "model",
+    "task",
+    "method",
+    "r",
+    "blocks",
+    "heads",
+    "targets",
+    "method_tag",
+    "setting",
+    "seed",
+    "identity",
+    "adapter_params",
+    "status",
+    "run_dir",
+]
 
 
 class ParamCounter:
@@ -70,16 +85,30 @@ def plan(overrides: Sequence[str], with_params: bool = True) -> list[dict]:
         identity = run_identity(config)
         task_key = json.dumps(config["task"], sort_keys=True)
         data = data_of.setdefault(task_key, data_record(config["task"]))
-        shared = runs.reused(Path(config["run_dir"]), Path(config["output_dir"]), config["experiment_name"],
-                             config.get("reuse_from") or [], identity, data)
+        shared = runs.reused(
+            Path(config["run_dir"]),
+            Path(config["output_dir"]),
+            config["experiment_name"],
+            config.get("reuse_from") or [],
+            identity,
+            data,
+        )
         run_dir = str(shared[0]) if shared is not None else config["run_dir"]
-        rows.append({
-            "model": config["model"]["name"], "task": config["task"]["name"],
-            **{key: method.get(key) for key in ["r", "blocks", "heads", "targets"]}, "method": method["name"],
-            "method_tag": method_tag(method), "setting": setting, "seed": config["seed"],
-            "identity": identity[:8], "adapter_params": count(config) if with_params else None,
-            "status": runs.status_of(Path(run_dir), identity, data), "run_dir": run_dir,
-        })
+        rows.append(
+            {
+                "model": config["model"]["name"],
+                "task": config["task"]["name"],
+                **{key: method.get(key) for key in ["r", "blocks", "heads", "targets"]},
+                "method": method["name"],
+                "method_tag": method_tag(method),
+                "setting": setting,
+                "seed": config["seed"],
+                "identity": identity[:8],
+                "adapter_params": count(config) if with_params else None,
+                "status": runs.status_of(Path(run_dir), identity, data),
+                "run_dir": run_dir,
+            }
+        )
     return rows
 
 
@@ -89,11 +118,14 @@ def _settings(configs: list[dict]) -> list[str]:
     groups: dict[tuple, list[dict]] = {}
     for config in configs:
         groups.setdefault((config["model"]["name"], config["task"]["name"]), []).append(config)
-    varying = {group: [key for key in varying_keys(members) if not key.startswith("method.")]
-               for group, members in groups.items()}
-    return [" ".join(f"{key}={dotted(config, key)}" for key in varying[(config["model"]["name"],
-                                                                         config["task"]["name"])])
-            for config in configs]
+    varying = {
+        group: [key for key in varying_keys(members) if not key.startswith("method.")]
+        for group, members in groups.items()
+    }
+    return [
+        " ".join(f"{key}={dotted(config, key)}" for key in varying[(config["model"]["name"], config["task"]["name"])])
+        for config in configs
+    ]
 
 
 def summary(rows: list[dict], name: str) -> str:
@@ -105,8 +137,9 @@ def summary(rows: list[dict], name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="bora plan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bora plan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=table2 seed=0")
     parser.add_argument("--summary", action="store_true", help="print only the summary line (to stdout)")
     parser.add_argument("--summaries", metavar="A,B,...", help="the summary line of each of these experiments")

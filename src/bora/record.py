@@ -16,7 +16,7 @@ import tempfile
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -40,38 +40,39 @@ class _Part(BaseModel):
 
 class Headline(_Part):
     metric: str
-    value: Optional[float]  # None when the metric is undefined for this run (see RunRecord.undefined_metrics)
+    value: float | None  # None when the metric is undefined for this run (see RunRecord.undefined_metrics)
 
 
 class LossPoint(_Part):
     step: int
     loss: float
-    grad_norm: Optional[float] = None  # the step's gradient norm before clipping (logged steps of training)
+    grad_norm: float | None = None  # the step's gradient norm before clipping (logged steps of training)
 
 
 class Validation(_Part):
     """The held-out examples of ``task.val_size``: their loss at each checkpoint, and the one training ended on."""
+
     examples: int
     loss_history: list[LossPoint] = []
-    best_step: Optional[int] = None
-    best_loss: Optional[float] = None
+    best_step: int | None = None
+    best_loss: float | None = None
 
 
 class TrainStats(_Part):
     wall_time_s: float
     # CPU time of this process while it trained (user + system, summed over its threads): unlike wall time, another
     # job on the same machine does not inflate it (None in records from before it was measured)
-    cpu_time_s: Optional[float] = None
+    cpu_time_s: float | None = None
     global_steps: int
     epochs: float
     examples: int
-    mean_loss: Optional[float]  # over every step of the run, resumed attempts included
-    resumed_from: Optional[str] = None
+    mean_loss: float | None  # over every step of the run, resumed attempts included
+    resumed_from: str | None = None
     # trainer.compile: backend, mode, graph breaks, graphs compiled, compile seconds, first and later step times
     # (bora.training.CompileProbe); None for an eager run
-    compile: Optional[dict[str, Any]] = None
+    compile: dict[str, Any] | None = None
     loss_history: list[LossPoint] = []
-    validation: Optional[Validation] = None  # task.val_size > 0 only
+    validation: Validation | None = None  # task.val_size > 0 only
 
 
 class Memory(_Part):
@@ -83,8 +84,8 @@ class Memory(_Part):
 class ErrorInfo(_Part):
     type: str
     message: str
-    traceback: Optional[str] = None
-    step: Optional[int] = None  # the optimizer step it happened at, when known
+    traceback: str | None = None
+    step: int | None = None  # the optimizer step it happened at, when known
 
 
 class RunRecord(_Part):
@@ -100,24 +101,24 @@ class RunRecord(_Part):
     group: str  # the same without the seed: the runs averaged into one table cell
     config: dict[str, Any]  # the resolved config
     started_at: str
-    finished_at: Optional[str] = None
+    finished_at: str | None = None
     data: dict[str, Any] = {}  # what data the run read: source and SHA-256 of each local file
     # {sub task: {metric: value}}, natural units; None where the metric is undefined (reason in undefined_metrics)
-    metrics: Optional[dict[str, dict[str, Optional[float]]]] = None
+    metrics: dict[str, dict[str, float | None]] | None = None
     undefined_metrics: dict[str, str] = {}  # "<sub task>/<metric>" -> why it has no value
-    headline: Optional[Headline] = None
-    adapter_params: Optional[int] = None
-    trainable_params: Optional[int] = None
-    adapted_modules: Optional[int] = None
-    train: Optional[TrainStats] = None
-    eval: Optional[dict[str, float]] = None
+    headline: Headline | None = None
+    adapter_params: int | None = None
+    trainable_params: int | None = None
+    adapted_modules: int | None = None
+    train: TrainStats | None = None
+    eval: dict[str, float] | None = None
     peak_memory: dict[str, Memory] = {}
     precision: dict[str, str] = {}  # requested and used (a bf16 default falls back to fp32 on a CPU)
     adapter_stats: dict[str, Any] = {}  # e.g. BoRA's Sigma per layer (bora.adapters.stats)
     notices: list[str] = []  # warnings a reader of the number should see
-    error: Optional[ErrorInfo] = None
-    replaces: Optional[str] = None  # a forced rerun: the previous success, kept beside as this file
-    wandb_run_id: Optional[str] = None
+    error: ErrorInfo | None = None
+    replaces: str | None = None  # a forced rerun: the previous success, kept beside as this file
+    wandb_run_id: str | None = None
     versions: dict[str, str] = {}
     lock: dict[str, Any] = {}  # the dependency lock's hashes and whether the environment was it (bora.lockfile)
     git: dict[str, Any] = {}
@@ -146,8 +147,9 @@ def parse_record(payload: Any, path: Path | str = RESULT_FILE) -> RunRecord:
         raise Unreadable(Path(path), f"expected a JSON object, found {type(payload).__name__}")
     version = payload.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise Unreadable(Path(path), f"schema_version {version!r}, this bora reads {SCHEMA_VERSION} "
-                                     "(rerun the run to rewrite it)")
+        raise Unreadable(
+            Path(path), f"schema_version {version!r}, this bora reads {SCHEMA_VERSION} (rerun the run to rewrite it)"
+        )
     try:
         return RunRecord.model_validate(payload)
     except ValidationError as error:

@@ -44,8 +44,22 @@ TRAINABLE_FILE = "trainable.safetensors"  # a checkpoint's trainable tensors (bo
 ATTEMPT_DIR = ".attempt"
 LOCK_FILE = ".lock"
 PRODUCTS = ("adapter", "predictions")  # what a run writes besides result.json, kept with it when replaced
-_PACKAGES = ["torch", "transformers", "datasets", "peft", "accelerate", "hydra-core", "omegaconf", "evaluate",
-             "wandb", "safetensors", "tokenizers", "numpy", "pydantic", "bora"]
+_PACKAGES = [
+    "torch",
+    "transformers",
+    "datasets",
+    "peft",
+    "accelerate",
+    "hydra-core",
+    "omegaconf",
+    "evaluate",
+    "wandb",
+    "safetensors",
+    "tokenizers",
+    "numpy",
+    "pydantic",
+    "bora",
+]
 
 
 def now() -> str:
@@ -66,7 +80,7 @@ class RunLock:
         self.wait = wait
         self._fd: int | None = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         path = self.run_dir / LOCK_FILE
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -97,10 +111,14 @@ class RunLock:
 def unwritable(error: OSError, where: Path) -> BoraError:
     """An OS error writing outputs as one line naming the path and the fix."""
     path = error.filename or where
-    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-              errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-              errno.ENOTDIR: "a part of it is a file, not a folder", errno.EEXIST: "a file is in the way"}.get(
-        error.errno, error.strerror or str(error))
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.ENOTDIR: "a part of it is a file, not a folder",
+        errno.EEXIST: "a file is in the way",
+    }.get(error.errno, error.strerror or str(error))
     fix = "free space or pass" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "pass"
     return BoraError(f"cannot write {path}: {reason}; {fix} a writable output_dir=... (BORA_OUTPUT_DIR)")
 
@@ -124,8 +142,9 @@ def check_writable(folder: Path, min_free: int = MIN_FREE_BYTES) -> None:
     free = shutil.disk_usage(existing).free
     if free < min_free:
         error = OSError(errno.ENOSPC, "no space", str(existing))
-        raise BoraError(f"{unwritable(error, folder)} ({free // 2**20} MiB free, a run needs at least "
-                        f"{min_free // 2**20} MiB)")
+        raise BoraError(
+            f"{unwritable(error, folder)} ({free // 2**20} MiB free, a run needs at least {min_free // 2**20} MiB)"
+        )
 
 
 def disk_error(error: BaseException) -> OSError | None:
@@ -175,8 +194,10 @@ def decide(run_dir: Path, identity: str, config: dict, force: bool, data: dict, 
     if previous is not None and previous.identity != identity:
         changed = ", ".join(differing_keys(identity_values(previous.config), identity_values(config))[:5])
         if previous.ok:
-            raise BoraError(f"{run_dir} already holds a successful run of a different config (differs at: "
-                            f"{changed or 'unknown keys'}); move it away or choose another output_dir")
+            raise BoraError(
+                f"{run_dir} already holds a successful run of a different config (differs at: "
+                f"{changed or 'unknown keys'}); move it away or choose another output_dir"
+            )
         if apply:  # an unfinished run of another config: its checkpoints cannot be resumed and are not a result
             shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
         return Decision(skip=False, work_dir=run_dir, wandb_run_id=new_wandb_id(identity))
@@ -189,20 +210,31 @@ def decide(run_dir: Path, identity: str, config: dict, force: bool, data: dict, 
         attempt_dir = run_dir / ATTEMPT_DIR
         attempt = read_existing(attempt_dir)
         if attempt is not None and attempt.identity == identity and not attempt.ok:
-            return Decision(skip=False, work_dir=attempt_dir, previous=previous,
-                            checkpoint=latest_checkpoint(attempt_dir / CHECKPOINTS),
-                            wandb_run_id=attempt.wandb_run_id or new_wandb_id(identity))
+            return Decision(
+                skip=False,
+                work_dir=attempt_dir,
+                previous=previous,
+                checkpoint=latest_checkpoint(attempt_dir / CHECKPOINTS),
+                wandb_run_id=attempt.wandb_run_id or new_wandb_id(identity),
+            )
         if apply:
             shutil.rmtree(attempt_dir, ignore_errors=True)
         return Decision(skip=False, work_dir=attempt_dir, previous=previous, wandb_run_id=new_wandb_id(identity))
     # Nothing yet, or unfinished (running = killed, failed, interrupted): resume from its last checkpoint if any.
     wandb_run_id = previous.wandb_run_id if previous is not None and previous.wandb_run_id else new_wandb_id(identity)
-    return Decision(skip=False, work_dir=run_dir, checkpoint=latest_checkpoint(run_dir / CHECKPOINTS),
-                    wandb_run_id=wandb_run_id)
+    return Decision(
+        skip=False, work_dir=run_dir, checkpoint=latest_checkpoint(run_dir / CHECKPOINTS), wandb_run_id=wandb_run_id
+    )
 
 
-def reused(run_dir: Path, output_dir: Path, experiment_name: str, reuse_from: list[str], identity: str,
-           data: dict | None = None) -> tuple[Path, RunRecord] | None:
+def reused(
+    run_dir: Path,
+    output_dir: Path,
+    experiment_name: str,
+    reuse_from: list[str],
+    identity: str,
+    data: dict | None = None,
+) -> tuple[Path, RunRecord] | None:
     """(its directory, its record) of a success of ``identity`` on the same ``data`` at the same place in one of the
     ``reuse_from`` experiment folders (a study that shares runs with another, as cpu-ablations with cpu-glue), or
     None. Unreadable or other runs there, and runs on other data, are ignored: this run then trains in its own
@@ -217,8 +249,12 @@ def reused(run_dir: Path, output_dir: Path, experiment_name: str, reuse_from: li
             record = read_record(where)
         except Unreadable:
             continue
-        if record is not None and record.ok and record.identity == identity and not (
-                data is not None and changed_data(record.data, data)):
+        if (
+            record is not None
+            and record.ok
+            and record.identity == identity
+            and not (data is not None and changed_data(record.data, data))
+        ):
             return where, record
     return None
 
@@ -312,8 +348,10 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     for _, path in sorted(((int(step), p) for step, p in steps if step.isdigit()), reverse=True):
         if _is_complete(path):
             return path
-        print(f"ignoring incomplete checkpoint {path} (no readable trainer_state.json, or {TRAINABLE_FILE} cut "
-              "off)", flush=True)
+        print(
+            f"ignoring incomplete checkpoint {path} (no readable trainer_state.json, or {TRAINABLE_FILE} cut off)",
+            flush=True,
+        )
     return None
 
 
@@ -355,8 +393,13 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         hardware["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         hardware["cuda"] = torch.version.cuda
-    return {"versions": versions, "lock": lock_state(CHECKOUT), "git": git_state(), "hardware": hardware,
-            "command": list(sys.argv)}
+    return {
+        "versions": versions,
+        "lock": lock_state(CHECKOUT),
+        "git": git_state(),
+        "hardware": hardware,
+        "command": list(sys.argv),
+    }
 
 
 def git_state() -> dict[str, Any]:

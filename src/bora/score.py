@@ -4,8 +4,8 @@
 
 Each line is a JSON object with at least ``generation`` (the model's continuation after the prompt) and
 ``answer`` (the gold label); where it has ``response`` (the answer text its protocol cut from the whole decoded
-sequence, bora.tasks.protocols), that is what is scored. Prints the number correct, then ``accuracy: X`` (percent, 2 decimals) as the last
-line. Bad input: one line on stderr naming the file and line, exit code 2.
+sequence, bora.tasks.protocols), that is what is scored. Prints the number correct, then ``accuracy: X`` (percent,
+2 decimals) as the last line. Bad input: one line on stderr naming the file and line, exit code 2.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def read_predictions(path: Path, test_set: str) -> list[dict]:
     try:
         return _read_predictions(path, test_set)
     except UnicodeDecodeError as error:
-        raise BoraError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start} of a line); predictions "
-                        "files are UTF-8 JSON lines") from None
+        raise BoraError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start} of a line); predictions "
+            "files are UTF-8 JSON lines"
+        ) from None
 
 
 def _read_predictions(path: Path, test_set: str) -> list[dict]:

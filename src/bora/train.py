@@ -12,7 +12,6 @@ Statuses: ``success`` (the only one that enters a table), ``failed`` (an error, 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import math
 import re
@@ -49,6 +48,8 @@ def say(message: str) -> None:
         log.info(message)
     else:
         print(message, flush=True)
+
+
 def train(cfg: DictConfig) -> Metrics:
     """Train and evaluate one run; return its per sub-task metrics (read from result.json when skipped)."""
     from bora.training import StepControl, effective_precision
@@ -76,11 +77,21 @@ def train(cfg: DictConfig) -> Metrics:
         if decision.replaces is not None:
             say(f"force=true: rerunning in {decision.work_dir}; the previous success stays until this one succeeds")
         record = RunRecord(
-            status=Status.RUNNING, experiment=cfg.experiment_name, model=cfg.model.name, method=cfg.method.name,
-            task=cfg.task.name, seed=cfg.seed, run_dir=str(run_dir), identity=identity,
-            group=group_identity(config), config=config, started_at=runs.now(),
-            data=data, precision={"requested": str(cfg.trainer.precision), "used": precision},
-            notices=[precision_notice] if precision_notice else [], wandb_run_id=decision.wandb_run_id,
+            status=Status.RUNNING,
+            experiment=cfg.experiment_name,
+            model=cfg.model.name,
+            method=cfg.method.name,
+            task=cfg.task.name,
+            seed=cfg.seed,
+            run_dir=str(run_dir),
+            identity=identity,
+            group=group_identity(config),
+            config=config,
+            started_at=runs.now(),
+            data=data,
+            precision={"requested": str(cfg.trainer.precision), "used": precision},
+            notices=[precision_notice] if precision_notice else [],
+            wandb_run_id=decision.wandb_run_id,
             replaces=runs.kept_name(decision.replaces) if decision.replaces is not None else None,
             **runs.environment(),
         )
@@ -98,10 +109,17 @@ def train(cfg: DictConfig) -> Metrics:
                 from bora.wandb_logger import WandbRun
 
                 wandb_run = WandbRun(cfg, config, run_name(cfg), decision.wandb_run_id, str(work_dir))
-            measured = _train_and_evaluate(cfg, work_dir, decision.checkpoint, wandb_run is not None, precision,
-                                           control)
-            record = RunRecord.model_validate({**record.model_dump(), **measured, "status": Status.SUCCESS,
-                                               "notices": record.notices + measured["notices"]})
+            measured = _train_and_evaluate(
+                cfg, work_dir, decision.checkpoint, wandb_run is not None, precision, control
+            )
+            record = RunRecord.model_validate(
+                {
+                    **record.model_dump(),
+                    **measured,
+                    "status": Status.SUCCESS,
+                    "notices": record.notices + measured["notices"],
+                }
+            )
         except Interrupted as interrupted:
             record.status = Status.INTERRUPTED
             checkpoint = runs.latest_checkpoint(work_dir / runs.CHECKPOINTS)
@@ -141,21 +159,27 @@ def train(cfg: DictConfig) -> Metrics:
             value = record.headline.value if record.headline else None
             shown = f"{value:.4f}" if value is not None else "undefined"
             summary = f"loss {record.train.mean_loss:.4f}, " if record.train and record.train.mean_loss else ""
-            say(f"done: {run_dir} {cfg.task.metric}={shown} ({summary}{record.train.global_steps} steps, "
-                f"{record.train.wall_time_s:.0f} s training)")
+            say(
+                f"done: {run_dir} {cfg.task.metric}={shown} ({summary}{record.train.global_steps} steps, "
+                f"{record.train.wall_time_s:.0f} s training)"
+            )
     return record.metrics or {}
 
 
 def _half_precision_on_cpu(cfg: DictConfig) -> str:
     """The likely cause of a divergence when float16 weights or fp16 autocast run on a CPU, else ""."""
     on_cpu = str(cfg.trainer.device) == "cpu" or not torch.cuda.is_available()
-    half = [f"{key}={value}" for key, value in (("model.dtype", cfg.model.dtype), ("trainer.precision",
-                                                                                    cfg.trainer.precision))
-            if str(getattr(value, "value", value)) in ("float16", "fp16")]
+    half = [
+        f"{key}={value}"
+        for key, value in (("model.dtype", cfg.model.dtype), ("trainer.precision", cfg.trainer.precision))
+        if str(getattr(value, "value", value)) in ("float16", "fp16")
+    ]
     if not (on_cpu and half):
         return ""
-    return (f" ({' and '.join(half)} on a CPU, the likely cause: float16 overflows here without a GPU's loss "
-            "scaling; use model.dtype=float32 or bfloat16)")
+    return (
+        f" ({' and '.join(half)} on a CPU, the likely cause: float16 overflows here without a GPU's loss "
+        "scaling; use model.dtype=float32 or bfloat16)"
+    )
 
 
 def _write(work_dir: Path, record: RunRecord, quiet: bool = False) -> None:
@@ -164,16 +188,20 @@ def _write(work_dir: Path, record: RunRecord, quiet: bool = False) -> None:
     except OSError as error:
         if not quiet:
             raise runs.unwritable(error, work_dir) from None
-        print(f"error: could not record status {record.status} in {work_dir}: {runs.unwritable(error, work_dir)}",
-              file=sys.stderr, flush=True)
+        print(
+            f"error: could not record status {record.status} in {work_dir}: {runs.unwritable(error, work_dir)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _error_info(error: BaseException) -> ErrorInfo:
     return ErrorInfo(type=type(error).__name__, message=str(error), traceback=traceback.format_exc())
 
 
-def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None, use_wandb: bool, precision: str,
-                        control) -> dict[str, Any]:
+def _train_and_evaluate(
+    cfg: DictConfig, work_dir: Path, checkpoint: Path | None, use_wandb: bool, precision: str, control
+) -> dict[str, Any]:
     """Build model, adapters and data; train with HF Trainer; evaluate. Returns the record fields it measured."""
     from transformers import set_seed
 
@@ -181,7 +209,7 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     from bora.adapters.stats import adapter_stats
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
-    from bora.training import adapt_model, build_trainer, CompileProbe, mean_loss, training_arguments
+    from bora.training import CompileProbe, adapt_model, build_trainer, mean_loss, training_arguments
 
     notices: list[str] = []
     task = build_task(cfg.task)
@@ -190,8 +218,9 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     if len(train_data) == 0:
         raise BoraError(f"task {cfg.task.name}: the training split is empty; check task.data_dir / max_train_samples")
     val_data = task.validation_dataset(tokenizer)
-    args = training_arguments(cfg, work_dir / runs.CHECKPOINTS, ["wandb"] if use_wandb else [], precision,
-                              validation=val_data is not None)
+    args = training_arguments(
+        cfg, work_dir / runs.CHECKPOINTS, ["wandb"] if use_wandb else [], precision, validation=val_data is not None
+    )
 
     set_seed(cfg.seed)  # the head's and the adapters' initialisation depend on the run seed
     model = load_model(cfg.model, num_labels=task.num_labels)
@@ -211,8 +240,9 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     # trainer.compile: HF compiles the model it trains (trainer.model_wrapped); `model` itself stays eager for
     # evaluation and generation below
     probe = CompileProbe(args.torch_compile_backend, args.torch_compile_mode) if args.torch_compile else None
-    trainer = build_trainer(cfg, model, args, train_data, val_data, task.data_collator(tokenizer),
-                            [control, *([probe] if probe else [])])
+    trainer = build_trainer(
+        cfg, model, args, train_data, val_data, task.data_collator(tokenizer), [control, *([probe] if probe else [])]
+    )
     if checkpoint:
         say(f"resuming {work_dir} from {checkpoint.name} (step {checkpoint.name.removeprefix('checkpoint-')})")
     memory = PeakMemory()
@@ -229,9 +259,11 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
     compiled = probe.summary() if probe else None
     if probe:
         probe.close()
-        say(f"compiled ({compiled['backend']}, mode {compiled['mode'] or 'default'}): {compiled['compile_s']} s "
+        say(
+            f"compiled ({compiled['backend']}, mode {compiled['mode'] or 'default'}): {compiled['compile_s']} s "
             f"compiling, {compiled['graph_breaks']} graph breaks, {compiled['graphs']} graphs; first step "
-            f"{compiled['first_step_s']} s, later steps {compiled['later_step_s']} s")
+            f"{compiled['first_step_s']} s, later steps {compiled['later_step_s']} s"
+        )
 
     if cfg.save_adapter and is_main_process():
         from bora.adapters import save_adapters
@@ -278,13 +310,15 @@ def _train_and_evaluate(cfg: DictConfig, work_dir: Path, checkpoint: Path | None
             "mean_loss": mean_loss(trainer.state.log_history),
             "resumed_from": str(checkpoint) if checkpoint else None,
             "compile": compiled,
-            "loss_history": [{"step": e["step"], "loss": e["loss"], "grad_norm": e.get("grad_norm")}
-                             for e in history],
+            "loss_history": [{"step": e["step"], "loss": e["loss"], "grad_norm": e.get("grad_norm")} for e in history],
             # task.val_size: the held-out loss at each checkpoint, and the checkpoint training ended on
-            "validation": None if val_data is None else {
+            "validation": None
+            if val_data is None
+            else {
                 "examples": len(val_data),
-                "loss_history": [{"step": e["step"], "loss": e["eval_loss"]}
-                                 for e in trainer.state.log_history if "eval_loss" in e],
+                "loss_history": [
+                    {"step": e["step"], "loss": e["eval_loss"]} for e in trainer.state.log_history if "eval_loss" in e
+                ],
                 "best_step": _step_of(trainer.state.best_model_checkpoint),
                 "best_loss": trainer.state.best_metric,
             },
@@ -303,8 +337,9 @@ def _step_of(checkpoint: str | None) -> int | None:
 def _check_finite_weights(model: torch.nn.Module, step: int) -> None:
     bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
     if bad:
-        raise Diverged(f"diverged by step {step}: {len(bad)} trainable tensors hold non-finite values "
-                       f"(first: {bad[0]})", step)
+        raise Diverged(
+            f"diverged by step {step}: {len(bad)} trainable tensors hold non-finite values (first: {bad[0]})", step
+        )
 
 
 def _total_steps(cfg: DictConfig, args, num_examples: int) -> int:
@@ -339,8 +374,11 @@ class PeakMemory:
             return {"device": "cuda", "bytes": torch.cuda.max_memory_allocated(), "measure": "max_memory_allocated"}
         if self.resettable:
             return {"device": "cpu", "bytes": _vm_hwm(), "measure": "peak RSS of this run (VmHWM)"}
-        return {"device": "cpu", "bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                "measure": "peak RSS of the process (ru_maxrss; earlier runs of a sweep count)"}
+        return {
+            "device": "cpu",
+            "bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "measure": "peak RSS of the process (ru_maxrss; earlier runs of a sweep count)",
+        }
 
 
 def _vm_hwm() -> int | None:
@@ -352,8 +390,12 @@ def _vm_hwm() -> int | None:
 
 
 def _flat(metrics: Metrics | None) -> dict[str, float]:
-    return {f"{sub}/{name}": value for sub, values in (metrics or {}).items() for name, value in values.items()
-            if value is not None}
+    return {
+        f"{sub}/{name}": value
+        for sub, values in (metrics or {}).items()
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 def main() -> None:

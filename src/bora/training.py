@@ -76,8 +76,11 @@ class AdapterTrainer(Trainer):
             self._reference_loss = max(abs(value), _first_logged_loss(self.state.log_history) or 0.0)
         limit = self.max_loss_ratio
         if limit is not None and self._reference_loss > 0 and value > limit * self._reference_loss:
-            raise Diverged(f"diverged at step {step} (loss={value:.4g}, over {limit:g}x the first step's "
-                           f"{self._reference_loss:.4g}; trainer.max_loss_ratio)", step)
+            raise Diverged(
+                f"diverged at step {step} (loss={value:.4g}, over {limit:g}x the first step's "
+                f"{self._reference_loss:.4g}; trainer.max_loss_ratio)",
+                step,
+            )
         return loss
 
     def _run_epoch(self, *args, **kwargs):
@@ -175,14 +178,20 @@ class StepControl(TrainerCallback):
         if not self.training or self.signum is not None:  # outside training, or a second signal: stop now
             raise Interrupted(signum, self.step)
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint "
-              "(signal again to stop at once)", flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint "
+            "(signal again to stop at once)",
+            flush=True,
+        )
 
     def _stop_requested(self, args) -> bool:
         flag = self.signum is not None
         if args.world_size > 1 and torch.distributed.is_initialized():
-            device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
-                and torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+            device = (
+                torch.device("cuda", torch.cuda.current_device())
+                if torch.cuda.is_available() and torch.distributed.get_backend() == "nccl"
+                else torch.device("cpu")
+            )
             tensor = torch.tensor([self.signum or 0], device=device)
             torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
             if tensor.item() and self.signum is None:
@@ -270,8 +279,9 @@ def adapt_model(cfg, model: nn.Module, total_steps: int, head_modules: list[str]
     return adapted, notices
 
 
-def build_trainer(cfg, model: nn.Module, args: TrainingArguments, train_data, val_data, collator,
-                  callbacks: list[TrainerCallback]) -> AdapterTrainer:
+def build_trainer(
+    cfg, model: nn.Module, args: TrainingArguments, train_data, val_data, collator, callbacks: list[TrainerCallback]
+) -> AdapterTrainer:
     """The ``AdapterTrainer`` of ``bora train``: the adapters' per-step hook, ``callbacks``, our logging. The
     training-path bench (``bora.bench.train_path``) builds its trainers here too, so it times this very step."""
     trainer = AdapterTrainer(
@@ -324,10 +334,14 @@ def effective_precision(cfg) -> tuple[str, str | None]:
     where = "this GPU" if gpu else "a CPU"
     if explicit:
         native = " without native bf16 (AVX512-BF16 or AMX)" if not gpu and requested == "bf16" else ""
-        raise BoraError(f"trainer.precision={requested} cannot train on {where}{native}; use trainer.precision=fp32 "
-                        "(or run on a GPU that supports it)")
-    return "fp32", (f"precision: the task's default {requested} is not used on {where}; trained in fp32 instead "
-                    f"(numbers may differ slightly from a {requested} run)")
+        raise BoraError(
+            f"trainer.precision={requested} cannot train on {where}{native}; use trainer.precision=fp32 "
+            "(or run on a GPU that supports it)"
+        )
+    return "fp32", (
+        f"precision: the task's default {requested} is not used on {where}; trained in fp32 instead "
+        f"(numbers may differ slightly from a {requested} run)"
+    )
 
 
 def side_by_side() -> bool:
@@ -341,8 +355,9 @@ def side_by_side() -> bool:
         return False
 
 
-def training_arguments(cfg, checkpoint_dir: Path, report_to: list[str], precision: str,
-                       validation: bool = False) -> TrainingArguments:
+def training_arguments(
+    cfg, checkpoint_dir: Path, report_to: list[str], precision: str, validation: bool = False
+) -> TrainingArguments:
     """Map ``cfg.trainer`` (paper appendix B defaults via the task config) onto ``TrainingArguments``.
 
     ``validation``: the task holds out a validation set (``task.val_size``): its loss is scored at every checkpoint
@@ -407,10 +422,15 @@ def compile_arguments(t, gpu: bool) -> dict:
     backend = str(t.compile_backend)
     known = torch._dynamo.list_backends(exclude_tags=())
     if backend not in known:
-        raise BoraError(f"trainer.compile_backend={backend!r} is not a torch.compile backend; use one of "
-                        f"{', '.join(sorted(known))}")
-    return {"torch_compile": True, "torch_compile_backend": backend, "torch_compile_mode": t.compile_mode,
-            "tf32": False if gpu else None}
+        raise BoraError(
+            f"trainer.compile_backend={backend!r} is not a torch.compile backend; use one of {', '.join(sorted(known))}"
+        )
+    return {
+        "torch_compile": True,
+        "torch_compile_backend": backend,
+        "torch_compile_mode": t.compile_mode,
+        "tf32": False if gpu else None,
+    }
 
 
 class CompileProbe(TrainerCallback):
@@ -441,8 +461,11 @@ class CompileProbe(TrainerCallback):
             seconds = calculate_time_spent().get("total_wall_time", 0.0)
         except (ImportError, AttributeError):  # a private helper: absent in some torch version
             seconds = float("nan")
-        return {"graph_breaks": sum(self.counters["graph_break"].values()),
-                "graphs": self.counters["stats"]["unique_graphs"], "compile_s": seconds}
+        return {
+            "graph_breaks": sum(self.counters["graph_break"].values()),
+            "graphs": self.counters["stats"]["unique_graphs"],
+            "compile_s": seconds,
+        }
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._started = time.perf_counter()
@@ -469,15 +492,17 @@ class CompileProbe(TrainerCallback):
         seconds = now["compile_s"] - self.before["compile_s"]
         # the later half: the second step often recompiles (padded batches change the sequence length, and dynamo
         # then compiles a graph for dynamic shapes)
-        later = statistics.median(self.steps[max(1, len(self.steps) // 2):]) if len(self.steps) > 1 else None
+        later = statistics.median(self.steps[max(1, len(self.steps) // 2) :]) if len(self.steps) > 1 else None
         return {
-            "backend": self.backend, "mode": self.mode,
+            "backend": self.backend,
+            "mode": self.mode,
             "graph_breaks": int(now["graph_breaks"] - self.before["graph_breaks"]),
             "graphs": int(now["graphs"] - self.before["graphs"]),
             "compile_s": round(seconds, 3) if math.isfinite(seconds) else None,
             "first_step_s": round(self.steps[0], 3) if self.steps else None,
             "later_step_s": round(later, 4) if later is not None else None,
             # the first line of each distinct reason (dynamo's own text runs on with hints and links)
-            "break_reasons": sorted({reason.strip().splitlines()[0][:200] for reason in self.counters["graph_break"]
-                                     if reason.strip()})[:10],
+            "break_reasons": sorted(
+                {reason.strip().splitlines()[0][:200] for reason in self.counters["graph_break"] if reason.strip()}
+            )[:10],
         }

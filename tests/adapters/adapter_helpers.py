@@ -21,10 +21,9 @@ TASK_OF_MODEL = {"tiny-decoder": "toy-math", "tiny-encoder": "toy-cls"}
 MERGED = {"rtol": 1e-4, "atol": 1e-4}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _config(model: str, method: str, overrides: tuple[str, ...]):
-    return load_config([f"model={model}", f"method={method}", f"task={TASK_OF_MODEL.get(model, 'math')}",
-                        *overrides])
+    return load_config([f"model={model}", f"method={method}", f"task={TASK_OF_MODEL.get(model, 'math')}", *overrides])
 
 
 def config(method: str = "lora", model: str = "tiny-decoder", *overrides: str):

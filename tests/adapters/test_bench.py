@@ -22,8 +22,25 @@ def test_step_peak_counts_what_a_step_allocates():
 
 
 def test_bench_runs_and_reports_ratios(capsys):
-    bench.main(["--skip-layers", "--model", "tiny-encoder", "--methods", "lora", "peft-lora", "bora",
-                "--rounds", "2", "--warmup", "1", "--batch", "2", "--length", "8"])
+    bench.main(
+        [
+            "--skip-layers",
+            "--model",
+            "tiny-encoder",
+            "--methods",
+            "lora",
+            "peft-lora",
+            "bora",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--batch",
+            "2",
+            "--length",
+            "8",
+        ]
+    )
     out = capsys.readouterr().out
     assert "time x lora" in out and "mem x peft-lora" in out and "bora merged" in out
     rows = [line for line in out.splitlines() if line.startswith("| bora ")]
@@ -31,8 +48,23 @@ def test_bench_runs_and_reports_ratios(capsys):
 
 
 def test_eval_bench_compares_generation_forms_and_ends_with_the_ratio(capsys):
-    bench.main(["--eval", "--layers", "1", "--rounds", "2", "--warmup", "1", "--batch", "2", "--length", "8",
-                "--new-tokens", "4"])
+    bench.main(
+        [
+            "--eval",
+            "--layers",
+            "1",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--batch",
+            "2",
+            "--length",
+            "8",
+            "--new-tokens",
+            "4",
+        ]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert "bora, LoRA form" in "\n".join(lines) and "bora merged" in "\n".join(lines)
     assert "generate the same tokens: True" in lines[-2]  # the LoRA form is exact, so greedy decoding agrees
@@ -45,7 +77,7 @@ def _markdown_rows(out: str, first_column: str) -> list[dict[str, str]]:
     start = next(i for i, line in enumerate(lines) if line.strip("| ").startswith(first_column))
     header = [cell.strip() for cell in lines[start].strip("|").split("|")]
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         if len(cells) != len(header):
             break
@@ -89,8 +121,24 @@ def test_table4_prints_operators_per_adapted_layer_step_and_lora_form_forces_the
     from bora.bench.table4 import TABLE4
 
     before = set(blocks.LORA_FORM_DEVICES)
-    bench.main(["--table4", "--lora-form", "--model", "tiny-decoder", "--layers", "1", "--rounds", "1", "--warmup",
-                "0", "--batch", "1", "--length", "8"])
+    bench.main(
+        [
+            "--table4",
+            "--lora-form",
+            "--model",
+            "tiny-decoder",
+            "--layers",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--batch",
+            "1",
+            "--length",
+            "8",
+        ]
+    )
     assert blocks.LORA_FORM_DEVICES == before  # forced for the run only
     lines = capsys.readouterr().out.splitlines()
     title = next(line for line in lines if line.startswith("### Table 4: "))
@@ -180,11 +228,16 @@ def test_methods_with_a_fixed_set_bench_is_refused(bench_flag, capsys):
     assert "drop --methods" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, expected", [(["--rounds", "0"], "--rounds: 0 must be >= 1"),
-                                            (["--rounds", "-3"], "--rounds: -3 must be >= 1"),
-                                            (["--tokens", "0"], "--tokens: 0 must be >= 1"),
-                                            (["--warmup", "-1"], "--warmup: -1 must be >= 0"),
-                                            (["--batch", "two"], "--batch: 'two' is not an integer")])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--rounds", "0"], "--rounds: 0 must be >= 1"),
+        (["--rounds", "-3"], "--rounds: -3 must be >= 1"),
+        (["--tokens", "0"], "--tokens: 0 must be >= 1"),
+        (["--warmup", "-1"], "--warmup: -1 must be >= 0"),
+        (["--batch", "two"], "--batch: 'two' is not an integer"),
+    ],
+)
 def test_counts_below_one_are_refused_before_anything_runs(args, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(args)
@@ -199,12 +252,33 @@ def test_table4_compile_times_each_method_eager_beside_compiled(capsys, monkeypa
     rows = (table4.LORA, "melora (r=8, 4 blocks)", table4.BORA)
     monkeypatch.setattr(table4, "TABLE4", {label: table4.TABLE4[label] for label in rows})
     monkeypatch.setattr(table4, "TARGETS", {k: v for k, v in table4.TARGETS.items() if k.startswith("bora_")})
-    bench.main(["--table4", "--compile", "--compile-backend", "aot_eager", "--model", "tiny-decoder", "--layers", "1",
-                "--rounds", "2", "--warmup", "0", "--batch", "1", "--length", "8"])
+    bench.main(
+        [
+            "--table4",
+            "--compile",
+            "--compile-backend",
+            "aot_eager",
+            "--model",
+            "tiny-decoder",
+            "--layers",
+            "1",
+            "--rounds",
+            "2",
+            "--warmup",
+            "0",
+            "--batch",
+            "1",
+            "--length",
+            "8",
+        ]
+    )
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("### torch.compile (aot_eager, mode default) vs "
-                                                                       "eager: tiny-decoder (1 layer)"))
+    start = next(
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("### torch.compile (aot_eager, mode default) vs eager: tiny-decoder (1 layer)")
+    )
     compiled = {row["method"]: row for row in _markdown_rows("\n".join(lines[start:]), "method")}
     assert list(compiled) == list(rows)
     for row in compiled.values():

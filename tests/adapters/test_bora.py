@@ -63,8 +63,7 @@ def test_forward_follows_eq8(block_path):
     x = torch.randn(7, 16)
     with torch.no_grad():
         torch.testing.assert_close(adapter.update(x), eq8_reference(adapter, x), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(adapter(x), adapter.base_layer(x) + eq8_reference(adapter, x), rtol=1e-5,
-                                   atol=1e-5)
+        torch.testing.assert_close(adapter(x), adapter.base_layer(x) + eq8_reference(adapter, x), rtol=1e-5, atol=1e-5)
 
 
 class LargestTensor(TorchDispatchMode):
@@ -196,8 +195,13 @@ def test_sigma_initialised_like_A():
     assert bora.B.abs().max() == 0
 
 
-SWITCHES = {"melora": None, "sigma-as-given": (False, False), "w/o-norm": (True, False), "w/o-exp": (False, True),
-            "bora": (True, True)}  # (use_exp, use_norm); None: no sigma
+SWITCHES = {
+    "melora": None,
+    "sigma-as-given": (False, False),
+    "w/o-norm": (True, False),
+    "w/o-exp": (False, True),
+    "bora": (True, True),
+}  # (use_exp, use_norm); None: no sigma
 
 
 @pytest.mark.parametrize("switches", SWITCHES.values(), ids=SWITCHES.keys())
@@ -214,7 +218,8 @@ def test_block_update_passes_gradcheck(switches, block_path):
     use_exp, use_norm = switches or (False, False)
     assert torch.autograd.gradcheck(
         lambda *t: add_block_update(*t, scaling=1.5, blocks=4, use_exp=use_exp, use_norm=use_norm),
-        (result, x, A, B, sigma))
+        (result, x, A, B, sigma),
+    )
 
 
 def _step(adapter: nn.Module, x: torch.Tensor, monkeypatch, form: str, autocast: bool = False) -> list[torch.Tensor]:
@@ -230,8 +235,10 @@ def _step(adapter: nn.Module, x: torch.Tensor, monkeypatch, form: str, autocast:
     return [out, x.grad] + [p.grad for p in adapter.parameters() if p.requires_grad]
 
 
-@pytest.mark.parametrize("cls, switches", [(BoraLayer, s) for s in list(SWITCHES.values())[2:]]
-                         + [(BoraLayer, (False, False)), (MeloraLayer, None)])
+@pytest.mark.parametrize(
+    "cls, switches",
+    [(BoraLayer, s) for s in list(SWITCHES.values())[2:]] + [(BoraLayer, (False, False)), (MeloraLayer, None)],
+)
 def test_lora_form_equals_block_form_and_delta_weight(cls, switches, monkeypatch):
     use_exp, use_norm = switches or (True, True)
     fields = {"name": "melora"} if cls is MeloraLayer else {"use_exp": use_exp, "use_norm": use_norm}
@@ -253,8 +260,10 @@ def test_lora_form_under_autocast_returns_each_gradient_in_its_dtype(adapter_dty
     adapter.base_layer.to(torch.bfloat16).requires_grad_(False)
     adapter.to(adapter_dtype)
     x = torch.randn(3, 5, 32).to(torch.bfloat16)
-    lora_form, block_form = _step(adapter, x, monkeypatch, "lora-form", True), \
-        _step(adapter, x, monkeypatch, "block", True)
+    lora_form, block_form = (
+        _step(adapter, x, monkeypatch, "lora-form", True),
+        _step(adapter, x, monkeypatch, "block", True),
+    )
     assert lora_form[0].dtype == torch.bfloat16 and lora_form[1].dtype == torch.bfloat16
     assert all(g.dtype == adapter_dtype for g in lora_form[2:])
     for a, b in zip(lora_form, block_form, strict=True):
@@ -272,8 +281,15 @@ def test_lora_form_on_forces_the_lora_form_for_a_while():
     assert blocks.LORA_FORM_DEVICES == before and not blocks.takes_lora_form(x, A, B, 8)
 
 
-@pytest.mark.parametrize("cls, fields", [(BoraLayer, {}), (BoraLayer, {"use_exp": False}),
-                                         (BoraLayer, {"use_norm": False}), (MeloraLayer, {"name": "melora"})])
+@pytest.mark.parametrize(
+    "cls, fields",
+    [
+        (BoraLayer, {}),
+        (BoraLayer, {"use_exp": False}),
+        (BoraLayer, {"use_norm": False}),
+        (MeloraLayer, {"name": "melora"}),
+    ],
+)
 @pytest.mark.parametrize("m, n, dense", [(32, 24, True), (96, 80, False)])
 def test_evaluation_runs_the_equivalent_lora_and_equals_the_training_form(cls, fields, m, n, dense):
     """Frozen BoRA / MELoRA evaluate as the rank-b r LoRA of eq. 6 (as its dense product where the rank is near the

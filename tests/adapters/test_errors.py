@@ -26,12 +26,20 @@ def assert_untouched(model, before: dict[str, torch.Tensor], flags: dict[str, bo
     [
         # tiny-decoder: q 64 -> 64, k/v 64 -> 32; 3 divides neither.
         ("bora", ["method.blocks=3"], r"method.blocks=3 does not divide layer model\.layers\.0\.self_attn\.q_proj"),
-        ("melora", ["method.blocks=64", "method.targets=QK"], r"method.blocks=64 does not divide layer "
-                                                               r"model\.layers\.0\.self_attn\.k_proj"),
+        (
+            "melora",
+            ["method.blocks=64", "method.targets=QK"],
+            r"method.blocks=64 does not divide layer "
+            r"model\.layers\.0\.self_attn\.k_proj",
+        ),
         ("hydralora", ["method.heads=null"], r"method.heads=None must be a positive integer"),
         ("lora", ["method.targets=QX"], r"method.targets='QX': use letters from QKVOGUD"),
-        ("sbora-fb", ["method.r=40", "method.targets=K"], r"method.r=40 exceeds the 32 outputs of layer "
-                                                           r"model\.layers\.0\.self_attn\.k_proj"),
+        (
+            "sbora-fb",
+            ["method.r=40", "method.targets=K"],
+            r"method.r=40 exceeds the 32 outputs of layer "
+            r"model\.layers\.0\.self_attn\.k_proj",
+        ),
         ("peft", ["method.peft.peft_type=NOPE"], r"method.peft.peft_type='NOPE'"),
     ],
 )
@@ -46,12 +54,15 @@ def test_bad_config_is_one_line_and_leaves_the_model_untouched(method, overrides
     assert_untouched(model, before, flags)
 
 
-@pytest.mark.parametrize(("method", "change", "message"), [
-    ("bora", {"blocks": 0}, r"method.blocks=0 must be a positive integer"),
-    ("lora", {"r": 0}, r"method.r=0 must be a positive integer"),
-    ("dora", {"r": -2}, r"method.r=-2 must be a positive integer"),
-    ("lora", {"dropout": 1.5}, r"method.dropout=1.5 must be in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    ("method", "change", "message"),
+    [
+        ("bora", {"blocks": 0}, r"method.blocks=0 must be a positive integer"),
+        ("lora", {"r": 0}, r"method.r=0 must be a positive integer"),
+        ("dora", {"r": -2}, r"method.r=-2 must be a positive integer"),
+        ("lora", {"dropout": 1.5}, r"method.dropout=1.5 must be in \[0, 1\)"),
+    ],
+)
 def test_layers_refuse_what_the_schema_refuses_for_library_callers(method, change, message):
     """The config schema stops these at start-up; a library caller passing a config of its own is stopped too."""
     cfg = config(method, "tiny-decoder")
@@ -63,12 +74,15 @@ def test_layers_refuse_what_the_schema_refuses_for_library_callers(method, chang
     assert_untouched(model, before, flags)
 
 
-@pytest.mark.parametrize(("layer_cls", "change", "message"), [
-    (LoraLayer, {"r": 0}, r"method.r=0 must be a positive integer"),
-    (LoraLayer, {"dropout": 1.5}, r"method.dropout=1.5 must be in \[0, 1\)"),
-    (BoraLayer, {"blocks": 3}, r"method.blocks=3 does not divide layer q_proj"),
-    (HydraLoraLayer, {"heads": None}, r"method.heads=None must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    ("layer_cls", "change", "message"),
+    [
+        (LoraLayer, {"r": 0}, r"method.r=0 must be a positive integer"),
+        (LoraLayer, {"dropout": 1.5}, r"method.dropout=1.5 must be in \[0, 1\)"),
+        (BoraLayer, {"blocks": 3}, r"method.blocks=3 does not divide layer q_proj"),
+        (HydraLoraLayer, {"heads": None}, r"method.heads=None must be a positive integer"),
+    ],
+)
 def test_layers_built_directly_check_their_arguments(layer_cls, change, message):
     with pytest.raises(BoraError, match=message) as error:
         layer_cls(nn.Linear(16, 8), name="q_proj", **{"r": 4, "alpha": 8, "dropout": 0.0, **change})

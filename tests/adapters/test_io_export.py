@@ -149,8 +149,9 @@ def test_a_cut_off_adapter_is_one_line_naming_the_file(tmp_path):
 
 
 def test_adalora_allocator_state_survives_a_resume(tmp_path):
-    cfg, model = adapted_model("adalora", "tiny-decoder", "+method.peft.tinit=1", "+method.peft.deltaT=1",
-                               randomize=False)
+    cfg, model = adapted_model(
+        "adalora", "tiny-decoder", "+method.peft.tinit=1", "+method.peft.deltaT=1", randomize=False
+    )
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     batch = token_batch(cfg)

@@ -15,8 +15,14 @@ from bora.config import load_config
 from bora.models import build_from_arch
 
 PAPER = Path(bora.__file__).parent / "report" / "paper_results"
-TABLES = ["table1_glue.csv", "table2_math.csv", "table3_commonsense.csv", "table4_efficiency.csv",
-          "table8_target_modules.csv", "table9_rank_blocks.csv"]
+TABLES = [
+    "table1_glue.csv",
+    "table2_math.csv",
+    "table3_commonsense.csv",
+    "table4_efficiency.csv",
+    "table8_target_modules.csv",
+    "table9_rank_blocks.csv",
+]
 METHOD_NAMES = {"LoRA": "lora", "DoRA": "dora", "MELoRA": "melora", "HydraLoRA": "hydralora", "BoRA": "bora"}
 
 
@@ -24,11 +30,14 @@ def paper_rows():
     for table in TABLES:
         with open(PAPER / table, newline="") as f:
             for row in csv.DictReader(f):
-                yield pytest.param(row, id=f"{table[:6]}-{row['model']}-{row.get('target_modules', '')}"
-                                          f"{row['method']}-r{row['r']}-b{row['b']}")
+                yield pytest.param(
+                    row,
+                    id=f"{table[:6]}-{row['model']}-{row.get('target_modules', '')}"
+                    f"{row['method']}-r{row['r']}-b{row['b']}",
+                )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def composed(model: str = "llama-3-8b", method: str = "lora"):
     """Composed once per model and once per method (composing takes a few hundred milliseconds)."""
     return load_config([f"model={model}", f"method={method}", f"task={'rte' if 'roberta' in model else 'math'}"])
@@ -40,7 +49,7 @@ def run_config(model: str, method: str):
     return cfg
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def meta_model(model: str):
     return build_from_arch(composed(model).model, device="meta")
 
@@ -51,7 +60,7 @@ def tolerance(printed: str) -> float:
     return 0.5 * 10 ** (6 - decimals)
 
 
-@functools.lru_cache(maxsize=None)  # Tables 2-4, 8 and 9 repeat many configurations: count each once
+@functools.cache  # Tables 2-4, 8 and 9 repeat many configurations: count each once
 def count(model: str, method: str, r: int, blocks: int | None, targets: str | None) -> tuple[int, int, str]:
     """(adapter parameters, adapted modules, target letters) via ``bora.params`` on a copy of the meta model."""
     cfg = run_config(model, method)
@@ -66,8 +75,13 @@ def count(model: str, method: str, r: int, blocks: int | None, targets: str | No
 
 @pytest.mark.parametrize("row", paper_rows())
 def test_paper_param_counts(row):
-    total, modules, letters = count(row["model"], METHOD_NAMES[row["method"]], int(row["r"]),
-                                    int(row["b"]) if row["b"] else None, row.get("target_modules"))
+    total, modules, letters = count(
+        row["model"],
+        METHOD_NAMES[row["method"]],
+        int(row["r"]),
+        int(row["b"]) if row["b"] else None,
+        row.get("target_modules"),
+    )
     assert abs(total - float(row["params_M"]) * 1e6) <= tolerance(row["params_M"]), (total, row["params_M"])
     layers = {"roberta-base": 12, "roberta-large": 24, "gemma-7b": 28, "llama-3-8b": 32, "qwen2.5-14b": 48}
     assert modules == layers[row["model"]] * len(letters)

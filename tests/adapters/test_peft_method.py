@@ -69,8 +69,14 @@ def test_ia3_scales_keys_values_and_the_ffn_input():
 
 
 def test_adalora_allocates_ranks_and_regularises():
-    cfg, model = adapted_model("adalora", "tiny-decoder", "+method.peft.tinit=1", "+method.peft.tfinal=2",
-                               "+method.peft.deltaT=1", randomize=False)
+    cfg, model = adapted_model(
+        "adalora",
+        "tiny-decoder",
+        "+method.peft.tinit=1",
+        "+method.peft.tfinal=2",
+        "+method.peft.deltaT=1",
+        randomize=False,
+    )
     model.train()
     batch = token_batch(cfg)
     with torch.no_grad():  # lora_E starts at zero: the adapters are the identity and only the penalty differs

@@ -19,8 +19,13 @@ def twin_models(method: str):
     theirs = copy.deepcopy(ours)
     names = inject(ours, cfg.method, cfg.model.targets)
     randomize_adapters(ours)
-    peft_config = LoraConfig(r=cfg.method.r, lora_alpha=cfg.method.alpha, lora_dropout=cfg.method.dropout,
-                             target_modules=names, use_dora=method == "dora")
+    peft_config = LoraConfig(
+        r=cfg.method.r,
+        lora_alpha=cfg.method.alpha,
+        lora_dropout=cfg.method.dropout,
+        target_modules=names,
+        use_dora=method == "dora",
+    )
     inject_adapter_in_model(peft_config, theirs)
     with torch.no_grad():
         for name, layer in adapter_layers(ours):

@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from adapter_helpers import MERGEABLE, adapted_model
 from torch import nn
 
 from bora.adapters import adapter_layers
 from bora.adapters.bora import BoraLayer
 from bora.adapters.lora import LoraLayer
 from bora.adapters.stats import adapter_stats, singular_values, spectrum_of
-
-from adapter_helpers import MERGEABLE, adapted_model
 
 
 @pytest.mark.parametrize("method", MERGEABLE)

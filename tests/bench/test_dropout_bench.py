@@ -43,8 +43,9 @@ def test_a_tie_on_the_high_bits_is_decided_by_the_low_bits():
     n = 2**16
     below, above = torch.full((n,), high - 1, dtype=torch.int32), torch.full((n,), high + 1, dtype=torch.int32)
     assert dropout.keep_from_draws(below, high, low).all() and not dropout.keep_from_draws(above, high, low).any()
-    tied = dropout.keep_from_draws(torch.full((n,), high, dtype=torch.int32), high, low,
-                                   torch.Generator().manual_seed(0))
+    tied = dropout.keep_from_draws(
+        torch.full((n,), high, dtype=torch.int32), high, low, torch.Generator().manual_seed(0)
+    )
     share = low / 2**dropout.LOW_BITS
     assert abs(tied.float().mean().item() - share) < 5 * math.sqrt(share * (1 - share) / n)
 
@@ -64,7 +65,7 @@ def _tables(out: str) -> list[list[dict[str, str]]]:
         if line.startswith("|") and not lines[i - 1].startswith("|"):
             header = [cell.strip() for cell in line.strip("|").split("|")]
             body = []
-            for row in lines[i + 2:]:
+            for row in lines[i + 2 :]:
                 if not row.startswith("|"):
                     break
                 body.append(dict(zip(header, (cell.strip() for cell in row.strip("|").split("|")))))
@@ -74,8 +75,9 @@ def _tables(out: str) -> list[list[dict[str, str]]]:
 
 def test_dropout_bench_prints_every_row_and_ends_with_the_share(capsys, monkeypatch):
     monkeypatch.setattr(dropout, "SHAPES", {"tiny": (64, 32)})
-    bench.main(["--dropout", "--model", "tiny-encoder", "--batch", "2", "--length", "8", "--rounds", "1",
-                "--warmup", "0"])
+    bench.main(
+        ["--dropout", "--model", "tiny-encoder", "--batch", "2", "--length", "8", "--rounds", "1", "--warmup", "0"]
+    )
     out = capsys.readouterr().out
     variants, steps = _tables(out)
     assert [row["mask drawn by"] for row in variants] == list(dropout.VARIANTS)
@@ -88,8 +90,9 @@ def test_dropout_bench_prints_every_row_and_ends_with_the_share(capsys, monkeypa
     assert name == "dropout_share_of_step" and -1 < float(value) < 1
 
 
-@pytest.mark.parametrize("args, expected", [(["--table4"], "separate bench"),
-                                            (["--methods", "lora"], "drop --methods")])
+@pytest.mark.parametrize(
+    "args, expected", [(["--table4"], "separate bench"), (["--methods", "lora"], "drop --methods")]
+)
 def test_dropout_bench_is_refused_beside_another_mode_or_methods(args, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--dropout", *args])

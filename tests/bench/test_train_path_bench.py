@@ -56,7 +56,9 @@ def test_train_path_times_bora_train_own_trainers_step_by_step(model, capsys, mo
     from bora.training import AdapterTrainer, StepControl
 
     assert all(isinstance(trainer, AdapterTrainer) for trainer in built_trainers)
-    assert all(any(isinstance(c, StepControl) for c in trainer.callback_handler.callbacks) for trainer in built_trainers)
+    assert all(
+        any(isinstance(c, StepControl) for c in trainer.callback_handler.callbacks) for trainer in built_trainers
+    )
     rows = [line for line in out.splitlines() if line.startswith("| lora_r8") or line.startswith("| bora_r8_b16")]
     assert len(rows) == 2 and all(row.split("|")[2].strip() == "3" for row in rows)  # timed steps per method
     name, value = out.strip().splitlines()[-1].split(": ")

@@ -12,17 +12,35 @@ TASKS = {"cpu/mrpc": "mrpc", "cpu/sst2": "sst2"}
 
 def spectrum(rank: int) -> dict:
     """Six query layers whose updates have ``rank`` singular values, halving from 1."""
-    top = [0.5 ** i for i in range(rank)]
+    top = [0.5**i for i in range(rank)]
     layer = {"top": top, "count": rank, "above_0.001": rank, "above_0.01": rank, "effective_rank": rank - 0.5}
-    return {"spectrum": {"tolerances": [1e-3, 1e-2], "per_layer": [
-        {"layer": f"bert.encoder.layer.{i}.attention.self.{kind}", "shape": [384, 384], **layer}
-        for i in range(6) for kind in ("query", "value")]}}
+    return {
+        "spectrum": {
+            "tolerances": [1e-3, 1e-2],
+            "per_layer": [
+                {"layer": f"bert.encoder.layer.{i}.attention.self.{kind}", "shape": [384, 384], **layer}
+                for i in range(6)
+                for kind in ("query", "value")
+            ],
+        }
+    }
 
 
 def _run(root, method_cfg, seed, score, plan="cpu-ablations", status="success", stats=None):
     for config, name in TASKS.items():
-        write_run(root, "cpu-ablations", "minilm", config, method_cfg, seed, {name: {"accuracy": score}},
-                  headline=score, plan=plan, status=status, adapter_stats=stats)
+        write_run(
+            root,
+            "cpu-ablations",
+            "minilm",
+            config,
+            method_cfg,
+            seed,
+            {name: {"accuracy": score}},
+            headline=score,
+            plan=plan,
+            status=status,
+            adapter_stats=stats,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +49,21 @@ def report(tmp_path_factory):
     for seed in (0, 1):
         _run(root, method("lora", r=2, targets="QV"), seed, 0.70 + 0.001 * seed, stats=spectrum(2))
         for b in (4, 32):  # rising with log2(b), the paper's shape
-            _run(root, method("bora", r=2, blocks=b, targets="QV"), seed, 0.70 + 0.01 * math.log2(b) + 0.001 * seed,
-                 stats=spectrum(2 * b) if b == 4 else None)  # rank b r
+            _run(
+                root,
+                method("bora", r=2, blocks=b, targets="QV"),
+                seed,
+                0.70 + 0.01 * math.log2(b) + 0.001 * seed,
+                stats=spectrum(2 * b) if b == 4 else None,
+            )  # rank b r
         _run(root, method("bora", blocks=16, targets="QV"), seed, 0.80, plan="cpu-ablations-table7")
-        _run(root, method("bora", blocks=16, targets="QV", use_exp=False), seed, 0.78 - 0.01 * seed,
-             plan="cpu-ablations-table7")
+        _run(
+            root,
+            method("bora", blocks=16, targets="QV", use_exp=False),
+            seed,
+            0.78 - 0.01 * seed,
+            plan="cpu-ablations-table7",
+        )
     _run(root, method("bora", r=2, blocks=4, targets="QV"), 2, 0.0, status="failed")
     markdown, written = ablations_page.render_ablations(root, root / "tables", root / "figures")
     return root, markdown, written, ablations.study_runs(root)
@@ -76,11 +104,25 @@ def test_cost_comes_from_quiet_runs_only():
     import pandas as pd
 
     def run(identity, b, task, cpu, wall):
-        return {"identity": identity, "stored_under": "cpu-ablations", "r": 2, "b": b,
-                "row": "LoRA" if b == 1 else f"BoRA b={b}", "task": task, "cpu_s": cpu, "wall_s": wall}
+        return {
+            "identity": identity,
+            "stored_under": "cpu-ablations",
+            "r": 2,
+            "b": b,
+            "row": "LoRA" if b == 1 else f"BoRA b={b}",
+            "task": task,
+            "cpu_s": cpu,
+            "wall_s": wall,
+        }
 
-    grid = pd.DataFrame([run("a", 1, "mrpc", 400, 410), run("b", 1, "mrpc", 500, 900),  # b: descheduled, left out
-                         run("c", 4, "mrpc", 392, 400), run("d", 4, "sst2", 250, 260)])
+    grid = pd.DataFrame(
+        [
+            run("a", 1, "mrpc", 400, 410),
+            run("b", 1, "mrpc", 500, 900),  # b: descheduled, left out
+            run("c", 4, "mrpc", 392, 400),
+            run("d", 4, "sst2", 250, 260),
+        ]
+    )
     empty = grid.iloc[:0]
     cost = ablations.cost_table(ablations.Runs(grid, empty, empty, {}, empty)).set_index("row")
     assert cost.loc["LoRA", ["MRPC (s)", "quiet runs", "x LoRA (same r)"]].tolist() == ["400", "1 of 2", "1.000"]

@@ -78,11 +78,23 @@ def test_columns_from_separate_runs_join_per_seed(tmp_path):
 
 
 def test_run_fields_in_table_units(tmp_path):
-    write_run(tmp_path, "efficiency", "llama-3-8b", "math", LORA, 0, math_metrics({"AddSub": 0.5}), adapter_params=4_718_592,
-              train_s=1110.0, peak_bytes=3 * 2**30)
-    columns = [Column("params_M", source="adapter_params", scale=1e-6),
-               Column("time_min", source="train_s", scale=1 / 60),
-               Column("memory_GB", source="peak_train_bytes", scale=2.0**-30)]
+    write_run(
+        tmp_path,
+        "efficiency",
+        "llama-3-8b",
+        "math",
+        LORA,
+        0,
+        math_metrics({"AddSub": 0.5}),
+        adapter_params=4_718_592,
+        train_s=1110.0,
+        peak_bytes=3 * 2**30,
+    )
+    columns = [
+        Column("params_M", source="adapter_params", scale=1e-6),
+        Column("time_min", source="train_s", scale=1 / 60),
+        Column("memory_GB", source="peak_train_bytes", scale=2.0**-30),
+    ]
     row = per_seed(load_results(tmp_path), columns, ["model"]).iloc[0]
     assert (row["params_M"], row["time_min"], row["memory_GB"]) == pytest.approx((4.718592, 18.5, 3.0))
 
@@ -99,10 +111,26 @@ def test_summarize_every_metric(results):
 def test_runs_of_different_configs_are_never_averaged(tmp_path):
     """A seed-0 run with 1 epoch and a seed-1 run with 3 epochs and lr 1e-2 are two configurations of one seed each,
     told apart by the keys that differ (an lr sweep reads side by side)."""
-    write_run(tmp_path, "default", "tiny-encoder", "toy-cls", LORA, 0, {"toy-cls": {"accuracy": 0.6}},
-              extra=("trainer.epochs=1",))
-    write_run(tmp_path, "default", "tiny-encoder", "toy-cls", LORA, 1, {"toy-cls": {"accuracy": 0.9}},
-              extra=("trainer.epochs=3", "trainer.lr=1e-2"))
+    write_run(
+        tmp_path,
+        "default",
+        "tiny-encoder",
+        "toy-cls",
+        LORA,
+        0,
+        {"toy-cls": {"accuracy": 0.6}},
+        extra=("trainer.epochs=1",),
+    )
+    write_run(
+        tmp_path,
+        "default",
+        "tiny-encoder",
+        "toy-cls",
+        LORA,
+        1,
+        {"toy-cls": {"accuracy": 0.9}},
+        extra=("trainer.epochs=3", "trainer.lr=1e-2"),
+    )
     summary = summarize(load_results(tmp_path)).set_index("setting")
     assert list(summary["n"]) == [1, 1]
     assert summary.loc["trainer.epochs=1.0 trainer.lr=0.003", "mean"] == pytest.approx(0.6)
@@ -110,14 +138,22 @@ def test_runs_of_different_configs_are_never_averaged(tmp_path):
 
 
 def test_unreadable_files_are_listed_with_the_reason(tmp_path):
-    for name, text in [("a", "[]"), ("b", '{"schema_version": 9}'), ("c", '{"schema_version": 2, "metrics": "oops"}'),
-                       ("d", '{"status": "succ')]:
+    for name, text in [
+        ("a", "[]"),
+        ("b", '{"schema_version": 9}'),
+        ("c", '{"schema_version": 2, "metrics": "oops"}'),
+        ("d", '{"status": "succ'),
+    ]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "result.json").write_text(text)
     runs = load_results(tmp_path)
     assert list(runs["status"]) == ["unreadable"] * 4
-    assert ["list" in runs["error"][0], "schema_version 9" in runs["error"][1], "Field required" in runs["error"][2],
-            "truncated" in runs["error"][3]] == [True] * 4
+    assert [
+        "list" in runs["error"][0],
+        "schema_version 9" in runs["error"][1],
+        "Field required" in runs["error"][2],
+        "truncated" in runs["error"][3],
+    ] == [True] * 4
 
 
 def test_a_forced_rerun_in_progress_is_not_a_result(tmp_path):

@@ -52,8 +52,15 @@ def test_our_numbers_support_or_contradict(tmp_path):
 def test_sbora_claims_from_our_runs(tmp_path):
     for seed, (fa, lora, dora) in zip([42, 43], [(0.62, 0.60, 0.61), (0.63, 0.60, 0.62)]):
         for name, r, value in [("sbora-fa", 64, fa), ("lora", 32, lora), ("dora", 32, dora)]:
-            write_run(tmp_path, "sbora-math", "llama-7b", "math", method(name, r=r, targets="QKVUD"), seed,
-                      uniform_math(value))
+            write_run(
+                tmp_path,
+                "sbora-math",
+                "llama-7b",
+                "math",
+                method(name, r=r, targets="QKVUD"),
+                seed,
+                uniform_math(value),
+            )
     # the SBoRA experiments plan seed 42 only (one run per cell, as the paper); a spread takes more seeds
     claim = check_claims(load_results(tmp_path), ["seed=42,43"]).set_index("claim").loc["sbora_math_llama7b"]
     assert (claim["ours"], claim["seeds"], claim["verdict"]) == pytest.approx((1.0, 2, "supported"))
@@ -66,17 +73,20 @@ def test_a_model_without_runs_leaves_the_average_over_models_open(tmp_path):
     assert claims.loc["math_bora_vs_lora", "verdict"] == "no runs"
 
 
-@pytest.mark.parametrize("kind, mean, std, n, expected", [
-    ("gain", 2.0, 0.5, 3, "supported"),
-    ("gain", 0.3, 0.5, 3, "within noise"),
-    ("gain", -0.1, 0.5, 3, "contradicted"),
-    ("gain", 1.0, float("nan"), 1, "supported (1 seed, no spread)"),
-    ("not_worse", -0.2, 0.3, 3, "supported"),
-    ("not_worse", -0.5, 0.3, 3, "contradicted"),
-    ("parity", 1.03, 0.01, 3, "supported"),
-    ("parity", 1.20, 0.01, 3, "contradicted"),
-    ("gain", float("nan"), float("nan"), 0, "no runs"),
-])
+@pytest.mark.parametrize(
+    "kind, mean, std, n, expected",
+    [
+        ("gain", 2.0, 0.5, 3, "supported"),
+        ("gain", 0.3, 0.5, 3, "within noise"),
+        ("gain", -0.1, 0.5, 3, "contradicted"),
+        ("gain", 1.0, float("nan"), 1, "supported (1 seed, no spread)"),
+        ("not_worse", -0.2, 0.3, 3, "supported"),
+        ("not_worse", -0.5, 0.3, 3, "contradicted"),
+        ("parity", 1.03, 0.01, 3, "supported"),
+        ("parity", 1.20, 0.01, 3, "contradicted"),
+        ("gain", float("nan"), float("nan"), 0, "no runs"),
+    ],
+)
 def test_verdict_rules(kind, mean, std, n, expected):
     assert verdict(kind, mean, std, n) == expected
 

@@ -9,10 +9,19 @@ import pytest
 from synthetic_results import method, write_run
 
 from bora.report.aggregate import load_results
-from bora.report.specs import membership
+from bora.report.generation import (
+    GENERATION_STUDIES,
+    above_guessing,
+    binomial_se,
+    decoding_table,
+    paired_question_se,
+    prediction_rows,
+    reference_rows,
+    render_generation_study,
+    training_table,
+)
 from bora.report.generation_figures import accuracy_frame, render_generation_figures
-from bora.report.generation import GENERATION_STUDIES, above_guessing, binomial_se, decoding_table, \
-    paired_question_se, prediction_rows, reference_rows, render_generation_study, training_table
+from bora.report.specs import membership
 
 STUDY = GENERATION_STUDIES["cpu-commonsense"]
 SETS = ["boolq", "ARC-Challenge", "ARC-Easy", "openbookqa"]
@@ -20,26 +29,59 @@ MAJORITY = {"boolq": 0.62, "ARC-Challenge": 0.27, "ARC-Easy": 0.27, "openbookqa"
 
 
 def metrics(accuracy: float, n: int = 500, at_limit: float = 0.0, repeated: float = 0.0) -> dict:
-    values = {name: {"accuracy": accuracy, "n": float(n), "majority": MAJORITY[name], "at_limit": at_limit,
-                     "repeated_marker": repeated} for name in SETS}
+    values = {
+        name: {
+            "accuracy": accuracy,
+            "n": float(n),
+            "majority": MAJORITY[name],
+            "at_limit": at_limit,
+            "repeated_marker": repeated,
+        }
+        for name in SETS
+    }
     values["average"] = {"accuracy": accuracy}
     return values
 
 
 def _runs(root, method_cfg, per_seed, **kwargs):
     for seed, value in enumerate(per_seed):
-        write_run(root, "cpu-commonsense", "smollm2-135m", "cpu/commonsense", method_cfg, seed,
-                  metrics(value, **kwargs), plan="cpu-commonsense")
+        write_run(
+            root,
+            "cpu-commonsense",
+            "smollm2-135m",
+            "cpu/commonsense",
+            method_cfg,
+            seed,
+            metrics(value, **kwargs),
+            plan="cpu-commonsense",
+        )
 
 
 @pytest.fixture
 def study_runs(tmp_path):
     _runs(tmp_path, method("lora"), [0.41, 0.43], repeated=0.02)  # the plan: seeds 0 and 1
     _runs(tmp_path, method("bora", blocks=8), [0.42, 0.45])  # +1, +2
-    write_run(tmp_path, "cpu-commonsense-untrained", "smollm2-135m", "cpu/commonsense", method("lora"), 0,
-              metrics(0.05, n=100, at_limit=0.9, repeated=0.5), plan="cpu-commonsense-untrained")
-    write_run(tmp_path, "cpu-commonsense", "smollm2-135m", "cpu/commonsense", method("lora"), 0,
-              metrics(0.9), plan="cpu-commonsense", extra=("trainer.lr=0.5",))  # not planned: left out
+    write_run(
+        tmp_path,
+        "cpu-commonsense-untrained",
+        "smollm2-135m",
+        "cpu/commonsense",
+        method("lora"),
+        0,
+        metrics(0.05, n=100, at_limit=0.9, repeated=0.5),
+        plan="cpu-commonsense-untrained",
+    )
+    write_run(
+        tmp_path,
+        "cpu-commonsense",
+        "smollm2-135m",
+        "cpu/commonsense",
+        method("lora"),
+        0,
+        metrics(0.9),
+        plan="cpu-commonsense",
+        extra=("trainer.lr=0.5",),
+    )  # not planned: left out
     return load_results(tmp_path)
 
 
@@ -51,8 +93,9 @@ def test_binomial_standard_error():
 def test_above_guessing_counts_an_unanswered_question_as_a_guess_that_is_never_right(tmp_path):
     (tmp_path / "predictions").mkdir()
     rows = [("true", "true"), (None, "true"), (None, "false"), ("false", "false")]  # 2 of 4 right
-    (tmp_path / "predictions" / "boolq.jsonl").write_text("".join(
-        json.dumps({"prediction": p, "answer": a, "correct": p == a}) + "\n" for p, a in rows))
+    (tmp_path / "predictions" / "boolq.jsonl").write_text(
+        "".join(json.dumps({"prediction": p, "answer": a, "correct": p == a}) + "\n" for p, a in rows)
+    )
     # guessing in the run's proportions (1/4 "true", 1/4 "false", 1/2 none) against gold 1/2, 1/2: 1/4 right
     assert above_guessing(prediction_rows(tmp_path, "boolq")) == pytest.approx(0.5 - 0.25)
     assert prediction_rows(tmp_path, "piqa") is None and math.isnan(above_guessing(None))
@@ -71,8 +114,10 @@ def test_decoding_table_pools_questions_per_row(study_runs):
     first = Path(planned_runs.loc[planned_runs["method"] == "lora", "run_dir"].iloc[0])
     (first / "predictions").mkdir()
     for name in SETS:  # one run answers "true" to 3 of 4 questions; the other has no predictions: left out
-        lines = [json.dumps({"prediction": p, "answer": a, "correct": p == a})
-                 for p, a in zip(("true", "true", "false", "true"), ("true", "false", "false", "false"))]
+        lines = [
+            json.dumps({"prediction": p, "answer": a, "correct": p == a})
+            for p, a in zip(("true", "true", "false", "true"), ("true", "false", "false", "false"))
+        ]
         (first / "predictions" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     table = decoding_table(STUDY, study_runs).set_index("method_tag")
     assert table.loc["lora_r8_a16_d0.05_QKV", "favourite_pct"] == pytest.approx(75.0)
@@ -96,8 +141,10 @@ def _write_predictions(runs, method_name: str, correct_per_seed: list[list[int]]
         folder = Path(run["run_dir"].iloc[0]) / "predictions"
         folder.mkdir()
         for name in SETS:
-            lines = [json.dumps({"id": i, "prediction": "true", "answer": "true" if c else "false", "correct": bool(c)})
-                     for i, c in enumerate(correct)]
+            lines = [
+                json.dumps({"id": i, "prediction": "true", "answer": "true" if c else "false", "correct": bool(c)})
+                for i, c in enumerate(correct)
+            ]
             (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
 
 
@@ -114,6 +161,7 @@ def test_a_claims_question_se_pairs_the_questions_and_averages_the_seeds_per_que
     assert paired_question_se(STUDY, study_runs, BORA8, LORA) == pytest.approx(expected)
     assert paired_question_se(STUDY, study_runs, LORA, BORA8) == pytest.approx(expected)
 
+
 def test_render_puts_the_question_se_beside_its_claim(study_runs, tmp_path):
     _write_predictions(study_runs, "lora", [[1, 0, 1, 0], [1, 1, 0, 0]])
     _write_predictions(study_runs, "bora", [[1, 1, 1, 0], [1, 1, 0, 1]])
@@ -124,8 +172,10 @@ def test_render_puts_the_question_se_beside_its_claim(study_runs, tmp_path):
 
 def test_training_table_averages_each_logged_step_over_a_rows_runs(study_runs, tmp_path):
     planned_runs = membership(study_runs, "cpu-commonsense", "cpu-commonsense")[0]
-    for (_, run), losses in zip(planned_runs.sort_values(["method", "seed"]).iterrows(),
-                                ([2.6, 0.8, 0.2], [2.6, 1.0, 0.4], [2.6, 1.4, 0.3], [2.6, 1.6, 0.5])):
+    for (_, run), losses in zip(
+        planned_runs.sort_values(["method", "seed"]).iterrows(),
+        ([2.6, 0.8, 0.2], [2.6, 1.0, 0.4], [2.6, 1.4, 0.3], [2.6, 1.6, 0.5]),
+    ):
         path = Path(run["run_dir"]) / "result.json"
         record = json.loads(path.read_text())
         record["train"]["loss_history"] = [{"step": step, "loss": loss} for step, loss in zip((1, 10, 12), losses)]
@@ -153,8 +203,7 @@ def test_accuracy_figure_plots_every_run_the_references_and_each_accuracys_binom
     assert frame[frame["row"] == "untrained model"]["n"].iloc[0] == 100
     assert "LoRA (r=8)" in set(frame["row"]) and len(frame[frame["row"] == "LoRA (r=8)"]) == 2 * 5  # not left-out
     written = render_generation_figures(STUDY, study_runs, tmp_path)
-    assert sorted(p.name for p in written) == ["accuracy.csv", "accuracy.png", "training-loss.csv",
-                                               "training-loss.png"]
+    assert sorted(p.name for p in written) == ["accuracy.csv", "accuracy.png", "training-loss.csv", "training-loss.png"]
     assert all(p.stat().st_size > 0 for p in written)
 
 

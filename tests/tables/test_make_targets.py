@@ -6,23 +6,30 @@ from pathlib import Path
 
 import pytest
 
+from bora.lockfile import read_pins
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _dry_run(target: str) -> str:
-    done = subprocess.run(["make", "-n", "--no-print-directory", target, "PY=python"], cwd=ROOT, capture_output=True,
-                          text=True)
+def _dry_run(target: str, *settings: str) -> str:
+    """What ``make -n`` would run, with ``PY=python`` and any other ``settings`` (``-B``, ``NAME=value``)."""
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", target, "PY=python", *settings], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-@pytest.mark.parametrize("target, sweeps, renders", [
-    ("reproduce-table1", ["table1"], ["table1"]),
-    ("reproduce-table5", ["table1"], ["table5"]),
-    ("reproduce-table6", ["table2", "table3"], ["table6"]),
-    ("reproduce-table9", ["table9"], ["table9", "figure3b"]),
-    ("reproduce-figure4", ["figure4"], ["figure4"]),
-])
+@pytest.mark.parametrize(
+    "target, sweeps, renders",
+    [
+        ("reproduce-table1", ["table1"], ["table1"]),
+        ("reproduce-table5", ["table1"], ["table5"]),
+        ("reproduce-table6", ["table2", "table3"], ["table6"]),
+        ("reproduce-table9", ["table9"], ["table9", "figure3b"]),
+        ("reproduce-figure4", ["figure4"], ["figure4"]),
+    ],
+)
 def test_reproduce_targets(target, sweeps, renders):
     commands = _dry_run(target)
     assert f"for experiment in {' '.join(sweeps)};" in commands
@@ -53,29 +60,30 @@ def _fake_tool(folder: Path, name: str, script: str) -> None:
 def test_install_on_a_gpu_machine_stops_before_installing_the_cpu_wheel(tmp_path):
     _fake_tool(tmp_path / "fakebin", "nvidia-smi", "echo 'GPU 0: NVIDIA H100'")
     env = {**os.environ, "PATH": f"{tmp_path / 'fakebin'}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["make", "--no-print-directory", "install", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "install", f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode != 0 and not (tmp_path / "venv").exists()
     assert "this machine has an NVIDIA GPU; run 'make install TORCH_INDEX=https://download.pytorch.org/whl/cu126'" in (
-        done.stderr)
+        done.stderr
+    )
 
 
 def test_install_takes_torch_from_the_lock_or_the_cuda_build_of_its_release_then_the_hashed_lock():
-    torch_pin = next(line for line in (ROOT / "requirements" / "torch-cpu.txt").read_text().splitlines()
-                     if line.startswith("torch=="))
-    release = torch_pin.split("==")[1].split("+")[0]
-    cpu = subprocess.run(["make", "-n", "-B", "--no-print-directory", "install", "VENV=/nowhere"], cwd=ROOT,
-                         capture_output=True, text=True).stdout
-    assert "pip install --quiet --require-hashes --no-deps -r requirements/torch-cpu.txt" in cpu
-    cuda = subprocess.run(["make", "-n", "-B", "--no-print-directory", "install", "VENV=/nowhere",
-                           "TORCH_INDEX=https://download.pytorch.org/whl/cu126"], cwd=ROOT, capture_output=True,
-                          text=True).stdout
+    release = read_pins(ROOT / "requirements" / "torch-cpu.txt")["torch"].split("+")[0]
+    cpu = _dry_run("install", "-B")
+    assert "python -m pip install --quiet --require-hashes --no-deps -r requirements/torch-cpu.txt" in cpu
+    cuda = _dry_run("install", "-B", "TORCH_INDEX=https://download.pytorch.org/whl/cu126")
     assert f'pip install --quiet "torch=={release}" --index-url "https://download.pytorch.org/whl/cu126"' in cuda
     for commands in (cpu, cuda):
         lines = commands.splitlines()
-        lock = lines.index("/nowhere/bin/python -m pip install --quiet --require-hashes -r requirements/lock.txt")
-        assert lines[lock + 1] == "/nowhere/bin/python -m pip install --quiet --no-deps --no-build-isolation -e ."
-        assert lines[lock + 2] == "/nowhere/bin/python -m bora.lockfile"
+        lock = lines.index("python -m pip install --quiet --require-hashes -r requirements/lock.txt")
+        assert lines[lock + 1] == "python -m pip install --quiet --no-deps --no-build-isolation -e ."
+        assert lines[lock + 2] == "python -m bora.lockfile"
 
 
 def test_wandb_sync_finds_every_offline_run(tmp_path):
@@ -84,11 +92,35 @@ def test_wandb_sync_finds_every_offline_run(tmp_path):
     (venv / ".installed").touch()
     for run in ["exp/m/t/lora/seed=0-abc/wandb/offline-run-1", "exp/m/t/bora/seed=1-def/wandb/offline-run-2"]:
         (tmp_path / "outputs" / run).mkdir(parents=True)
-    done = subprocess.run(["make", "--no-print-directory", "-o", f"{venv}/.installed", "wandb-sync", f"VENV={venv}",
-                           f"OUTPUTS={tmp_path / 'outputs'}"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            f"{venv}/.installed",
+            "wandb-sync",
+            f"VENV={venv}",
+            f"OUTPUTS={tmp_path / 'outputs'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     line = [x for x in done.stdout.splitlines() if x.startswith("wandb sync")][0]
     assert line.count("offline-run-") == 2
-    empty = subprocess.run(["make", "--no-print-directory", "-o", f"{venv}/.installed", "wandb-sync", f"VENV={venv}",
-                            f"OUTPUTS={tmp_path / 'none'}"], cwd=ROOT, capture_output=True, text=True)
+    empty = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            f"{venv}/.installed",
+            "wandb-sync",
+            f"VENV={venv}",
+            f"OUTPUTS={tmp_path / 'none'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert "no offline W&B runs under" in empty.stdout

@@ -17,11 +17,24 @@ from bora.report.specs import SPECS
 
 # Experiments of the paper tables with a #Params column. seed=0 (and one GLUE task) keeps the test fast: the
 # count does not depend on either, and the full sweeps are checked by the tests below.
-PARAM_TABLES = {"table1": ["seed=0", "task=rte"], "table2": ["seed=0"], "table3": ["seed=0"], "table4": ["seed=0"],
-                "table8": ["seed=0"], "table9": ["seed=0"], "sbora-math": [], "sbora-commonsense": []}
+PARAM_TABLES = {
+    "table1": ["seed=0", "task=rte"],
+    "table2": ["seed=0"],
+    "table3": ["seed=0"],
+    "table4": ["seed=0"],
+    "table8": ["seed=0"],
+    "table9": ["seed=0"],
+    "sbora-math": [],
+    "sbora-commonsense": [],
+}
 # Printed #Params that disagree with the same adapter elsewhere in the same source (not with our count).
-MISPRINTS = {("sbora-math", "llama-7b", "dora_r32_a64_d0.05_QKVUD"):
-             "the SBoRA README prints 57.4M here and 57.0M in its commonsense table for the same adapter (ours 56.98M)"}
+MISPRINTS = {
+    (
+        "sbora-math",
+        "llama-7b",
+        "dora_r32_a64_d0.05_QKVUD",
+    ): "the SBoRA README prints 57.4M here and 57.0M in its commonsense table for the same adapter (ours 56.98M)"
+}
 
 
 def _paper_rounding(text: str) -> float:
@@ -32,8 +45,10 @@ def _paper_rounding(text: str) -> float:
 @pytest.mark.parametrize("table", sorted(PARAM_TABLES))
 def test_planned_params_match_every_paper_row(table):
     spec = SPECS[table]
-    planned = {(row["model"], row["method_tag"]): row["adapter_params"]
-               for row in plan([f"experiment={spec.experiment}", *PARAM_TABLES[table]])}
+    planned = {
+        (row["model"], row["method_tag"]): row["adapter_params"]
+        for row in plan([f"experiment={spec.experiment}", *PARAM_TABLES[table]])
+    }
     paper = paper_table(spec.paper_csv)
     for _, row in paper.iterrows():
         key = (row["model"], paper_tag(row, spec.targets))
@@ -52,8 +67,19 @@ def test_table7_sweep_covers_its_rows():
     assert planned == {(row["model"], paper_tag(row, spec.targets)) for _, row in paper.iterrows()}
 
 
-@pytest.mark.parametrize("experiment, runs_planned", [("table1", 384), ("table2", 72), ("table3", 72), ("table4", 15),
-                                                      ("table7", 27), ("table8", 30), ("table9", 126), ("figure4", 12)])
+@pytest.mark.parametrize(
+    "experiment, runs_planned",
+    [
+        ("table1", 384),
+        ("table2", 72),
+        ("table3", 72),
+        ("table4", 15),
+        ("table7", 27),
+        ("table8", 30),
+        ("table9", 126),
+        ("figure4", 12),
+    ],
+)
 def test_sweep_sizes(experiment, runs_planned):
     jobs = expand_sweep([f"experiment={experiment}"])
     assert len(jobs) == runs_planned and len({tuple(sorted(job)) for job in jobs}) == runs_planned
@@ -83,26 +109,49 @@ def test_status_of_each_run(tmp_path):
     statuses = ["success", "failed", "running", "success"]
     identities = [run_identity(c) for c in configs[:3]] + ["another-identity"]
     for config, status, identity in zip(configs, statuses, identities):
-        write_record(Path(config["run_dir"]), RunRecord(
-            status=status, experiment="smoke", model="m", method="lora", task="t", seed=0, run_dir="r",
-            identity=identity, group="g", config=config, started_at="2026-01-01T00:00:00+00:00"))
+        write_record(
+            Path(config["run_dir"]),
+            RunRecord(
+                status=status,
+                experiment="smoke",
+                model="m",
+                method="lora",
+                task="t",
+                seed=0,
+                run_dir="r",
+                identity=identity,
+                group="g",
+                config=config,
+                started_at="2026-01-01T00:00:00+00:00",
+            ),
+        )
     statuses = [r["status"] for r in plan(overrides, with_params=False)]
     assert statuses == ["done", "failed", "unfinished", "conflict"]
 
 
-@pytest.mark.parametrize("sweep, planned", [(["seed=0,1,2"], 6), (["method=lora,bora", "seed=3"], 2),
-                                             (["trainer.lr=1e-3,3e-3"], 8)])
+@pytest.mark.parametrize(
+    "sweep, planned", [(["seed=0,1,2"], 6), (["method=lora,bora", "seed=3"], 2), (["trainer.lr=1e-3,3e-3"], 8)]
+)
 def test_plan_expands_command_line_sweeps_as_multirun_does(sweep, planned):
     rows = plan(["experiment=smoke", *sweep], with_params=False)
     assert len(rows) == planned and len({r["run_dir"] for r in rows}) == planned
 
 
 def test_plan_names_the_settings_a_sweep_varies_beyond_the_method(tmp_path):
-    rows = plan(["model=tiny-decoder", "method=bora", "task=toy-math", "task.protocol=bora_authors,llm_adapters",
-                 f"output_dir={tmp_path}"], with_params=False)
+    rows = plan(
+        [
+            "model=tiny-decoder",
+            "method=bora",
+            "task=toy-math",
+            "task.protocol=bora_authors,llm_adapters",
+            f"output_dir={tmp_path}",
+        ],
+        with_params=False,
+    )
     assert [r["setting"] for r in rows] == [
         "task.adapter_dtype=bf16 task.num_beams=1 task.protocol=bora_authors trainer.adapter_dtype=bf16",
-        "task.adapter_dtype=fp32 task.num_beams=4 task.protocol=llm_adapters trainer.adapter_dtype=fp32"]
+        "task.adapter_dtype=fp32 task.num_beams=4 task.protocol=llm_adapters trainer.adapter_dtype=fp32",
+    ]
     assert rows[0]["identity"] != rows[1]["identity"]
 
 
@@ -110,8 +159,9 @@ def test_cli_prints_csv_and_a_summary(tmp_path, capsys):
     plan_main(["experiment=smoke", f"output_dir={tmp_path}"])
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].startswith("model,task,method,r,blocks,heads,targets,method_tag,setting,seed,identity,"
-                               "adapter_params,status")
+    assert lines[0].startswith(
+        "model,task,method,r,blocks,heads,targets,method_tag,setting,seed,identity,adapter_params,status"
+    )
     assert lines[1].startswith("tiny-encoder,toy-cls,lora,8,,,QV,lora_r8_a16_d0.05_QV,,0,")  # no setting varies
     assert lines[1].split(",")[11:13] == ["4096", "missing"]
     assert len(lines) == 5 and err.strip() == "experiment=smoke: 4 runs planned: 4 missing"

@@ -15,13 +15,33 @@ def _selection_runs(root, scores: dict[float, float], skip: tuple = ()):
     for lr, value in scores.items():
         for config, name in TASKS.items():
             if (lr, name) not in skip:
-                write_run(root, "cpu-glue-protocol", "minilm", config, LORA8, 0, {name: {"accuracy": value}},
-                          headline=value, plan="cpu-glue-protocol", extra=(f"trainer.lr={lr}",))
+                write_run(
+                    root,
+                    "cpu-glue-protocol",
+                    "minilm",
+                    config,
+                    LORA8,
+                    0,
+                    {name: {"accuracy": value}},
+                    headline=value,
+                    plan="cpu-glue-protocol",
+                    extra=(f"trainer.lr={lr}",),
+                )
 
 
 def _study_run(root, lr: float):
-    write_run(root, "cpu-glue", "minilm", "cpu/mrpc", LORA8, 0, {"mrpc": {"accuracy": 0.7}}, headline=0.7,
-              plan="cpu-glue", extra=(f"trainer.lr={lr}",))
+    write_run(
+        root,
+        "cpu-glue",
+        "minilm",
+        "cpu/mrpc",
+        LORA8,
+        0,
+        {"mrpc": {"accuracy": 0.7}},
+        headline=0.7,
+        plan="cpu-glue",
+        extra=(f"trainer.lr={lr}",),
+    )
 
 
 def test_table_has_a_row_per_lr_and_a_mean_only_where_every_task_finished(tmp_path):
@@ -50,9 +70,20 @@ def test_a_task_of_several_held_out_parts_has_a_column_per_part(tmp_path):
     for lr, shift in ((3e-4, 0.0), (1e-3, 0.1)):
         metrics = {f"{part}_heldout": {"accuracy": value + shift, "n": 100.0} for part, value in parts.items()}
         metrics["average"] = {"accuracy": 0.45 + shift}
-        write_run(tmp_path, "cpu-commonsense-protocol", "smollm2-135m", "cpu/commonsense", method("lora"), 0, metrics,
-                  plan="cpu-commonsense-protocol", extra=(f"trainer.lr={lr}",))
-    table = selection_table(SELECTIONS["cpu-commonsense-protocol"], load_results(tmp_path, ["cpu-commonsense-protocol"]))
+        write_run(
+            tmp_path,
+            "cpu-commonsense-protocol",
+            "smollm2-135m",
+            "cpu/commonsense",
+            method("lora"),
+            0,
+            metrics,
+            plan="cpu-commonsense-protocol",
+            extra=(f"trainer.lr={lr}",),
+        )
+    table = selection_table(
+        SELECTIONS["cpu-commonsense-protocol"], load_results(tmp_path, ["cpu-commonsense-protocol"])
+    )
     assert list(table.columns) == ["lr", "BoolQ acc", "ARC-c acc", "ARC-e acc", "OBQA acc", "mean"]
     assert table.loc[1, "ARC-c acc"] == 0.4 and abs(table.loc[1, "mean"] - 0.55) < 1e-12
     text = render_selection("cpu-commonsense-protocol", tmp_path)

@@ -19,13 +19,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_make_tables_renders_real_tables_and_plots(smoke_outputs):
     env = {**os.environ, "BORA_OUTPUT_DIR": str(smoke_outputs)}
-    done = subprocess.run(["make", "--no-print-directory", "tables", f"PY={sys.executable}"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "tables", f"PY={sys.executable}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     tables = smoke_outputs / "tables"
     summary = pd.read_csv(tables / "summary-smoke.csv")
-    assert set(summary["method_tag"]) == {"lora_r8_a16_d0.05_QV", "bora_r8_b16_a16_d0.05_QV",
-                                          "lora_r8_a16_d0.05_QKV", "bora_r8_b16_a16_d0.05_QKV"}
+    assert set(summary["method_tag"]) == {
+        "lora_r8_a16_d0.05_QV",
+        "bora_r8_b16_a16_d0.05_QV",
+        "lora_r8_a16_d0.05_QKV",
+        "bora_r8_b16_a16_d0.05_QKV",
+    }
     assert set(summary["n"]) == {2}
     rates = summary[summary["metric"] != "n"]  # every metric is a rate but a test set's question count, n
     assert rates["mean"].between(0, 1).all(), rates[~rates["mean"].between(0, 1)]
@@ -48,10 +57,14 @@ def test_notebook_executes_on_the_smoke_results(smoke_outputs, monkeypatch):
     monkeypatch.setenv("BORA_OUTPUT_DIR", str(smoke_outputs))
     notebook = nbformat.read(ROOT / "notebooks" / "tables.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # committed cleared
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    text = "\n".join(str(output.get("text", "")) + str(output.get("data", {}).get("text/markdown", ""))
-                     for cell in notebook.cells for output in cell.get("outputs", []))
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
+    text = "\n".join(
+        str(output.get("text", "")) + str(output.get("data", {}).get("text/markdown", ""))
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+    )
     assert "runs under" in text and "tiny-encoder on toy-cls" in text and "Claims check" in text
     # the last section: the committed studies as the README shows them, figure links made relative to notebooks/
     assert "### Table 1 at CPU scale" in text and "### Table 3 at CPU scale" in text
@@ -66,9 +79,21 @@ def test_make_notebook_executes_it_headless_in_place(smoke_outputs, tmp_path):
     notebook.write_text((ROOT / "notebooks" / "tables.ipynb").read_text())
     venv = Path(sys.executable).parents[1]
     # -o: the running venv counts as installed; else a checkout newer than it (a worktree) would reinstall into it
-    done = subprocess.run(["make", "--no-print-directory", "-o", f"{venv}/.installed", "notebook",
-                           f"OUTPUTS={smoke_outputs}", f"NOTEBOOK={notebook}", f"VENV={venv}"], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            f"{venv}/.installed",
+            "notebook",
+            f"OUTPUTS={smoke_outputs}",
+            f"NOTEBOOK={notebook}",
+            f"VENV={venv}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     executed = nbformat.read(notebook, as_version=4)
     outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
@@ -81,7 +106,8 @@ def test_smoke_sweep_writes_one_successful_result_per_run(smoke_outputs):
     assert len(results) == 8  # (encoder + decoder) x (lora, bora) x seeds 0, 1
     assert {r["status"] for r in results} == {"success"}
     assert {(r["model"], r["method"], r["seed"]) for r in results} == {
-        (m, meth, s) for m in ("tiny-encoder", "tiny-decoder") for meth in ("lora", "bora") for s in (0, 1)}
+        (m, meth, s) for m in ("tiny-encoder", "tiny-decoder") for meth in ("lora", "bora") for s in (0, 1)
+    }
     for r in results:
         run_dir = Path(r["run_dir"])
         assert run_dir.parent.name.startswith(r["method"]) and run_dir.name == f"seed={r['seed']}-{r['identity'][:8]}"
@@ -107,8 +133,13 @@ def test_smoke_sweep_writes_one_successful_result_per_run(smoke_outputs):
 
 def test_rerunning_a_finished_sweep_trains_nothing(smoke_outputs):
     before = {p: p.stat().st_mtime_ns for p in Path(smoke_outputs).rglob("result.json")}
-    proc = subprocess.run([sys.executable, "-m", "bora.train", "-m", "experiment=smoke"], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "BORA_OUTPUT_DIR": str(smoke_outputs)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "bora.train", "-m", "experiment=smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BORA_OUTPUT_DIR": str(smoke_outputs)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("skip:") == 4 and "train_runtime" not in proc.stdout + proc.stderr
     assert before == {p: p.stat().st_mtime_ns for p in Path(smoke_outputs).rglob("result.json")}

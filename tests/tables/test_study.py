@@ -15,19 +15,39 @@ BORA8, BORA16 = method("bora", blocks=8, targets="QV"), method("bora", blocks=16
 
 
 def sigma(top: float) -> dict:
-    return {"sigma": {"summary": {"layers": 12, "sigma_max": top, "sigma_max_median": top / 2, "mav_min": 0.03,
-                                  "mav_max": 0.05, "layers_over_warn": int(top > 1e4), "warn_threshold": 1e4},
-                      "per_layer": []}}
+    return {
+        "sigma": {
+            "summary": {
+                "layers": 12,
+                "sigma_max": top,
+                "sigma_max_median": top / 2,
+                "mav_min": 0.03,
+                "mav_max": 0.05,
+                "layers_over_warn": int(top > 1e4),
+                "warn_threshold": 1e4,
+            },
+            "per_layer": [],
+        }
+    }
 
 
-def _runs(root, method_cfg, per_seed: list[float], train_s: float = 60.0, top: float | None = None,
-          tasks=TASKS):
+def _runs(root, method_cfg, per_seed: list[float], train_s: float = 60.0, top: float | None = None, tasks=TASKS):
     """``per_seed[s]``: the score of every task at seed ``s`` (so its Avg too)."""
     for seed, value in enumerate(per_seed):
         for config, name in tasks.items():
-            write_run(root, "cpu-glue", "minilm", config, method_cfg, seed, {name: {"accuracy": value}},
-                      headline=value, plan="cpu-glue", train_s=train_s,
-                      adapter_stats=sigma(top * (1 + seed)) if top else None)
+            write_run(
+                root,
+                "cpu-glue",
+                "minilm",
+                config,
+                method_cfg,
+                seed,
+                {name: {"accuracy": value}},
+                headline=value,
+                plan="cpu-glue",
+                train_s=train_s,
+                adapter_stats=sigma(top * (1 + seed)) if top else None,
+            )
 
 
 @pytest.fixture
@@ -43,8 +63,13 @@ def test_main_table_mean_std_and_seeds(study_runs):
     table = study_table(STUDY, study_runs).set_index(["label", "column"])
     bora8 = table.loc[("BoRA (r=8, b=8)", "Avg")]
     assert (bora8["ours"], bora8["spread"], bora8["n"], bora8["planned"]) == pytest.approx(
-        (100 * 2.20 / 3, 100 * math.sqrt(((0.71 - 2.2 / 3) ** 2 + (0.74 - 2.2 / 3) ** 2 + (0.75 - 2.2 / 3) ** 2) / 2),
-         3, 3))
+        (
+            100 * 2.20 / 3,
+            100 * math.sqrt(((0.71 - 2.2 / 3) ** 2 + (0.74 - 2.2 / 3) ** 2 + (0.75 - 2.2 / 3) ** 2) / 2),
+            3,
+            3,
+        )
+    )
     assert table.loc[("LoRA (r=32)", "MRPC"), "n"] == 2 and math.isnan(table.loc[("DoRA (r=8)", "Avg"), "ours"])
 
 
@@ -57,7 +82,8 @@ def test_claims_pair_seeds_and_give_verdicts(study_runs):
     assert claims.loc["bora16_vs_lora32", "seeds"] == 2  # only the seeds both have
     assert claims.loc["bora16_vs_best_similar", "baseline_ours"] == "LoRA (r=8)"  # the only similar baseline run
     assert claims.loc["bora16_vs_lora8", "paper_8_tasks"] == pytest.approx(
-        ((83.78 - 82.55) + (86.51 - 84.38)) / 2, abs=0.01)
+        ((83.78 - 82.55) + (86.51 - 84.38)) / 2, abs=0.01
+    )
 
 
 def test_sigma_and_its_correlation_with_the_score(study_runs):
@@ -82,8 +108,18 @@ def pd_isna(value) -> bool:
 
 
 def test_the_study_lists_the_runs_it_leaves_out_with_the_reason(study_runs, tmp_path):
-    write_run(tmp_path, "cpu-glue", "minilm", "cpu/mrpc", LORA8, 0, {"mrpc": {"accuracy": 0.9}}, headline=0.9,
-              plan="cpu-glue", extra=("trainer.lr=0.5",))  # a rerun at another learning rate
+    write_run(
+        tmp_path,
+        "cpu-glue",
+        "minilm",
+        "cpu/mrpc",
+        LORA8,
+        0,
+        {"mrpc": {"accuracy": 0.9}},
+        headline=0.9,
+        plan="cpu-glue",
+        extra=("trainer.lr=0.5",),
+    )  # a rerun at another learning rate
     write_run(tmp_path, "cpu-glue", "minilm", "cpu/sst2", BORA8, 3, status="failed", plan="cpu-glue")
     markdown, _ = render_study("cpu-glue", load_results(tmp_path), tmp_path / "out", tmp_path)
     assert "Not in the table (2 runs found in its folders)" in markdown

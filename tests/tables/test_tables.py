@@ -11,11 +11,11 @@ from synthetic_results import math_metrics, method, uniform_math, write_run
 
 from bora.report import render
 from bora.report.aggregate import load_results, summarize
-from bora.report.paper import paper_table
+from bora.report.cli import main as tables_main
 from bora.report.cli import render_paper_table
+from bora.report.paper import paper_table
 from bora.report.specs import SPECS, planned_seeds
 from bora.report.tables import compare, compare_table6, excluded_runs
-from bora.report.cli import main as tables_main
 
 GOLDEN = Path(__file__).parent / "golden"
 BORA = method("bora", blocks=16)
@@ -28,10 +28,8 @@ def table7_results(root):
     for seed, value in enumerate([0.70, 0.72, 0.74]):
         write_run(root, "math", "gemma-7b", "math", BORA, seed, uniform_math(value))
     for seed, value in enumerate([0.60, 0.64]):
-        write_run(root, "math", "gemma-7b", "math", method("bora", blocks=16, use_exp=False), seed,
-                  uniform_math(value))
-    write_run(root, "math", "gemma-7b", "math", method("bora", blocks=16, use_norm=False), 0,
-              uniform_math(0.5))
+        write_run(root, "math", "gemma-7b", "math", method("bora", blocks=16, use_exp=False), seed, uniform_math(value))
+    write_run(root, "math", "gemma-7b", "math", method("bora", blocks=16, use_norm=False), 0, uniform_math(0.5))
     write_run(root, "math", "gemma-7b", "math", method("bora", blocks=16, use_norm=False), 1, status="failed")
     write_run(root, "other", "llama-3-8b", "math", BORA, 0, uniform_math(0.9))
     return load_results(root)
@@ -96,13 +94,23 @@ def test_every_generation_table_names_its_decoding_protocol(tmp_path):
         write_run(tmp_path, "math", "gemma-7b", "math", BORA, seed, uniform_math(0.7), plan="table7", extra=overrides)
     runs = load_results(tmp_path)
     markdown, paths = render_paper_table("table7", runs, tmp_path / "tables", overrides, root=tmp_path)
-    line = "Decoding: math: task.protocol=llm_adapters (LLM-Adapters' evaluate.py: its own evaluation prompt), " \
-           "4 beams, up to 256 new tokens."
+    line = (
+        "Decoding: math: task.protocol=llm_adapters (LLM-Adapters' evaluate.py: its own evaluation prompt), "
+        "4 beams, up to 256 new tokens."
+    )
     assert line in markdown and "70.00 ±0.00" in markdown  # both runs entered the table
     assert "LLM-Adapters' evaluate.py" in paths[1].read_text()
     assert line in render.summary_markdown(summarize(runs), runs)
-    write_run(tmp_path, "glue", "roberta-base", "rte", method("lora", targets="QV"), 0, {"rte": {"accuracy": 0.66}},
-              headline=0.66)
+    write_run(
+        tmp_path,
+        "glue",
+        "roberta-base",
+        "rte",
+        method("lora", targets="QV"),
+        0,
+        {"rte": {"accuracy": 0.66}},
+        headline=0.66,
+    )
     glue = render_paper_table("table1", load_results(tmp_path), tmp_path / "tables", root=tmp_path)[0]
     assert "66.00 [1/3]" in glue and "Decoding" not in glue
 
@@ -123,8 +131,17 @@ def test_glue_table_joins_task_runs_and_counts_params(tmp_path):
     lora = method("lora", targets="QV")
     for seed, value in enumerate([0.70, 0.74]):
         for task in ["rte", "mrpc", "stsb", "cola", "sst2", "qnli", "mnli", "qqp"]:
-            write_run(tmp_path, "glue", "roberta-base", task, lora, seed, {task: {"accuracy": value}}, headline=value,
-                      adapter_params=294_912)
+            write_run(
+                tmp_path,
+                "glue",
+                "roberta-base",
+                task,
+                lora,
+                seed,
+                {task: {"accuracy": value}},
+                headline=value,
+                adapter_params=294_912,
+            )
     frame = compare(SPECS["table1"], load_results(tmp_path), planned=3)
     row = frame[(frame["model"] == "roberta-base") & (frame["label"] == "LoRA (r=8)")].set_index("column")
     assert row.loc["RTE", "ours"] == pytest.approx(72.0) and row.loc["Avg", "ours"] == pytest.approx(72.0)
@@ -146,8 +163,18 @@ def test_table6_is_the_std_of_each_reasoning_average(tmp_path):
 
 def test_efficiency_table_units(tmp_path):
     for seed, (seconds, memory) in enumerate([(1080, 23.5), (1140, 23.7)]):
-        write_run(tmp_path, "efficiency", "llama-3-8b", "math", method("lora"), seed, math_metrics({"AddSub": 0.5}),
-                  adapter_params=4_718_592, train_s=seconds, peak_bytes=int(memory * 2**30))
+        write_run(
+            tmp_path,
+            "efficiency",
+            "llama-3-8b",
+            "math",
+            method("lora"),
+            seed,
+            math_metrics({"AddSub": 0.5}),
+            adapter_params=4_718_592,
+            train_s=seconds,
+            peak_bytes=int(memory * 2**30),
+        )
     frame = compare(SPECS["table4"], load_results(tmp_path), planned=3)
     lora = frame[frame["label"] == "LoRA (r=8)"].set_index("column")
     assert lora.loc["time_min", "ours"] == pytest.approx(18.5) and lora.loc["memory_GB", "ours"] == pytest.approx(23.6)
@@ -179,11 +206,13 @@ def test_cli_experiment_summary_and_errors(tmp_path, capsys):
 
 def test_rendering_tables_and_summaries_imports_neither_torch_nor_matplotlib(tmp_path):
     table7_results(tmp_path)
-    script = ("import sys\nfrom bora.report.cli import main\n"
-              f"for args in (['--table', 'table7'], ['--experiment', 'math'], ['--table', 'claims']):\n"
-              f"    main(['--outputs', {str(tmp_path)!r}, *args])\n"
-              "heavy = sorted({'torch', 'matplotlib'} & set(sys.modules))\n"
-              "print('heavy modules:', heavy)\n")
+    script = (
+        "import sys\nfrom bora.report.cli import main\n"
+        f"for args in (['--table', 'table7'], ['--experiment', 'math'], ['--table', 'claims']):\n"
+        f"    main(['--outputs', {str(tmp_path)!r}, *args])\n"
+        "heavy = sorted({'torch', 'matplotlib'} & set(sys.modules))\n"
+        "print('heavy modules:', heavy)\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "heavy modules: []"

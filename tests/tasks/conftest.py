@@ -8,6 +8,7 @@ import pytest
 from bora.config import load_config
 from bora.models import load_model, load_tokenizer
 
+
 @pytest.fixture(scope="session")
 def tiny_decoder():
     """(config, model, tokenizer) of the tiny llama-style decoder with its fixed random weights, on toy-math."""

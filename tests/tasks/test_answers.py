@@ -91,8 +91,15 @@ def test_unknown_test_set_lists_known_names():
 
 @pytest.mark.parametrize(
     "test_set, answer, ok",
-    [("gsm8k", "18.0", True), ("gsm8k", "eighteen", False), ("AQuA", "B", True), ("AQuA", "F", False),
-     ("boolq", "true", True), ("boolq", "yes", False), ("piqa", 1, False)],
+    [
+        ("gsm8k", "18.0", True),
+        ("gsm8k", "eighteen", False),
+        ("AQuA", "B", True),
+        ("AQuA", "F", False),
+        ("boolq", "true", True),
+        ("boolq", "yes", False),
+        ("piqa", 1, False),
+    ],
 )
 def test_check_gold(test_set, answer, ok):
     assert (answers.check_gold(test_set, answer) is None) is ok

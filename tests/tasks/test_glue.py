@@ -20,21 +20,28 @@ from bora.tasks.sources import SPECS
 TSV = {
     "CoLA": ("", 'gj04\t1\t\tThe "sailors rode the breeze.\ngj04\t0\t*\tThe more we study verbs.\n'),
     "SST-2": ("sentence\tlabel\n", "a charming journey . \t1\nit 's a \" dull film \t0\n"),
-    "MRPC": ("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n", '1\t7\t8\tHe said " so .\tHe said so .\n0\t1\t2\tA\tB\n'),
-    "STS-B": ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n",
-              "0\tmain\tMSRvid\t2012\t1\tnone\tnone\tA plane.\tAn air plane.\t5.000\n"
-              "1\tmain\tMSRvid\t2012\t2\tnone\tnone\tA man.\tA dog.\t0.250\n"),
+    "MRPC": (
+        "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n",
+        '1\t7\t8\tHe said " so .\tHe said so .\n0\t1\t2\tA\tB\n',
+    ),
+    "STS-B": (
+        "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n",
+        "0\tmain\tMSRvid\t2012\t1\tnone\tnone\tA plane.\tAn air plane.\t5.000\n"
+        "1\tmain\tMSRvid\t2012\t2\tnone\tnone\tA man.\tA dog.\t0.250\n",
+    ),
     "QQP": ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n", "1\t1\t2\tWhy?\tHow?\t0\n2\t3\t4\tWho?\tWho?\t1\n"),
     "QNLI": ("index\tquestion\tsentence\tlabel\n", "0\tWhat?\tThis.\tnot_entailment\n1\tWhy?\tBecause.\tentailment\n"),
     "RTE": ("index\tsentence1\tsentence2\tlabel\n", "0\tA b.\tA.\tentailment\n1\tC d.\tE.\tnot_entailment\n"),
 }
-MNLI_HEADER = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
-               "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n")
+MNLI_HEADER = (
+    "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+    "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n"
+)
 MNLI_ROWS = {
     "train.tsv": "0\t1\t1e\tgov\t(\t(\t(\t(\tP one.\tH one.\tneutral\tneutral\n"
-                 "1\t2\t2e\tgov\t(\t(\t(\t(\tP two.\tH two.\tentailment\tentailment\n",
+    "1\t2\t2e\tgov\t(\t(\t(\t(\tP two.\tH two.\tentailment\tentailment\n",
     "dev_matched.tsv": "0\t1\t1e\tgov\t(\t(\t(\t(\tP m.\tH m.\tcontradiction\tcontradiction\n"
-                       "1\t1\t1e\tgov\t(\t(\t(\t(\tP n.\tH n.\tentailment\tentailment\n",
+    "1\t1\t1e\tgov\t(\t(\t(\t(\tP n.\tH n.\tentailment\tentailment\n",
     "dev_mismatched.tsv": "0\t1\t1e\tfic\t(\t(\t(\t(\tP x.\tH x.\tneutral\tneutral\n",
 }
 EXPECTED = {  # (text_a, text_b or None, label) of the first train row, with the hub's label ids
@@ -46,8 +53,16 @@ EXPECTED = {  # (text_a, text_b or None, label) of the first train row, with the
     "QNLI": ("What?", "This.", 1),  # not_entailment = 1 on the hub
     "RTE": ("A b.", "A.", 0),  # entailment = 0
 }
-HUB_NAMES = {"CoLA": "cola", "SST-2": "sst2", "MRPC": "mrpc", "STS-B": "stsb", "QQP": "qqp", "QNLI": "qnli",
-             "RTE": "rte", "MNLI": "mnli"}
+HUB_NAMES = {
+    "CoLA": "cola",
+    "SST-2": "sst2",
+    "MRPC": "mrpc",
+    "STS-B": "stsb",
+    "QQP": "qqp",
+    "QNLI": "qnli",
+    "RTE": "rte",
+    "MNLI": "mnli",
+}
 
 
 def write_glue(root, task, files=("train.tsv", "dev.tsv")):
@@ -135,7 +150,9 @@ def test_cola_row_with_wrong_field_count(tmp_path):
 
 
 def test_kind_must_match_the_glue_task(tmp_path):
-    with pytest.raises(BoraError, match="task.kind=classification but GLUE STS-B is regression; set task.kind=regression"):
+    with pytest.raises(
+        BoraError, match="task.kind=classification but GLUE STS-B is regression; set task.kind=regression"
+    ):
         glue_task("stsb", write_glue(tmp_path, "STS-B"), "task.kind=classification")
 
 
@@ -201,8 +218,9 @@ def test_metric_module_matches_sklearn_and_scipy(config):
         references, predictions = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
     scores = evaluate.load(str(METRIC_MODULE), config).compute(predictions=predictions, references=references)
     if config == "cola":
-        assert scores == {"matthews_correlation": pytest.approx(sklearn.metrics.matthews_corrcoef(references,
-                                                                                                   predictions))}
+        assert scores == {
+            "matthews_correlation": pytest.approx(sklearn.metrics.matthews_corrcoef(references, predictions))
+        }
     elif config == "stsb":
         assert scores["pearson"] == pytest.approx(scipy.stats.pearsonr(predictions, references)[0], abs=1e-6)
         assert scores["spearmanr"] == pytest.approx(scipy.stats.spearmanr(predictions, references)[0], abs=1e-6)
@@ -260,8 +278,7 @@ def test_every_glue_config_builds():
 
 @pytest.mark.realdata
 def test_real_glue_official_sizes(shared_glue):
-    sizes = {"rte": (2490, 277), "mrpc": (3668, 408), "stsb": (5749, 1500), "cola": (8551, 1043),
-             "sst2": (67349, 872)}
+    sizes = {"rte": (2490, 277), "mrpc": (3668, 408), "stsb": (5749, 1500), "cola": (8551, 1043), "sst2": (67349, 872)}
     tasks = {name: glue_task(name, shared_glue) for name in sizes}
     for name, (train, dev) in sizes.items():
         assert (len(tasks[name].split("train")), len(tasks[name].split(""))) == (train, dev), name
@@ -275,8 +292,10 @@ def test_a_correlation_of_constant_predictions_is_undefined_not_nan(tmp_path):
     metric = evaluate.load(str(METRIC_MODULE), "stsb")
     scores = task._score(metric, np.full(4, 2.5, dtype=np.float32), np.array([1.0, 2.0, 3.0, 4.0]), "stsb")
     assert scores == {"pearson": None, "spearmanr": None}
-    assert task.undefined == {"stsb/pearson": "undefined: the model predicts one constant value",
-                              "stsb/spearmanr": "undefined: the model predicts one constant value"}
+    assert task.undefined == {
+        "stsb/pearson": "undefined: the model predicts one constant value",
+        "stsb/spearmanr": "undefined: the model predicts one constant value",
+    }
     with pytest.raises(Diverged, match="non-finite scores on stsb"):
         task._score(metric, np.array([np.nan, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0]), "stsb")
 
@@ -284,8 +303,9 @@ def test_a_correlation_of_constant_predictions_is_undefined_not_nan(tmp_path):
 def test_heldout_split_is_a_fixed_part_of_train_never_trained_on(tmp_path):
     (tmp_path / "SST-2").mkdir()
     for name in ("train.tsv", "dev.tsv"):
-        (tmp_path / "SST-2" / name).write_text("sentence\tlabel\n" + "".join(
-            f"sentence number {i} .\t{i % 2}\n" for i in range(50)), encoding="utf-8")
+        (tmp_path / "SST-2" / name).write_text(
+            "sentence\tlabel\n" + "".join(f"sentence number {i} .\t{i % 2}\n" for i in range(50)), encoding="utf-8"
+        )
     task = glue_task("sst2", tmp_path, "task.eval_split=heldout", "task.heldout_fraction=0.2")
     train, held = task.split("train"), task.split("_heldout")
     assert (len(train), len(held)) == (40, 10) and not set(train["text_a"]) & set(held["text_a"])

@@ -9,8 +9,7 @@ import torch
 from bora import score
 from bora.config import load_config
 from bora.errors import BoraError
-from bora.tasks import build_task, llm_adapters
-from bora.tasks import generation
+from bora.tasks import build_task, generation, llm_adapters
 from bora.tasks.generation import batched_generate, generate, generate_ids
 from bora.tasks.llm_adapters import read_records
 from bora.tasks.protocols import BORA_AUTHORS_PROMPT
@@ -60,11 +59,20 @@ EVAL_PROMPT_WITH_INPUT = (
     "                ### Response:\n"
     "                "
 )
-TRAIN = [{"instruction": f"Add {a} and {b}.", "input": "", "output": f"{a} + {b} = {a + b}. The answer is {a + b}",
-          "answer": str(a + b)} for a, b in [(2, 3), (4, 4), (1, 0), (7, 2), (5, 5)]]
+TRAIN = [
+    {
+        "instruction": f"Add {a} and {b}.",
+        "input": "",
+        "output": f"{a} + {b} = {a + b}. The answer is {a + b}",
+        "answer": str(a + b),
+    }
+    for a, b in [(2, 3), (4, 4), (1, 0), (7, 2), (5, 5)]
+]
 TESTS = {
-    "gsm8k": [{"instruction": "Add 2 and 3.", "input": "", "output": "", "answer": "5.0"},
-              {"instruction": "Add 10 and 1.", "input": "", "output": "", "answer": "11"}],
+    "gsm8k": [
+        {"instruction": "Add 2 and 3.", "input": "", "output": "", "answer": "5.0"},
+        {"instruction": "Add 10 and 1.", "input": "", "output": "", "answer": "11"},
+    ],
     "boolq": [{"instruction": "Is 2 even?", "input": "", "output": "", "answer": "true"}],
 }
 
@@ -85,8 +93,17 @@ def data_dir(tmp_path):
 
 
 def reasoning(data_dir, *overrides):
-    cfg = load_config(["model=tiny-decoder", "task=math", f"task.data_dir={data_dir}", "task.train_file=train.json",
-                       "task.test_sets=[gsm8k,boolq]", "task.max_length=400", *overrides])
+    cfg = load_config(
+        [
+            "model=tiny-decoder",
+            "task=math",
+            f"task.data_dir={data_dir}",
+            "task.train_file=train.json",
+            "task.test_sets=[gsm8k,boolq]",
+            "task.max_length=400",
+            *overrides,
+        ]
+    )
     return build_task(cfg.task)
 
 
@@ -96,19 +113,40 @@ def test_alpaca_prompt_is_llm_adapters_text():
     assert alpaca_prompt("Add.", "2 3") == PROMPT_WITH_INPUT
 
 
-@pytest.mark.parametrize("task, protocol, beams, new_tokens, adapter_dtype", [
-    ("math", "bora_authors", 1, 256, "bf16"), ("commonsense", "bora_authors", 1, 256, "bf16"),
-    ("math", "llm_adapters", 4, 256, "fp32"), ("commonsense", "llm_adapters", 4, 32, "fp32"),
-    ("math", "training_prompt", 1, 256, "fp32"), ("commonsense", "training_prompt", 1, 256, "fp32"),
-])
+@pytest.mark.parametrize(
+    "task, protocol, beams, new_tokens, adapter_dtype",
+    [
+        ("math", "bora_authors", 1, 256, "bf16"),
+        ("commonsense", "bora_authors", 1, 256, "bf16"),
+        ("math", "llm_adapters", 4, 256, "fp32"),
+        ("commonsense", "llm_adapters", 4, 32, "fp32"),
+        ("math", "training_prompt", 1, 256, "fp32"),
+        ("commonsense", "training_prompt", 1, 256, "fp32"),
+    ],
+)
 def test_protocol_sets_beams_new_tokens_and_adapter_dtype(task, protocol, beams, new_tokens, adapter_dtype):
     cfg = load_config(["model=tiny-decoder", f"task={task}", f"task.protocol={protocol}"])
-    assert (cfg.task.num_beams, cfg.task.max_new_tokens, cfg.trainer.adapter_dtype) == (beams, new_tokens,
-                                                                                       adapter_dtype)
-    chosen = load_config(["model=tiny-decoder", f"task={task}", f"task.protocol={protocol}", "task.num_beams=2",
-                          "task.max_new_tokens=7", "trainer.adapter_dtype=fp32"])
-    assert (chosen.task.protocol, chosen.task.num_beams, chosen.task.max_new_tokens,
-            chosen.trainer.adapter_dtype) == (protocol, 2, 7, "fp32")  # still overridable
+    assert (cfg.task.num_beams, cfg.task.max_new_tokens, cfg.trainer.adapter_dtype) == (
+        beams,
+        new_tokens,
+        adapter_dtype,
+    )
+    chosen = load_config(
+        [
+            "model=tiny-decoder",
+            f"task={task}",
+            f"task.protocol={protocol}",
+            "task.num_beams=2",
+            "task.max_new_tokens=7",
+            "trainer.adapter_dtype=fp32",
+        ]
+    )
+    assert (chosen.task.protocol, chosen.task.num_beams, chosen.task.max_new_tokens, chosen.trainer.adapter_dtype) == (
+        protocol,
+        2,
+        7,
+        "fp32",
+    )  # still overridable
 
 
 def test_default_protocol_is_bora_authors_and_a_bad_one_is_named():
@@ -129,8 +167,10 @@ def test_protocol_is_an_llm_adapters_setting_only():
 @pytest.mark.parametrize(
     "content, message",
     [
-        ('[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": ""}]',
-         r"record 1 has no 'output' field"),
+        (
+            '[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": ""}]',
+            r"record 1 has no 'output' field",
+        ),
         ('[{"instruction": "a", "input": "", "output": 5}]', r"record 0 field 'output' is not a string"),
         ('[{"instruction": "a",\n "input": "",', r"invalid JSON at line 2 column"),
         ("[]", r"no records"),
@@ -147,8 +187,10 @@ def test_bad_records_are_one_line_errors_naming_file_and_record(tmp_path, conten
 
 
 def test_bad_test_set_fails_before_training(data_dir, tiny_decoder):
-    write_json(data_dir / "test" / "boolq" / "test.json", [{"instruction": "q", "answer": "true"},
-                                                           {"instruction": "q", "answer": "yes"}])
+    write_json(
+        data_dir / "test" / "boolq" / "test.json",
+        [{"instruction": "q", "answer": "true"}, {"instruction": "q", "answer": "yes"}],
+    )
     with pytest.raises(BoraError, match=r"boolq/test\.json: record 1: answer 'yes' is not one of true/false"):
         reasoning(data_dir).train_dataset(tiny_decoder[2])
     (data_dir / "test" / "boolq" / "test.json").unlink()
@@ -204,8 +246,12 @@ def test_collator_pads_labels_with_ignore_index(data_dir, tiny_decoder):
 
 def test_batched_generation_equals_one_at_a_time(tiny_decoder):
     _, model, tokenizer = tiny_decoder
-    prompts = [alpaca_prompt("Add 2 and 3."), alpaca_prompt("What is the sum of twelve and forty one, please?"),
-               "Hi", alpaca_prompt("x", "some input")]
+    prompts = [
+        alpaca_prompt("Add 2 and 3."),
+        alpaca_prompt("What is the sum of twelve and forty one, please?"),
+        "Hi",
+        alpaca_prompt("x", "some input"),
+    ]
     model.train()
     batched = batched_generate(model, tokenizer, prompts, batch_size=4, max_new_tokens=6)
     single = [batched_generate(model, tokenizer, [p], batch_size=1, max_new_tokens=6)[0] for p in prompts]
@@ -239,8 +285,10 @@ def test_continuous_batching_generates_what_padded_batches_do(tiny_decoder):
     """The default engine for greedy search (transformers' continuous batching) against padded batches: the same
     text for prompts of mixed lengths, fewer slots than prompts, in the order of the prompts."""
     _, model, tokenizer = tiny_decoder
-    prompts = [alpaca_prompt(q) for q in ("Add 2 and 3.", "What is the sum of twelve and forty one, please?", "Hi",
-                                          "Is 7 odd?", "x")] + ["short", alpaca_prompt("x", "some input")]
+    prompts = [
+        alpaca_prompt(q)
+        for q in ("Add 2 and 3.", "What is the sum of twelve and forty one, please?", "Hi", "Is 7 odd?", "x")
+    ] + ["short", alpaca_prompt("x", "some input")]
     padded = generate(model, tokenizer, prompts, batch_size=3, max_new_tokens=12, engine="padded")
     continuous = generate(model, tokenizer, prompts, batch_size=3, max_new_tokens=12, engine="continuous")
     assert continuous == padded and len(set(padded)) > 1
@@ -289,45 +337,76 @@ def test_beam_search_takes_padded_batches_and_continuous_refuses_it(tiny_decoder
 
 def fake_decoder(tokenizer, answer_of, seen=None):
     """A stand-in for generate_ids: the token ids of ``answer_of(prompt)`` plus EOS, and what it was asked with."""
+
     def fake_generate_ids(model, tok, prompts, batch_size, max_new_tokens, desc, **settings):
         if seen is not None:
             seen[desc] = (prompts[0], max_new_tokens, settings)
-        return [tokenizer(answer_of(p), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-                for p in prompts]
+        return [
+            tokenizer(answer_of(p), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for p in prompts
+        ]
+
     return fake_generate_ids
 
 
-@pytest.mark.parametrize("protocol, prompt, beams, file_order, pad", [
-    ("llm_adapters", EVAL_PROMPT, 4, True, 0),  # evaluate.py's prompt and batches, 4 beams
-    ("bora_authors", BORA_AUTHORS_PROMPT.format(instruction="Add 2 and 3."), 1, True, 0),  # the default
-    ("training_prompt", PROMPT, 1, False, None),
-])
+@pytest.mark.parametrize(
+    "protocol, prompt, beams, file_order, pad",
+    [
+        ("llm_adapters", EVAL_PROMPT, 4, True, 0),  # evaluate.py's prompt and batches, 4 beams
+        ("bora_authors", BORA_AUTHORS_PROMPT.format(instruction="Add 2 and 3."), 1, True, 0),  # the default
+        ("training_prompt", PROMPT, 1, False, None),
+    ],
+)
 def test_protocol_reaches_the_decoder(data_dir, tiny_decoder, monkeypatch, protocol, prompt, beams, file_order, pad):
     seen = {}
     monkeypatch.setattr(llm_adapters, "generate_ids", fake_decoder(tiny_decoder[2], lambda p: "The answer is 5", seen))
     reasoning(data_dir, f"task.protocol={protocol}").evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
-    assert seen["gsm8k"] == (prompt, 256, {"num_beams": beams, "engine": "auto", "file_order": file_order,
-                                           "pad_token_id": pad})
+    assert seen["gsm8k"] == (
+        prompt,
+        256,
+        {"num_beams": beams, "engine": "auto", "file_order": file_order, "pad_token_id": pad},
+    )
 
 
 def test_evaluate_scores_and_saves_predictions(data_dir, tiny_decoder, tmp_path, monkeypatch, capsys):
-    generations = {"Add 2 and 3.": "2 + 3 = 5. The answer is 5", "Add 10 and 1.": "The answer is 12",
-                   "Is 2 even?": "the correct answer is true"}
+    generations = {
+        "Add 2 and 3.": "2 + 3 = 5. The answer is 5",
+        "Add 10 and 1.": "The answer is 12",
+        "Is 2 even?": "the correct answer is true",
+    }
     tokenizer = tiny_decoder[2]
     answer_of = lambda p: next(g for q, g in generations.items() if q in p)  # noqa: E731
     monkeypatch.setattr(llm_adapters, "generate_ids", fake_decoder(tokenizer, answer_of))
     task = reasoning(data_dir)
     metrics = task.evaluate(tiny_decoder[1], tokenizer, batch_size=2, out_dir=tmp_path / "run")
     clean = {"at_limit": 0.0, "repeated_marker": 0.0}
-    assert metrics == {"gsm8k": {"accuracy": 0.5, "n": 2.0, "majority": 0.5, **clean},
-                       "boolq": {"accuracy": 1.0, "n": 1.0, "majority": 1.0, **clean}, "average": {"accuracy": 0.75}}
+    assert metrics == {
+        "gsm8k": {"accuracy": 0.5, "n": 2.0, "majority": 0.5, **clean},
+        "boolq": {"accuracy": 1.0, "n": 1.0, "majority": 1.0, **clean},
+        "average": {"accuracy": 0.75},
+    }
     assert task.headline(metrics) == 0.75
     rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "gsm8k.jsonl").read_text().splitlines()]
     assert rows == [
-        {"id": 0, "generation": "2 + 3 = 5. The answer is 5", "response": "2 + 3 = 5. The answer is 5",
-         "prediction": 5.0, "answer": "5.0", "correct": True, "new_tokens": 27, "stopped": True},
-        {"id": 1, "generation": "The answer is 12", "response": "The answer is 12", "prediction": 12.0,
-         "answer": "11", "correct": False, "new_tokens": 17, "stopped": True},
+        {
+            "id": 0,
+            "generation": "2 + 3 = 5. The answer is 5",
+            "response": "2 + 3 = 5. The answer is 5",
+            "prediction": 5.0,
+            "answer": "5.0",
+            "correct": True,
+            "new_tokens": 27,
+            "stopped": True,
+        },
+        {
+            "id": 1,
+            "generation": "The answer is 12",
+            "response": "The answer is 12",
+            "prediction": 12.0,
+            "answer": "11",
+            "correct": False,
+            "new_tokens": 17,
+            "stopped": True,
+        },
     ]
     score.main(["--dataset", "gsm8k", "--predictions", str(tmp_path / "run" / "predictions" / "gsm8k.jsonl")])
     assert capsys.readouterr().out.splitlines()[-1] == "accuracy: 50.00"
@@ -338,13 +417,28 @@ def test_evaluate_with_the_tiny_decoder(data_dir, tiny_decoder, tmp_path):
     metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=4, out_dir=tmp_path)
     assert set(metrics) == {"gsm8k", "boolq", "average"}
     rows = (tmp_path / "predictions" / "gsm8k.jsonl").read_text().splitlines()
-    assert len(rows) == 1 and set(json.loads(rows[0])) == {"id", "generation", "response", "prediction", "answer",
-                                                           "correct", "new_tokens", "stopped"}
+    assert len(rows) == 1 and set(json.loads(rows[0])) == {
+        "id",
+        "generation",
+        "response",
+        "prediction",
+        "answer",
+        "correct",
+        "new_tokens",
+        "stopped",
+    }
 
 
 def part_records(name, answers, count):
-    return [{"instruction": f"{name} question {i}?", "input": "", "output": f"the correct answer is {answers[i % 2]}",
-             "answer": answers[i % 2]} for i in range(count)]
+    return [
+        {
+            "instruction": f"{name} question {i}?",
+            "input": "",
+            "output": f"the correct answer is {answers[i % 2]}",
+            "answer": answers[i % 2],
+        }
+        for i in range(count)
+    ]
 
 
 @pytest.fixture
@@ -355,7 +449,9 @@ def parts_dir(data_dir):
 
 
 def mixed(parts_dir, *overrides):
-    return reasoning(parts_dir, "task.train_file=null", "+task.train_parts.boolq=3", "+task.train_parts.ARC-Easy=4", *overrides)
+    return reasoning(
+        parts_dir, "task.train_file=null", "+task.train_parts.boolq=3", "+task.train_parts.ARC-Easy=4", *overrides
+    )
 
 
 def test_train_parts_mix_a_fixed_slice_of_each_part(parts_dir, tiny_decoder):
@@ -378,8 +474,17 @@ def test_a_mix_of_training_parts_records_the_checksum_of_each_part(parts_dir):
     from bora.config.compose import resolved
     from bora.tasks.sources import data_record, sha256
 
-    cfg = load_config(["model=tiny-decoder", "task=math", f"task.data_dir={parts_dir}", "task.train_file=null",
-                       "+task.train_parts.boolq=3", "+task.train_parts.ARC-Easy=4", "task.test_sets=[boolq]"])
+    cfg = load_config(
+        [
+            "model=tiny-decoder",
+            "task=math",
+            f"task.data_dir={parts_dir}",
+            "task.train_file=null",
+            "+task.train_parts.boolq=3",
+            "+task.train_parts.ARC-Easy=4",
+            "task.test_sets=[boolq]",
+        ]
+    )
     record = data_record(resolved(cfg)["task"])["sha256"]
     assert record["train/boolq/train.json"] == sha256(parts_dir / "train" / "boolq" / "train.json")
     assert set(record) >= {"train/boolq/train.json", "train/ARC-Easy/train.json"}
@@ -396,7 +501,10 @@ def test_heldout_scores_each_parts_held_out_records_never_trained_on(parts_dir, 
     monkeypatch.setattr(llm_adapters, "generate_ids", fake_decoder(tiny_decoder[2], answer_of))
     metrics = task.evaluate(tiny_decoder[1], tiny_decoder[2], batch_size=2)
     assert {name: m["accuracy"] for name, m in metrics.items()} == {
-        "boolq_heldout": 1.0, "ARC-Easy_heldout": 1.0, "average": 1.0}  # each scored by its own test set's rule
+        "boolq_heldout": 1.0,
+        "ARC-Easy_heldout": 1.0,
+        "average": 1.0,
+    }  # each scored by its own test set's rule
     with pytest.raises(BoraError, match="eval_split=heldout: .* task.train_parts only"):
         reasoning(parts_dir, "task.eval_split=heldout")
 
@@ -414,12 +522,22 @@ def test_eval_sample_seed_draws_a_fixed_subset_in_file_order(data_dir):
 
 
 def test_set_metrics_record_what_a_table_needs_beside_the_accuracy():
-    rows = [{"answer": "true", "correct": True, "generation": "the correct answer is true", "new_tokens": 7,
-             "stopped": True},
-            {"answer": "true", "correct": False, "generation": "x ### Response: y", "new_tokens": 8, "stopped": False},
-            {"answer": "false", "correct": False, "generation": "so on and on", "new_tokens": 5, "stopped": False},
-            {"answer": "true", "correct": True, "generation": "true", "new_tokens": 8, "stopped": True}]
+    rows = [
+        {
+            "answer": "true",
+            "correct": True,
+            "generation": "the correct answer is true",
+            "new_tokens": 7,
+            "stopped": True,
+        },
+        {"answer": "true", "correct": False, "generation": "x ### Response: y", "new_tokens": 8, "stopped": False},
+        {"answer": "false", "correct": False, "generation": "so on and on", "new_tokens": 5, "stopped": False},
+        {"answer": "true", "correct": True, "generation": "true", "new_tokens": 8, "stopped": True},
+    ]
     assert llm_adapters.set_metrics(rows, max_new_tokens=8) == {
-        "accuracy": 0.5, "n": 4.0, "majority": 0.75,  # always "true" scores 3 of 4
+        "accuracy": 0.5,
+        "n": 4.0,
+        "majority": 0.75,  # always "true" scores 3 of 4
         "at_limit": 0.25,  # only the row cut at 8 tokens without EOS
-        "repeated_marker": 0.25}
+        "repeated_marker": 0.25,
+    }

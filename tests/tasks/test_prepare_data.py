@@ -31,10 +31,13 @@ def test_fetches_layout_then_verifies(tmp_path, repo, prepare_data):
     done = prepare_data.prepare(out, base_url=repo.as_uri())
     assert len(done["fetched"]) == 16 and not done["verified"]
     assert (out / "math_10k.json").read_bytes() == (repo / "ft-training_set" / "math_10k.json").read_bytes()
-    assert (out / "test" / "ARC-Challenge" / "test.json").read_bytes() == \
-        (repo / "dataset" / "ARC-Challenge" / "test.json").read_bytes()
+    assert (out / "test" / "ARC-Challenge" / "test.json").read_bytes() == (
+        repo / "dataset" / "ARC-Challenge" / "test.json"
+    ).read_bytes()
     manifest = manifest_of(out)
-    assert len(manifest) == 16 and manifest["commonsense_170k.json"] == prepare_data.sha256(out / "commonsense_170k.json")
+    assert len(manifest) == 16 and manifest["commonsense_170k.json"] == prepare_data.sha256(
+        out / "commonsense_170k.json"
+    )
     assert not list(out.rglob("*.part"))
     again = prepare_data.prepare(out, base_url=repo.as_uri())
     assert not again["fetched"] and len(again["verified"]) == 16
@@ -76,8 +79,10 @@ def test_changed_upstream_file_is_refused(tmp_path, repo, prepare_data):
     assert not (out / "math_10k.json").exists() and not list(out.rglob("*.part"))
 
 
-@pytest.mark.parametrize("content, message", [("<html>404: Not Found</html>", "invalid JSON"),
-                                              (json.dumps([{"instruction": "q"}]), "has no 'input' field")])
+@pytest.mark.parametrize(
+    "content, message",
+    [("<html>404: Not Found</html>", "invalid JSON"), (json.dumps([{"instruction": "q"}]), "has no 'input' field")],
+)
 def test_a_broken_download_never_lands(tmp_path, repo, content, message, prepare_data):
     (repo / "ft-training_set" / "commonsense_170k.json").write_text(content, encoding="utf-8")
     out = tmp_path / "llm-adapters"

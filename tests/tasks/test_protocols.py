@@ -84,9 +84,14 @@ def the_sources_evaluate(model, tokenizer, prompts, max_new_tokens):
     try:
         inputs = tokenizer(prompts, return_tensors="pt", padding=True)
         with torch.no_grad():
-            output_ids = model.generate(inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                                        do_sample=False, max_new_tokens=max_new_tokens, use_cache=True,
-                                        pad_token_id=tokenizer.eos_token_id)
+            output_ids = model.generate(
+                inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                use_cache=True,
+                pad_token_id=tokenizer.eos_token_id,
+            )
     finally:
         tokenizer.pad_token_id, tokenizer.padding_side = pad, side
     outputs = tokenizer.batch_decode(output_ids, skip_special_tokens=True)
@@ -101,10 +106,20 @@ def test_bora_authors_decoding_equals_the_sources_evaluate(tiny_decoder):
     asked = protocol("bora_authors")
     questions = ["Add 2 and 3.", "What is the sum of twelve and forty one, please?", "Is 7 odd?", "x"]
     prompts = [asked.prompt(q, "") for q in questions]
-    ids = generate_ids(model, tokenizer, prompts, batch_size=4, max_new_tokens=12, engine="padded",
-                       file_order=True, pad_token_id=asked.pad_token_id)
-    ours = [asked.response(tokenizer.decode(tokenizer(p)["input_ids"] + new, skip_special_tokens=True))
-            for p, new in zip(prompts, ids)]
+    ids = generate_ids(
+        model,
+        tokenizer,
+        prompts,
+        batch_size=4,
+        max_new_tokens=12,
+        engine="padded",
+        file_order=True,
+        pad_token_id=asked.pad_token_id,
+    )
+    ours = [
+        asked.response(tokenizer.decode(tokenizer(p)["input_ids"] + new, skip_special_tokens=True))
+        for p, new in zip(prompts, ids)
+    ]
     assert ours == the_sources_evaluate(model, tokenizer, prompts, max_new_tokens=12)
     assert len(set(ours)) > 1 and all(len(new) <= 12 for new in ids)
     assert (tokenizer.padding_side, tokenizer.pad_token_id) == ("right", own_pad)  # the tokenizer is left as it was

@@ -33,11 +33,36 @@ def test_real_outputs_rescore(shared_llm_adapters):
 
 
 def test_real_test_sets_load_through_the_task(shared_llm_adapters):
-    names = ["AddSub", "MultiArith", "SingleEq", "gsm8k", "AQuA", "SVAMP", "boolq", "piqa", "social_i_qa",
-             "winogrande", "ARC-Challenge", "ARC-Easy", "openbookqa"]  # hellaswag's test set is not staged
+    names = [
+        "AddSub",
+        "MultiArith",
+        "SingleEq",
+        "gsm8k",
+        "AQuA",
+        "SVAMP",
+        "boolq",
+        "piqa",
+        "social_i_qa",
+        "winogrande",
+        "ARC-Challenge",
+        "ARC-Easy",
+        "openbookqa",
+    ]  # hellaswag's test set is not staged
     cfg = load_config(["task=math", f"task.data_dir={shared_llm_adapters}", f"task.test_sets=[{','.join(names)}]"])
     task = build_task(cfg.task)
     sizes = {name: len(task.test_records(name)) for name in names}
-    assert sizes == {"AddSub": 395, "MultiArith": 600, "SingleEq": 508, "gsm8k": 1319, "AQuA": 254, "SVAMP": 1000,
-                     "boolq": 3270, "piqa": 1838, "social_i_qa": 1954, "winogrande": 1267, "ARC-Challenge": 1172,
-                     "ARC-Easy": 2376, "openbookqa": 500}
+    assert sizes == {
+        "AddSub": 395,
+        "MultiArith": 600,
+        "SingleEq": 508,
+        "gsm8k": 1319,
+        "AQuA": 254,
+        "SVAMP": 1000,
+        "boolq": 3270,
+        "piqa": 1838,
+        "social_i_qa": 1954,
+        "winogrande": 1267,
+        "ARC-Challenge": 1172,
+        "ARC-Easy": 2376,
+        "openbookqa": 500,
+    }

@@ -20,11 +20,14 @@ def run(*args):
 
 
 def test_cli_prints_percent_accuracy_last(tmp_path):
-    path = write_lines(tmp_path / "p.jsonl", [
-        {"generation": "answer1 it is", "answer": "answer1", "id": 0},
-        {"generation": "the correct answer is answer3", "answer": "answer2"},
-        {"generation": "answer2", "answer": "answer2"},
-    ])
+    path = write_lines(
+        tmp_path / "p.jsonl",
+        [
+            {"generation": "answer1 it is", "answer": "answer1", "id": 0},
+            {"generation": "the correct answer is answer3", "answer": "answer2"},
+            {"generation": "answer2", "answer": "answer2"},
+        ],
+    )
     result = run("--dataset", "ARC-Challenge", "--predictions", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["ARC-Challenge: 2/3 correct", "accuracy: 66.67"]

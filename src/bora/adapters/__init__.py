@@ -1,8 +1,9 @@
 """Adapter methods: one module per method (config, layer, delta weight, merge, forward) and a registry.
 
 Public interface: ``inject``, ``on_optimizer_step``, ``merge_adapters``, ``disabled_adapters``,
-``count_adapter_params``, ``cast_adapters``, ``adapter_layers``, ``adapter_parameters``, ``save_adapters``, ``load_adapters``,
-``export_peft_lora``; ``METHODS`` / ``METHOD_NAMES`` list the methods (``method.name`` in the configs).
+``count_adapter_params``, ``cast_adapters``, ``adapter_layers``, ``adapter_parameters``, ``save_adapters``,
+``load_adapters``, ``export_peft_lora``; ``METHODS`` / ``METHOD_NAMES`` list the methods (``method.name`` in the
+configs).
 """
 
 from bora.adapters.base import AdapterLayer

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from omegaconf import OmegaConf
@@ -140,9 +140,11 @@ class AdapterLayer(nn.Module):
             return
         weight = self.base_layer.weight
         if is_4bit(weight):
-            raise BoraError(f"{self.name or 'this layer'}: the base weight is 4-bit (model.quantization); merging "
-                            "would re-quantise dW away. Keep the adapter unmerged, or load the base unquantised "
-                            "(model.quantization=null) and merge there")
+            raise BoraError(
+                f"{self.name or 'this layer'}: the base weight is 4-bit (model.quantization); merging "
+                "would re-quantise dW away. Keep the adapter unmerged, or load the base unquantised "
+                "(model.quantization=null) and merge there"
+            )
         self._weight_before_merge = weight.detach().clone()
         weight.data = (weight.float() + self.delta_weight().to(weight.device)).to(weight.dtype)
 
@@ -185,7 +187,8 @@ def flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def add_product(result: torch.Tensor, hidden: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``result + hidden @ B.T`` for ``hidden`` ``(T, r)``: one ``addmm`` (no output-sized temporary) when dtypes agree."""
+    """``result + hidden @ B.T`` for ``hidden`` ``(T, r)``: one ``addmm`` (no output-sized temporary) when dtypes
+    agree."""
     if hidden.dtype != result.dtype:  # bf16 base without autocast: compute in float32, add in the base dtype
         return result + (hidden @ B.T).to(result.dtype).view_as(result)
     return torch.addmm(flat(result), hidden, B.T).view_as(result)

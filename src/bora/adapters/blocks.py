@@ -45,7 +45,7 @@ layer's activations at b r = 128) and ``B'``. It is taken on the devices in ``LO
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -256,8 +256,9 @@ class _LoraFormUpdate(torch.autograd.Function):
     built in forward only (backward's ``dL/dx`` and ``dL/dA`` are block-wise ``bmm``s)."""
 
     @staticmethod
-    def forward(ctx, result, x, A, B, sigma, scaling: float, blocks: int, dtype: torch.dtype, use_exp: bool,
-                use_norm: bool):
+    def forward(
+        ctx, result, x, A, B, sigma, scaling: float, blocks: int, dtype: torch.dtype, use_exp: bool, use_norm: bool
+    ):
         with torch.autocast(x.device.type, enabled=False):
             if sigma is None:
                 scales, z, mav = _eye(blocks, B.dtype, B.device).unsqueeze(-1), None, None
@@ -311,9 +312,18 @@ def lora_form_fits(A: torch.Tensor, B: torch.Tensor, blocks: int) -> bool:
     return blocks * r * (m + n) < m * n
 
 
-def add_block_update(result: torch.Tensor, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-                     sigma: torch.Tensor | None, scaling: float, blocks: int, *, use_exp: bool = False,
-                     use_norm: bool = False) -> torch.Tensor:
+def add_block_update(
+    result: torch.Tensor,
+    x: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    sigma: torch.Tensor | None,
+    scaling: float,
+    blocks: int,
+    *,
+    use_exp: bool = False,
+    use_norm: bool = False,
+) -> torch.Tensor:
     """``result + s concat_j B_j sum_k Sigma_jk A_k x_k`` (BoRA; ``Sigma`` = ``sigma_scales(sigma, use_exp,
     use_norm)``, the ``(b, b, r)`` diagonals of all ``Sigma_jk``: ``sigma`` itself with both switches off), or with
     ``sigma=None`` the block-diagonal ``result + s concat_j B_j A_j x_j`` (MELoRA)."""

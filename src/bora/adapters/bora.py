@@ -21,8 +21,18 @@ from bora.adapters.blocks import add_block_update, sigma_scales
 class BoraLayer(AdapterLayer):
     eval_as_lora = True  # frozen, it is exactly a LoRA of rank b r (``lora_factors``)
 
-    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, blocks: int,
-                 use_exp: bool = True, use_norm: bool = True, name: str = ""):
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        *,
+        r: int,
+        alpha: float,
+        dropout: float,
+        blocks: int,
+        use_exp: bool = True,
+        use_norm: bool = True,
+        name: str = "",
+    ):
         super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
         block_size(self, blocks)
         self.blocks = int(blocks)
@@ -41,8 +51,17 @@ class BoraLayer(AdapterLayer):
         return self.add_update(x.new_zeros(*x.shape[:-1], self.out_features), x)
 
     def add_update(self, result: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return add_block_update(result, x, self.A, self.B, self.sigma, self.scaling, self.blocks, use_exp=self.use_exp,
-                                use_norm=self.use_norm)
+        return add_block_update(
+            result,
+            x,
+            self.A,
+            self.B,
+            self.sigma,
+            self.scaling,
+            self.blocks,
+            use_exp=self.use_exp,
+            use_norm=self.use_norm,
+        )
 
     def delta_weight(self) -> torch.Tensor:
         b, r = self.blocks, self.r

@@ -25,8 +25,14 @@ from bora.errors import BoraError
 PEFT_WEIGHTS = "adapter_model.safetensors"
 
 
-def export_peft_lora(model: nn.Module, directory: str | os.PathLike, *, heads: list[str] | None = None,
-                     base_model_name_or_path: str | None = None, task_type: str | None = None) -> None:
+def export_peft_lora(
+    model: nn.Module,
+    directory: str | os.PathLike,
+    *,
+    heads: list[str] | None = None,
+    base_model_name_or_path: str | None = None,
+    task_type: str | None = None,
+) -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` that ``peft.PeftModel.from_pretrained``
     loads onto the base model, giving the same outputs as ``model``.
 
@@ -77,6 +83,9 @@ def export_peft_lora(model: nn.Module, directory: str | os.PathLike, *, heads: l
 def _trained_heads(model: nn.Module) -> list[str]:
     """Modules outside the adapters that own trainable parameters (the task head), for PEFT's ``modules_to_save``."""
     adapted = tuple(f"{name}." for name, _ in adapter_layers(model))
-    owners = {name.rpartition(".")[0] for name, p in model.named_parameters()
-              if p.requires_grad and not name.startswith(adapted)}
+    owners = {
+        name.rpartition(".")[0]
+        for name, p in model.named_parameters()
+        if p.requires_grad and not name.startswith(adapted)
+    }
     return sorted(owners)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -42,8 +42,9 @@ def find_targets(model: nn.Module, patterns: list[str]) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and regex.search(name)]
 
 
-def inject(model: nn.Module, method_cfg, target_map: Mapping[str, str | None], *,
-           total_steps: int | None = None) -> list[str]:
+def inject(
+    model: nn.Module, method_cfg, target_map: Mapping[str, str | None], *, total_steps: int | None = None
+) -> list[str]:
     """Wrap every targeted ``nn.Linear`` in the method's adapter layer and freeze every other parameter.
 
     ``target_map`` is the model config's letter -> module regex map; ``total_steps`` the number of optimiser steps
@@ -59,6 +60,7 @@ def inject(model: nn.Module, method_cfg, target_map: Mapping[str, str | None], *
         )
     peft_config = None
     if peft_method.is_peft(method_cfg):  # a PEFT tuner is built from a PEFT config for exactly these modules
+
         def resolve(letters: str) -> list[str]:
             return find_targets(model, target_patterns(letters, target_map))
 
@@ -113,13 +115,14 @@ def adapter_layers(model: nn.Module) -> Iterator[tuple[str, AdapterLayer]]:
 def oversized_rank(model: nn.Module, r: int) -> list[str]:
     """A warning (as a one-item list) when ``method.r`` exceeds the width of an adapted layer: the update's rank
     cannot exceed ``min(in, out)``, so the extra rank only adds parameters."""
-    narrow = [(name, layer) for name, layer in adapter_layers(model)
-              if r > min(layer.in_features, layer.out_features)]
+    narrow = [(name, layer) for name, layer in adapter_layers(model) if r > min(layer.in_features, layer.out_features)]
     if not narrow:
         return []
     name, layer = narrow[0]
-    message = (f"method.r={r} exceeds the width of {len(narrow)} adapted layers (e.g. {name}: "
-               f"{layer.out_features} x {layer.in_features}); the update's rank cannot exceed min(in, out)")
+    message = (
+        f"method.r={r} exceeds the width of {len(narrow)} adapted layers (e.g. {name}: "
+        f"{layer.out_features} x {layer.in_features}); the update's rank cannot exceed min(in, out)"
+    )
     warnings.warn(message, stacklevel=2)
     return [message]
 

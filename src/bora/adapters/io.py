@@ -52,8 +52,7 @@ def save_adapters(model: nn.Module, directory: str | os.PathLike, method_cfg) ->
     tensors = {name: t.detach().cpu().contiguous() for name, t in saved_tensors(model).items()}
     peft_tensors, peft_fields = peft_method.saved_state(model)
     tensors.update({name: t.cpu() for name, t in peft_tensors.items()})
-    config = {"format": FORMAT, "method": plain_dict(method_cfg), "modules": adapted_module_names(model),
-              **peft_fields}
+    config = {"format": FORMAT, "method": plain_dict(method_cfg), "modules": adapted_module_names(model), **peft_fields}
     _write_atomic(directory / WEIGHTS_FILE, lambda path: save_file(tensors, str(path), metadata={"format": FORMAT}))
     _write_atomic(directory / CONFIG_FILE, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
 
@@ -84,8 +83,10 @@ def load_adapters(model: nn.Module, directory: str | os.PathLike) -> list[str]:
         for name, value in tensors.items():
             target = targets.get(name, parameters.get(name))
             if target.shape != value.shape:
-                raise BoraError(f"{directory / WEIGHTS_FILE}: {name} has shape {tuple(value.shape)}, "
-                                f"the model expects {tuple(target.shape)}")
+                raise BoraError(
+                    f"{directory / WEIGHTS_FILE}: {name} has shape {tuple(value.shape)}, "
+                    f"the model expects {tuple(target.shape)}"
+                )
             if name in targets and target.is_floating_point() and target.dtype != value.dtype:
                 # trained with trainer.adapter_dtype=bf16: the layer casts its input to its parameters' dtype, so
                 # float32 copies of the same values would compute a different update than the one trained
@@ -103,15 +104,18 @@ def read_adapter(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise BoraError(f"{config_path}: not a readable adapter config ({str(error).splitlines()[0]}); the adapter "
-                        "was cut off while being written: export it again from its run") from None
+        raise BoraError(
+            f"{config_path}: not a readable adapter config ({str(error).splitlines()[0]}); the adapter "
+            "was cut off while being written: export it again from its run"
+        ) from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise BoraError(f"{config_path}: unknown format {found!r} (expected {FORMAT})")
     problem = safetensors_problem(weights_path)
     if problem:
-        raise BoraError(f"{weights_path}: {problem}; the adapter was cut off while being written: train or export "
-                        "it again")
+        raise BoraError(
+            f"{weights_path}: {problem}; the adapter was cut off while being written: train or export it again"
+        )
     return config, load_file(str(weights_path))
 
 
@@ -131,8 +135,10 @@ def method_config(saved: dict[str, Any]):
 def _check_same_adapters(model: nn.Module, method_cfg, names: list[str], directory: Path) -> None:
     present = adapted_module_names(model)
     if sorted(present) != sorted(names):
-        raise BoraError(f"{directory}: saved adapters are on {len(names)} module(s), this model has them on "
-                        f"{len(present)} different one(s); load into a fresh base model instead")
+        raise BoraError(
+            f"{directory}: saved adapters are on {len(names)} module(s), this model has them on "
+            f"{len(present)} different one(s); load into a fresh base model instead"
+        )
     if peft_method.is_peft(method_cfg):
         if peft_method.tuner_of(model) is None:
             raise BoraError(f"{directory} holds a PEFT adapter but the model has bora adapters")
@@ -140,8 +146,10 @@ def _check_same_adapters(model: nn.Module, method_cfg, names: list[str], directo
     expected = METHODS[method_cfg.name]
     wrong = [name for name, layer in adapter_layers(model) if type(layer) is not expected]
     if wrong:
-        raise BoraError(f"{directory} holds method {method_cfg.name!r} but {wrong[0]} is a "
-                        f"{type(model.get_submodule(wrong[0])).__name__}")
+        raise BoraError(
+            f"{directory} holds method {method_cfg.name!r} but {wrong[0]} is a "
+            f"{type(model.get_submodule(wrong[0])).__name__}"
+        )
 
 
 def _write_atomic(path: Path, write) -> None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,8 +43,7 @@ def exact_names_regex(names: list[str]) -> str:
     return "|".join(re.escape(name) for name in names)
 
 
-def build_config(method_cfg, names: list[str], resolve_letters: Callable[[str], list[str]],
-                 total_steps: int | None):
+def build_config(method_cfg, names: list[str], resolve_letters: Callable[[str], list[str]], total_steps: int | None):
     """The PEFT config of ``method.peft`` for exactly the modules ``names``."""
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 
@@ -166,8 +166,11 @@ def saved_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, info = {}, {}
     if _is_adalora(tuner):
         allocator = tuner.rankallocator
-        tensors = {f"{STATE_PREFIX}{kind}.{name}": value.detach().contiguous()
-                   for kind in _ALLOCATOR_STATE for name, value in getattr(allocator, kind).items()}
+        tensors = {
+            f"{STATE_PREFIX}{kind}.{name}": value.detach().contiguous()
+            for kind in _ALLOCATOR_STATE
+            for name, value in getattr(allocator, kind).items()
+        }
         info = {"rank_pattern": tuner.peft_config[ADAPTER_NAME].rank_pattern}
     return tensors, {"peft_config": config_to_dict(tuner.peft_config[ADAPTER_NAME]), "tuner_state": info}
 
@@ -194,7 +197,7 @@ def load_state(model: nn.Module, tensors: Mapping[str, torch.Tensor], adapter_co
     allocator = tuner.rankallocator
     allocator.reset_ipt()
     for key, value in tensors.items():
-        kind, _, name = key[len(STATE_PREFIX):].partition(".")
+        kind, _, name = key[len(STATE_PREFIX) :].partition(".")
         getattr(allocator, kind)[name] = value.clone()
     tuner.peft_config[ADAPTER_NAME].rank_pattern = info.get("rank_pattern")
 

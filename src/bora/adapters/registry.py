@@ -7,7 +7,8 @@ named like the config's fields, so the layer's signature says which fields it us
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from bora.adapters import peft_method
 from bora.adapters.base import AdapterLayer
@@ -37,5 +38,6 @@ def layer_arguments(layer_cls: type[AdapterLayer], method: Mapping[str, Any]) ->
     ``name`` is left out: for a layer it is the adapted module's name, in the config the method's. A field the config
     lacks keeps the layer's default (a required one then fails as a missing argument)."""
     parameters = inspect.signature(layer_cls).parameters.values()
-    return {p.name: method[p.name] for p in parameters
-            if p.kind is p.KEYWORD_ONLY and p.name != "name" and p.name in method}
+    return {
+        p.name: method[p.name] for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "name" and p.name in method
+    }

@@ -30,8 +30,16 @@ def draw_indices(count: int, population: int, seed: int | None, name: str) -> to
 class _StandardBasisLayer(AdapterLayer):
     fixed_side = ""  # "A" (FA) or "B" (FB)
 
-    def __init__(self, base_layer: nn.Linear, *, r: int, alpha: float, dropout: float, index_seed: int | None = None,
-                 name: str = ""):
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        *,
+        r: int,
+        alpha: float,
+        dropout: float,
+        index_seed: int | None = None,
+        name: str = "",
+    ):
         super().__init__(base_layer, r=r, alpha=alpha, dropout=dropout, name=name)
         population = self.in_features if self.fixed_side == "A" else self.out_features
         if self.r > population:

@@ -39,8 +39,13 @@ def sigma_stats(model: nn.Module) -> list[dict]:
     with torch.no_grad():
         for name, layer in adapter_layers(model):
             if hasattr(layer, "block_scales") and hasattr(layer, "sigma"):
-                rows.append({"layer": name, "sigma_max": _finite(float(layer.block_scales().max())),
-                             "mav": _finite(float(layer.sigma.abs().mean()))})
+                rows.append(
+                    {
+                        "layer": name,
+                        "sigma_max": _finite(float(layer.block_scales().max())),
+                        "mav": _finite(float(layer.sigma.abs().mean())),
+                    }
+                )
     return rows
 
 
@@ -92,10 +97,19 @@ def adapter_stats(model: nn.Module) -> tuple[dict, list[str]]:
     """(the record's ``adapter_stats``: ``spectrum`` for every method with a single ``dW``, ``sigma`` for BoRA;
     notices)."""
     spectrum, left_out = spectrum_stats(model)
-    stats = {"spectrum": {"tolerances": list(SPECTRUM_TOLERANCES), "per_layer": spectrum, "left_out": left_out}
-             } if spectrum or left_out else {}
-    notices = [f"spectrum: {len(left_out)} of {len(spectrum) + len(left_out)} layers left out, their update dW is "
-               f"not finite (first {left_out[0]}); see adapter_stats"] if left_out else []
+    stats = (
+        {"spectrum": {"tolerances": list(SPECTRUM_TOLERANCES), "per_layer": spectrum, "left_out": left_out}}
+        if spectrum or left_out
+        else {}
+    )
+    notices = (
+        [
+            f"spectrum: {len(left_out)} of {len(spectrum) + len(left_out)} layers left out, their update dW is "
+            f"not finite (first {left_out[0]}); see adapter_stats"
+        ]
+        if left_out
+        else []
+    )
     layers = sigma_stats(model)
     if not layers:
         return stats, notices
@@ -103,11 +117,18 @@ def adapter_stats(model: nn.Module) -> tuple[dict, list[str]]:
     mavs = [row["mav"] for row in layers if row["mav"] is not None]
     over = [row["layer"] for row, top in zip(layers, maxima) if top > SIGMA_WARN]
     ordered = sorted(maxima)
-    summary = {"layers": len(layers), "sigma_max": _finite(max(maxima)),
-               "sigma_max_median": _finite(ordered[len(ordered) // 2]),
-               "mav_min": min(mavs) if mavs else None, "mav_max": max(mavs) if mavs else None,
-               "layers_over_warn": len(over), "warn_threshold": SIGMA_WARN}
+    summary = {
+        "layers": len(layers),
+        "sigma_max": _finite(max(maxima)),
+        "sigma_max_median": _finite(ordered[len(ordered) // 2]),
+        "mav_min": min(mavs) if mavs else None,
+        "mav_max": max(mavs) if mavs else None,
+        "layers_over_warn": len(over),
+        "warn_threshold": SIGMA_WARN,
+    }
     if over:
-        notices.append(f"BoRA Sigma: {len(over)} of {len(layers)} layers have an entry above {SIGMA_WARN:g} "
-                       f"(largest {max(maxima):.3g}, first {over[0]}); see adapter_stats")
+        notices.append(
+            f"BoRA Sigma: {len(over)} of {len(layers)} layers have an entry above {SIGMA_WARN:g} "
+            f"(largest {max(maxima):.3g}, first {over[0]}); see adapter_stats"
+        )
     return {**stats, "sigma": {"summary": summary, "per_layer": layers}}, notices

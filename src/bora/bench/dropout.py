@@ -33,9 +33,9 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -45,8 +45,7 @@ from torch import nn
 
 from bora.adapters import adapter_layers
 from bora.bench.steps import MODEL_TASKS
-from bora.bench.timing import (CPU, Case, Runtime, arch_overrides, random_batch, ratio, run_interleaved,
-                               training_case)
+from bora.bench.timing import CPU, Case, Runtime, arch_overrides, random_batch, ratio, run_interleaved, training_case
 from bora.config import load_config
 from bora.errors import BoraError
 from bora.models import build_from_arch
@@ -137,16 +136,17 @@ RAND = "rand_like(x) > p"
 VARIANTS = {
     TODAY: Variant(lambda x, p: F.dropout(x, p, training=True), bernoulli_keep),
     "bernoulli_ fp32 mask, x * mask / (1-p)": Variant(
-        lambda x, p: x * _bernoulli_mask(x, p, x.dtype) / (1 - p), bernoulli_keep),
+        lambda x, p: x * _bernoulli_mask(x, p, x.dtype) / (1 - p), bernoulli_keep
+    ),
     "torch.native_dropout": Variant(lambda x, p: torch.native_dropout(x, p, True)[0], bernoulli_keep),
     BOOL_MASK: Variant(lambda x, p: _apply(x, _bernoulli_mask(x, p, torch.bool), p), bernoulli_keep),
     "bernoulli_ uint8 mask": Variant(lambda x, p: _apply(x, _bernoulli_mask(x, p, torch.uint8), p), bernoulli_keep),
     # a {0, 1} mask is exact in bf16; the scale is applied in float32 (1 / 0.95 rounds to 1.0546875 in bf16)
-    "bernoulli_ bf16 mask": Variant(lambda x, p: _apply(x, _bernoulli_mask(x, p, torch.bfloat16), p),
-                                    bernoulli_keep),
+    "bernoulli_ bf16 mask": Variant(lambda x, p: _apply(x, _bernoulli_mask(x, p, torch.bfloat16), p), bernoulli_keep),
     # dropout before the cast to the adapters' float32: F.dropout folds the scale into a bf16 mask
-    "F.dropout at bf16 (before the fp32 cast)": Variant(lambda x, p: F.dropout(x, p, training=True), bernoulli_keep,
-                                                        torch.bfloat16),
+    "F.dropout at bf16 (before the fp32 cast)": Variant(
+        lambda x, p: F.dropout(x, p, training=True), bernoulli_keep, torch.bfloat16
+    ),
     RAND: Variant(lambda x, p: _apply(x, torch.rand_like(x) > p, p), rand_fp32_keep),
     EXACT: Variant(lambda x, p: _apply(x, exact_mask(x, p), p), exact_keep),
 }
@@ -209,12 +209,19 @@ def bench_variants(shape_name: str, shape: tuple[int, ...], rounds: int, warmup:
     for case, (name, variant) in zip(cases, VARIANTS.items()):
         keep, multiplier = variant.keep(p), kept_multiplier(variant, p)
         difference = float(keep - today_keep)
-        rows.append({"mask drawn by": name, "P(keep) - today's": f"{difference:.3g}" if difference else "0",
-                     "kept x": f"{multiplier:.7f}",
-                     "same distribution": "yes" if (keep, multiplier) == (today_keep, today_multiplier) else "no",
-                     "same output, same seed": "yes" if same_output_as_today(variant, p, x) else "no",
-                     "cpu ms": 1000 * statistics.median(case.cpu), "peak MB": case.peak_mb,
-                     "cpu x today": ratio(case, today, "cpu"), "time x today": ratio(case, today, "wall")})
+        rows.append(
+            {
+                "mask drawn by": name,
+                "P(keep) - today's": f"{difference:.3g}" if difference else "0",
+                "kept x": f"{multiplier:.7f}",
+                "same distribution": "yes" if (keep, multiplier) == (today_keep, today_multiplier) else "no",
+                "same output, same seed": "yes" if same_output_as_today(variant, p, x) else "no",
+                "cpu ms": 1000 * statistics.median(case.cpu),
+                "peak MB": case.peak_mb,
+                "cpu x today": ratio(case, today, "cpu"),
+                "time x today": ratio(case, today, "wall"),
+            }
+        )
     frame = pd.DataFrame(rows)
     print(f"\n### (b) one dropout (p={p}), forward + backward: {shape_name} ({' x '.join(map(str, shape))})\n")
     print(frame.to_markdown(index=False, floatfmt=".3f", disable_numparse=[1, 2]))  # those two as written
@@ -260,6 +267,7 @@ def _use_variant(variant: Variant) -> Callable[[nn.Module], None]:
     def change(model: nn.Module) -> None:
         for _, layer in adapter_layers(model):
             layer.dropout = DrawnDropout(layer.dropout.p, variant)
+
     return change
 
 
@@ -286,8 +294,12 @@ class StepRow:
     change: Callable[[nn.Module], None] | None = None
 
 
-LORA, LORA_NONE, BORA, BORA_NONE = "lora, dropout 0.05 (today)", "lora, dropout 0", "bora, dropout 0.05 (today)", \
-    "bora, dropout 0"
+LORA, LORA_NONE, BORA, BORA_NONE = (
+    "lora, dropout 0.05 (today)",
+    "lora, dropout 0",
+    "bora, dropout 0.05 (today)",
+    "bora, dropout 0",
+)
 SHARED = "lora, one mask per input (shared by Q, V)"
 ALL_OFF = "lora, no dropout at all (model's too)"
 STEP_ROWS = [
@@ -302,8 +314,16 @@ STEP_ROWS = [
 ]
 
 
-def bench_step(model_name: str, batch: int, length: int, rounds: int, warmup: int, layers: int | None = None,
-               vocab: int | None = None, runtime: Runtime = CPU) -> dict[str, float]:
+def bench_step(
+    model_name: str,
+    batch: int,
+    length: int,
+    rounds: int,
+    warmup: int,
+    layers: int | None = None,
+    vocab: int | None = None,
+    runtime: Runtime = CPU,
+) -> dict[str, float]:
     overrides = [f"model={model_name}", *arch_overrides(layers, vocab), *runtime.model_overrides()]
     model_cfg = load_config(overrides).model
     task = MODEL_TASKS[model_cfg.kind]
@@ -317,8 +337,7 @@ def bench_step(model_name: str, batch: int, length: int, rounds: int, warmup: in
     for row in STEP_ROWS:
         cfg = load_config([*overrides, f"task={task}", f"method={row.method}", f"method.dropout={row.dropout}"])
         models[row.name] = model = copy.deepcopy(base)
-        cases.append(training_case(row.name, model, run, cfg.method, cfg.model.targets, list(inputs.values()),
-                                   runtime))
+        cases.append(training_case(row.name, model, run, cfg.method, cfg.model.targets, list(inputs.values()), runtime))
         cases[-1].measure_peak = False  # time is the question here; a peak costs one more step per row
         if row.change:
             row.change(model)
@@ -330,37 +349,62 @@ def bench_step(model_name: str, batch: int, length: int, rounds: int, warmup: in
     rows = []
     for row, case in zip(STEP_ROWS, cases):
         reference = by_name[BORA if row.method == "bora" else LORA]
-        rows.append({"step": row.name, "cpu ms": 1000 * statistics.median(case.cpu),
-                     "cpu x today": ratio(case, reference, "cpu"), "time x today": ratio(case, reference, "wall")})
+        rows.append(
+            {
+                "step": row.name,
+                "cpu ms": 1000 * statistics.median(case.cpu),
+                "cpu x today": ratio(case, reference, "cpu"),
+                "time x today": ratio(case, reference, "wall"),
+            }
+        )
     frame = pd.DataFrame(rows)
     targets = load_config([*overrides, f"task={task}"]).method.targets
     name = model_cfg.name + (f" ({layers} layers)" if layers else "")
     print(f"\n### (a) the model step: {name}, batch {batch} x {length} tokens, targets {targets}, random weights\n")
     print(frame.to_markdown(index=False, floatfmt=".3f"))
     steps, calls = rounds + warmup, shared.drawn + shared.reused
-    print(f"\none mask per input: {shared.drawn / steps:.0f} masks drawn per step instead of {calls / steps:.0f} "
-          "(the same marginal per layer, correlated noise across layers: not PEFT's or the paper's joint "
-          "distribution)")
+    print(
+        f"\none mask per input: {shared.drawn / steps:.0f} masks drawn per step instead of {calls / steps:.0f} "
+        "(the same marginal per layer, correlated noise across layers: not PEFT's or the paper's joint "
+        "distribution)"
+    )
     cpu_ratio = {row["step"]: row["cpu x today"] for row in rows}
     return {"lora": 1 - cpu_ratio[LORA_NONE], "bora": 1 - cpu_ratio[BORA_NONE], "all": 1 - cpu_ratio[ALL_OFF]}
 
 
-def bench_dropout(rounds: int, warmup: int, runtime: Runtime = CPU, model: str = "minilm", batch: int = 32,
-                  length: int = 128, layers: int | None = None, vocab: int | None = None,
-                  shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, float]:
+def bench_dropout(
+    rounds: int,
+    warmup: int,
+    runtime: Runtime = CPU,
+    model: str = "minilm",
+    batch: int = 32,
+    length: int = 128,
+    layers: int | None = None,
+    vocab: int | None = None,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+) -> dict[str, float]:
     if runtime.device != "cpu" or runtime.dtype == "bf16":
-        raise BoraError("--dropout measures torch's CPU dropout kernels on float32 adapter inputs (on CUDA dropout "
-                        "is one fused Philox kernel): drop --device cuda / --dtype bf16")
+        raise BoraError(
+            "--dropout measures torch's CPU dropout kernels on float32 adapter inputs (on CUDA dropout "
+            "is one fused Philox kernel): drop --device cuda / --dtype bf16"
+        )
     keep = bernoulli_keep(P)
-    kernel = "torch's default kernel" if default_bernoulli_kernel() else \
-        "MKL (an Intel CPU): the keep probabilities below are the default kernel's, not this one's"
-    print(f"\nbernoulli_ on this CPU: {kernel}; today's keep probability at p={P}: {keep * 2**UNIFORM_BITS} / "
-          f"2^{UNIFORM_BITS} = {float(keep):.20f}")
+    kernel = (
+        "torch's default kernel"
+        if default_bernoulli_kernel()
+        else "MKL (an Intel CPU): the keep probabilities below are the default kernel's, not this one's"
+    )
+    print(
+        f"\nbernoulli_ on this CPU: {kernel}; today's keep probability at p={P}: {keep * 2**UNIFORM_BITS} / "
+        f"2^{UNIFORM_BITS} = {float(keep):.20f}"
+    )
     for shape_name, shape in (shapes or SHAPES).items():
         bench_variants(shape_name, shape, rounds * MICRO_ROUNDS_PER_ROUND, warmup)
     shares = bench_step(model, batch, length, rounds, warmup, layers, vocab, runtime)
-    print(f"\nadapter dropout's share of the step (1 - cpu without it / with it): lora {shares['lora']:.3f}, "
-          f"bora {shares['bora']:.3f}")
+    print(
+        f"\nadapter dropout's share of the step (1 - cpu without it / with it): lora {shares['lora']:.3f}, "
+        f"bora {shares['bora']:.3f}"
+    )
     print(f"all dropout's share of lora's step (adapters' and the model's own): {shares['all']:.3f}")
     print(f"dropout_share_of_step: {shares['lora']:.3f}")
     return shares

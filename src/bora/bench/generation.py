@@ -1,15 +1,14 @@
 """``bora bench --eval``: generation time of LoRA and BoRA, side by side in one process.
 
-Evaluation, not training, is where paper-scale runs spend their GPU hours (LLM-Adapters' 4,076 math questions,
-256 new tokens each). A frozen BoRA layer is exactly a LoRA of rank ``b r`` (paper eq. 6), and in evaluation it runs
-as one (``AdapterLayer.eval_as_lora``); this bench measures what that buys: greedy generation with LoRA (r=8), BoRA
-(r=8, b=16) in its training form (the block form on a CPU), BoRA in its LoRA form, and BoRA merged into the weights,
-interleaved round by round on one decoder with random weights (timing does not depend on their values; every row
-generates exactly ``--new-tokens`` tokens). One base model serves all four: each variant's modules are swapped in around its linears
+Evaluation, not training, is where paper-scale runs spend their GPU hours (LLM-Adapters' 4,076 math questions, 256 new
+tokens each). A frozen BoRA layer is exactly a LoRA of rank ``b r`` (paper eq. 6), and in evaluation it runs as one
+(``AdapterLayer.eval_as_lora``); this bench measures what that buys: greedy generation with LoRA (r=8), BoRA (r=8, b=16)
+in its training form (the block form on a CPU), BoRA in its LoRA form, and BoRA merged into the weights, interleaved
+round by round on one decoder with random weights (timing does not depend on their values; every row generates exactly
+``--new-tokens`` tokens). One base model serves all four: each variant's modules are swapped in around its linears
 (``bora.bench.swap``), so LLaMA-3-8B fits one GPU once. Generation runs as the project's evaluation does: base weights
 in the model's dtype (``--dtype``), adapters in float32, no autocast. The training and LoRA forms must generate the same
-tokens; the last line is ``bora_eval_time_x_lora: X``, BoRA's LoRA-form generation time over LoRA's.
-"""
+tokens; the last line is ``bora_eval_time_x_lora: X``, BoRA's LoRA-form generation time over LoRA's."""
 
 from __future__ import annotations
 
@@ -39,8 +38,17 @@ def _adapted(base: nn.Module, overrides: list[str], seed: int) -> AdapterSet:
     return adapters
 
 
-def bench_generation(model_name: str, layers: int | None, batch: int, prompt_length: int, new_tokens: int,
-                     rounds: int, warmup: int, runtime=None, vocab: int | None = None) -> pd.DataFrame:
+def bench_generation(
+    model_name: str,
+    layers: int | None,
+    batch: int,
+    prompt_length: int,
+    new_tokens: int,
+    rounds: int,
+    warmup: int,
+    runtime=None,
+    vocab: int | None = None,
+) -> pd.DataFrame:
     runtime = runtime or CPU
     overrides = [f"model={model_name}", "task=math", *arch_overrides(layers, vocab), *runtime.model_overrides()]
     model_cfg = load_config(overrides).model
@@ -61,8 +69,15 @@ def bench_generation(model_name: str, layers: int | None, batch: int, prompt_len
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(5, model_cfg.arch.vocab_size, (batch, prompt_length), generator=generator).to(runtime.device)
     pad = model_cfg.arch.get("pad_token_id", 0)
-    settings = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                    min_new_tokens=new_tokens, do_sample=False, num_beams=1, pad_token_id=pad)
+    settings = dict(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=pad,
+    )
     outputs = {}
 
     def case(name: str, adapters: AdapterSet, training: bool = False) -> Case:
@@ -80,18 +95,33 @@ def bench_generation(model_name: str, layers: int | None, batch: int, prompt_len
 
         return Case(name, step, lambda: 0, enter=enter, leave=leave, measure_peak=False)
 
-    cases = [case("lora (r=8)", lora), case("bora (r=8, b=16), training form", bora, training=True),
-             case("bora, LoRA form", bora), case("bora merged", merged)]
+    cases = [
+        case("lora (r=8)", lora),
+        case("bora (r=8, b=16), training form", bora, training=True),
+        case("bora, LoRA form", bora),
+        case("bora merged", merged),
+    ]
     run_interleaved(cases, rounds, warmup, runtime=runtime)
     same = torch.equal(outputs["bora (r=8, b=16), training form"], outputs["bora, LoRA form"])
-    rows = [{"model": c.name, "generate ms": 1000 * statistics.median(c.wall),
-             "new tokens / s": batch * new_tokens / statistics.median(c.wall),
-             "time x lora": ratio(c, cases[0], "wall")} for c in cases]
+    rows = [
+        {
+            "model": c.name,
+            "generate ms": 1000 * statistics.median(c.wall),
+            "new tokens / s": batch * new_tokens / statistics.median(c.wall),
+            "time x lora": ratio(c, cases[0], "wall"),
+        }
+        for c in cases
+    ]
     frame = pd.DataFrame(rows)
-    name = model_cfg.name + (f" ({layers} layer{'s' * (layers > 1)})" if layers else "") \
+    name = (
+        model_cfg.name
+        + (f" ({layers} layer{'s' * (layers > 1)})" if layers else "")
         + (f", vocabulary {vocab}" if vocab else "")
-    print(f"\n### generation: {name}, {runtime.device}, {model_cfg.dtype}, batch {batch}, prompt {prompt_length} "
-          f"tokens, {new_tokens} new tokens, greedy, targets {load_config(overrides).method.targets}\n")
+    )
+    print(
+        f"\n### generation: {name}, {runtime.device}, {model_cfg.dtype}, batch {batch}, prompt {prompt_length} "
+        f"tokens, {new_tokens} new tokens, greedy, targets {load_config(overrides).method.targets}\n"
+    )
     print(frame.to_markdown(index=False, floatfmt=".3f"))
     print(f"\nBoRA training form and LoRA form generate the same tokens: {same}")
     print(f"bora_eval_time_x_lora: {frame.loc[2, 'time x lora']:.3f}")

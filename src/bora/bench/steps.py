@@ -12,8 +12,19 @@ import torch
 from torch import nn
 
 from bora.adapters import inject, merge_adapters
-from bora.bench.timing import (CPU, METHODS, Case, Runtime, arch_overrides, method_config, random_batch, ratio,
-                               report, run_interleaved, training_case)
+from bora.bench.timing import (
+    CPU,
+    METHODS,
+    Case,
+    Runtime,
+    arch_overrides,
+    method_config,
+    random_batch,
+    ratio,
+    report,
+    run_interleaved,
+    training_case,
+)
 from bora.config import load_config
 from bora.models import build_from_arch
 
@@ -32,10 +43,11 @@ class LinearHost(nn.Module):
         return self.proj(x)
 
 
-def bench_layers(labels: list[str], tokens: int, rounds: int, warmup: int,
-                 runtime: Runtime = CPU) -> list[pd.DataFrame]:
+def bench_layers(
+    labels: list[str], tokens: int, rounds: int, warmup: int, runtime: Runtime = CPU
+) -> list[pd.DataFrame]:
     frames = []
-    target_map = {letter: "proj" for letter in "QKVOGUD"}  # IA3 treats `proj` as its feed-forward module
+    target_map = dict.fromkeys("QKVOGUD", "proj")  # IA3 treats `proj` as its feed-forward module
     for shape_name, (n, m) in LAYER_SHAPES.items():
         torch.manual_seed(0)
         host = LinearHost(n, m).to(runtime.device, runtime.torch_dtype())
@@ -56,8 +68,17 @@ def bench_layers(labels: list[str], tokens: int, rounds: int, warmup: int,
     return frames
 
 
-def bench_model(labels: list[str], model_name: str, batch: int, length: int, rounds: int, warmup: int,
-                layers: int | None, runtime: Runtime = CPU, vocab: int | None = None) -> list[pd.DataFrame]:
+def bench_model(
+    labels: list[str],
+    model_name: str,
+    batch: int,
+    length: int,
+    rounds: int,
+    warmup: int,
+    layers: int | None,
+    runtime: Runtime = CPU,
+    vocab: int | None = None,
+) -> list[pd.DataFrame]:
     overrides = [f"model={model_name}", *arch_overrides(layers, vocab), *runtime.model_overrides()]
     model_cfg = load_config(overrides).model
     task = MODEL_TASKS[model_cfg.kind]
@@ -70,8 +91,11 @@ def bench_model(labels: list[str], model_name: str, batch: int, length: int, rou
     cases = []
     for label in labels:
         cfg = load_config([*overrides, f"task={task}", *METHODS[label]])
-        cases.append(training_case(label, copy.deepcopy(base), run, cfg.method, cfg.model.targets,
-                                   list(inputs.values()), runtime))
+        cases.append(
+            training_case(
+                label, copy.deepcopy(base), run, cfg.method, cfg.model.targets, list(inputs.values()), runtime
+            )
+        )
     run_interleaved(cases, rounds, warmup, runtime=runtime)
     name = f"{model_cfg.name}" + (f" ({layers} layers)" if layers else "")
     targets = load_config([*overrides, f"task={task}"]).method.targets  # the paper's targets for this task
@@ -80,8 +104,9 @@ def bench_model(labels: list[str], model_name: str, batch: int, length: int, rou
     return frames
 
 
-def bench_merged_inference(base: nn.Module, overrides: list[str], task: str, inputs: dict, rounds: int,
-                           runtime: Runtime = CPU):
+def bench_merged_inference(
+    base: nn.Module, overrides: list[str], task: str, inputs: dict, rounds: int, runtime: Runtime = CPU
+):
     cfg = load_config([*overrides, f"task={task}", "method=bora"])
     adapted = copy.deepcopy(base)
     inject(adapted, cfg.method, cfg.model.targets)
@@ -97,8 +122,15 @@ def bench_merged_inference(base: nn.Module, overrides: list[str], task: str, inp
 
         cases.append(Case(name, step, lambda: 0, measure_peak=False))
     run_interleaved(cases, rounds, warmup=1, runtime=runtime)
-    rows = [{"model": c.name, "forward ms": 1000 * statistics.median(c.wall),
-             "time x base": ratio(c, cases[0], "wall"), "cpu x base": ratio(c, cases[0], "cpu")} for c in cases]
+    rows = [
+        {
+            "model": c.name,
+            "forward ms": 1000 * statistics.median(c.wall),
+            "time x base": ratio(c, cases[0], "wall"),
+            "cpu x base": ratio(c, cases[0], "cpu"),
+        }
+        for c in cases
+    ]
     frame = pd.DataFrame(rows)
     print("\n### merged inference (BoRA r=8 b=16 merged into the weights vs. the base model)\n")
     print(frame.to_markdown(index=False, floatfmt=".3f"))

@@ -11,7 +11,7 @@ sets are built while none is.
 from __future__ import annotations
 
 import copy
-from typing import Mapping
+from collections.abc import Mapping
 
 from torch import nn
 

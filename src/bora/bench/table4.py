@@ -38,8 +38,18 @@ from bora.adapters import blocks
 from bora.adapters.bora import BoraLayer
 from bora.adapters.melora import MeloraLayer
 from bora.bench.swap import AdapterSet
-from bora.bench.timing import (LAYER_OPS, Case, Runtime, arch_overrides, layer_ops_per_step, ops_per_step,
-                               random_batch, ratio, run_interleaved, stepping_case)
+from bora.bench.timing import (
+    LAYER_OPS,
+    Case,
+    Runtime,
+    arch_overrides,
+    layer_ops_per_step,
+    ops_per_step,
+    random_batch,
+    ratio,
+    run_interleaved,
+    stepping_case,
+)
 from bora.config import load_config
 from bora.config.resolvers import method_tag
 from bora.models import build_from_arch
@@ -69,10 +79,14 @@ def paper_ratios(targets: str) -> dict[str, dict[str, float]]:
     """Run-directory tag -> the paper's params M, time and memory over its LoRA row (Table 4)."""
     table = paper_table("table4_efficiency.csv")
     lora = table[table["method"] == "LoRA"].iloc[0]
-    return {paper_tag(row, targets): {"paper params M": float(row["params_M"]),
-                                      "paper time x lora": row["time_min"] / lora["time_min"],
-                                      "paper mem x lora": row["memory_GB"] / lora["memory_GB"]}
-            for _, row in table.iterrows()}
+    return {
+        paper_tag(row, targets): {
+            "paper params M": float(row["params_M"]),
+            "paper time x lora": row["time_min"] / lora["time_min"],
+            "paper mem x lora": row["memory_GB"] / lora["memory_GB"],
+        }
+        for _, row in table.iterrows()
+    }
 
 
 @dataclass(frozen=True)
@@ -116,11 +130,20 @@ class CompileWatch:
             step()
             runtime.sync()
             self.first_s = time.perf_counter() - start
+
         return first_timed
 
 
-def compiled_pair(label: str, base: torch.nn.Module, adapters: AdapterSet, run, inputs: list[torch.Tensor],
-                  runtime: Runtime, trainer_cfg, settings: Compile) -> tuple[Case, Case, CompileWatch]:
+def compiled_pair(
+    label: str,
+    base: torch.nn.Module,
+    adapters: AdapterSet,
+    run,
+    inputs: list[torch.Tensor],
+    runtime: Runtime,
+    trainer_cfg,
+    settings: Compile,
+) -> tuple[Case, Case, CompileWatch]:
     """One method eager and compiled (``torch.compile(base)``), on a fresh dynamo state. Each method gets its own:
     compiled code is cached per code object (transformers' decorators share one), and with every method's graphs in
     one cache, once PEFT's DoRA (graph breaks) had compiled, the other methods' compiled steps recompiled nested frames
@@ -141,19 +164,44 @@ def compiled_pair(label: str, base: torch.nn.Module, adapters: AdapterSet, run, 
         watch.leave()
         adapters.remove()
 
-    eager = stepping_case(label, base, adapters.host, run, inputs, runtime, trainer_cfg=trainer_cfg,
-                          enter=adapters.install, leave=adapters.remove)
-    case = stepping_case(f"{label} compiled", compiled, adapters.host, run, inputs, runtime, trainer_cfg=trainer_cfg,
-                         enter=enter, leave=leave)
+    eager = stepping_case(
+        label,
+        base,
+        adapters.host,
+        run,
+        inputs,
+        runtime,
+        trainer_cfg=trainer_cfg,
+        enter=adapters.install,
+        leave=adapters.remove,
+    )
+    case = stepping_case(
+        f"{label} compiled",
+        compiled,
+        adapters.host,
+        run,
+        inputs,
+        runtime,
+        trainer_cfg=trainer_cfg,
+        enter=enter,
+        leave=leave,
+    )
     case.step = watch.timed_first(case.step, runtime)
     return eager, case, watch
 
 
-def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, layers: int | None = None,
-                 vocab: int | None = None, batch: int | None = None, length: int | None = None,
-                 compile_settings: Compile | None = None) -> pd.DataFrame:
-    overrides = ["experiment=table4", f"model={model_name}", *arch_overrides(layers, vocab),
-                 *runtime.model_overrides()]
+def bench_table4(
+    model_name: str,
+    rounds: int,
+    warmup: int,
+    runtime: Runtime,
+    layers: int | None = None,
+    vocab: int | None = None,
+    batch: int | None = None,
+    length: int | None = None,
+    compile_settings: Compile | None = None,
+) -> pd.DataFrame:
+    overrides = ["experiment=table4", f"model={model_name}", *arch_overrides(layers, vocab), *runtime.model_overrides()]
     cfg = load_config(overrides)
     batch, length = batch or PAPER_BATCH, length or cfg.task.max_length
     start = time.perf_counter()
@@ -170,8 +218,10 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
     base.train()
     inputs = random_batch(cfg.model, batch, length, runtime.device)
     runtime.sync()
-    print(f"base model built on {runtime.device} in {time.perf_counter() - start:.1f} s: "
-          f"{sum(p.numel() for p in base.parameters()) / 1e9:.2f} B parameters, {cfg.model.dtype}")
+    print(
+        f"base model built on {runtime.device} in {time.perf_counter() - start:.1f} s: "
+        f"{sum(p.numel() for p in base.parameters()) / 1e9:.2f} B parameters, {cfg.model.dtype}"
+    )
 
     def run(module):
         return module(**inputs).loss
@@ -186,44 +236,78 @@ def bench_table4(model_name: str, rounds: int, warmup: int, runtime: Runtime, la
         # the host holds the frozen linears and the adapters: its trainable parameters are the adapters', once each
         params[label] = sum(p.numel() for p in adapters.host.parameters() if p.requires_grad)
         first = adapters.names[0]  # one adapted layer alone (a copy): its operators do not depend on the tokens
-        layer_ops[label] = {"layer": first, "form": update_form(adapters.modules[first], runtime.device),
-                            **layer_ops_per_step(adapters.modules[first], runtime, trainer_cfg=method_cfg.trainer)}
-        cases.append(stepping_case(label, base, adapters.host, run, list(inputs.values()), runtime,
-                                   trainer_cfg=method_cfg.trainer, enter=adapters.install, leave=adapters.remove))
+        layer_ops[label] = {
+            "layer": first,
+            "form": update_form(adapters.modules[first], runtime.device),
+            **layer_ops_per_step(adapters.modules[first], runtime, trainer_cfg=method_cfg.trainer),
+        }
+        cases.append(
+            stepping_case(
+                label,
+                base,
+                adapters.host,
+                run,
+                list(inputs.values()),
+                runtime,
+                trainer_cfg=method_cfg.trainer,
+                enter=adapters.install,
+                leave=adapters.remove,
+            )
+        )
         method_sets[label] = (adapters, method_cfg.trainer)
     run_interleaved(cases, rounds, warmup, runtime=runtime)
-    name = cfg.model.name + (f" ({layers} layer{'s' * (layers > 1)})" if layers else "") \
+    name = (
+        cfg.model.name
+        + (f" ({layers} layer{'s' * (layers > 1)})" if layers else "")
         + (f", vocabulary {vocab}" if vocab else "")
-    setting = (f"batch {batch} x {length} tokens, targets {cfg.method.targets}, {runtime.device}, base "
-               f"{cfg.model.dtype}" + (", bf16 autocast" if runtime.dtype == "bf16" else "")
-               + f", gradient checkpointing {'on' if checkpointing else 'off'}, {rounds} rounds"
-               + (", BoRA / MELoRA in the LoRA form where b r (m + n) < m n"
-                  if runtime.device in blocks.LORA_FORM_DEVICES else ", BoRA / MELoRA in the block form"))
+    )
+    setting = (
+        f"batch {batch} x {length} tokens, targets {cfg.method.targets}, {runtime.device}, base "
+        f"{cfg.model.dtype}"
+        + (", bf16 autocast" if runtime.dtype == "bf16" else "")
+        + f", gradient checkpointing {'on' if checkpointing else 'off'}, {rounds} rounds"
+        + (
+            ", BoRA / MELoRA in the LoRA form where b r (m + n) < m n"
+            if runtime.device in blocks.LORA_FORM_DEVICES
+            else ", BoRA / MELoRA in the block form"
+        )
+    )
     ops = {case.name: ops_per_step(case) for case in cases}
-    frame = report_table4(f"Table 4: {name}, {setting}", cases, tags, params, paper_ratios(cfg.method.targets), ops,
-                          layer_ops)
+    frame = report_table4(
+        f"Table 4: {name}, {setting}", cases, tags, params, paper_ratios(cfg.method.targets), ops, layer_ops
+    )
     if compile_settings:
         settings = compile_settings
         title = f"torch.compile ({settings.backend}, mode {settings.mode or 'default'}) vs eager: {name}, {setting}"
         print(f"\n{title}: each method eager and compiled, interleaved, {rounds} rounds", flush=True)
         rows = []
         for label, (adapters, trainer_cfg) in method_sets.items():
-            eager, compiled, watch = compiled_pair(label, base, adapters, run, list(inputs.values()), runtime,
-                                                   trainer_cfg, settings)
+            eager, compiled, watch = compiled_pair(
+                label, base, adapters, run, list(inputs.values()), runtime, trainer_cfg, settings
+            )
             run_interleaved([eager, compiled], rounds, max(warmup, 1), runtime=runtime)  # 1st compiled step: untimed
             rows.append(compiled_row(eager, compiled, watch))
-            print(f"compiled {label}: {rows[-1]['compiled x eager']:.4f}x eager, {rows[-1]['compile s']:.1f} s "
-                  f"compiling, {watch.graph_breaks} graph breaks", flush=True)
+            print(
+                f"compiled {label}: {rows[-1]['compiled x eager']:.4f}x eager, {rows[-1]['compile s']:.1f} s "
+                f"compiling, {watch.graph_breaks} graph breaks",
+                flush=True,
+            )
         report_compiled(title, rows)
     return frame
 
 
 def compiled_row(eager: Case, compiled: Case, watch: CompileWatch) -> dict:
     step = statistics.median(compiled.wall)
-    return {"method": eager.name, "eager ms": 1000 * statistics.median(eager.wall), "compiled ms": 1000 * step,
-            "compiled x eager": ratio(compiled, eager, "wall"),
-            "compiled mem x eager": compiled.peak_mb / eager.peak_mb,
-            "compile s": (watch.first_s or 0.0) - step, "graph breaks": watch.graph_breaks, "graphs": watch.graphs}
+    return {
+        "method": eager.name,
+        "eager ms": 1000 * statistics.median(eager.wall),
+        "compiled ms": 1000 * step,
+        "compiled x eager": ratio(compiled, eager, "wall"),
+        "compiled mem x eager": compiled.peak_mb / eager.peak_mb,
+        "compile s": (watch.first_s or 0.0) - step,
+        "graph breaks": watch.graph_breaks,
+        "graphs": watch.graphs,
+    }
 
 
 def report_compiled(title: str, rows: list[dict]) -> pd.DataFrame:
@@ -233,11 +317,13 @@ def report_compiled(title: str, rows: list[dict]) -> pd.DataFrame:
     frame.insert(4, "compiled ms x lora compiled", frame["compiled ms"] / lora)
     print(f"\n### {title}\n")
     print(frame.to_markdown(index=False, floatfmt=("", ".4g", ".4g", ".4f", ".4f", ".4f", ".1f", "d", "d")))
-    print("\ncompiled: torch.compile of the whole model (forward and backward; the optimizer step eager), as "
-          "trainer.compile; each method on a fresh dynamo state, its eager and compiled steps interleaved (compiled x "
-          "eager: the median of the rounds' ratios; compiled ms x lora compiled: of the medians, methods measured one "
-          "after another). compile s: the first compiled step's wall time less the median compiled step. graphs: "
-          "what dynamo compiled for the method (a recompilation counts; a graph break adds one).\n")
+    print(
+        "\ncompiled: torch.compile of the whole model (forward and backward; the optimizer step eager), as "
+        "trainer.compile; each method on a fresh dynamo state, its eager and compiled steps interleaved (compiled x "
+        "eager: the median of the rounds' ratios; compiled ms x lora compiled: of the medians, methods measured one "
+        "after another). compile s: the first compiled step's wall time less the median compiled step. graphs: "
+        "what dynamo compiled for the method (a recompilation counts; a graph break adds one).\n"
+    )
     value = frame.set_index("method").loc[BORA, "compiled x eager"]
     print(f"bora_compiled_time_x_eager: {value:.4f}")
     return frame
@@ -251,46 +337,87 @@ def update_form(layer, device: str) -> str:
     return "LoRA" if lora_form else "block"
 
 
-def report_table4(title: str, cases: list[Case], tags: dict[str, str], params: dict[str, int],
-                  paper: dict[str, dict[str, float]], ops: dict[str, int],
-                  layer_ops: dict[str, dict] | None = None) -> pd.DataFrame:
+def report_table4(
+    title: str,
+    cases: list[Case],
+    tags: dict[str, str],
+    params: dict[str, int],
+    paper: dict[str, dict[str, float]],
+    ops: dict[str, int],
+    layer_ops: dict[str, dict] | None = None,
+) -> pd.DataFrame:
     by_name = {c.name: c for c in cases}
     lora = by_name[LORA]
     rows = []
     for case in cases:
-        row = {"method": case.name, "params M": params[case.name] / 1e6,
-               "step ms": 1000 * statistics.median(case.wall), "peak GB": case.peak_mb * 2**20 / 1e9,
-               "time x lora": ratio(case, lora, "wall"), "mem x lora": case.peak_mb / lora.peak_mb,
-               "ops / step": ops[case.name]}
+        row = {
+            "method": case.name,
+            "params M": params[case.name] / 1e6,
+            "step ms": 1000 * statistics.median(case.wall),
+            "peak GB": case.peak_mb * 2**20 / 1e9,
+            "time x lora": ratio(case, lora, "wall"),
+            "mem x lora": case.peak_mb / lora.peak_mb,
+            "ops / step": ops[case.name],
+        }
         row.update(paper.get(tags[case.name], {}))
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["method", "params M", "step ms", "peak GB", "time x lora", "mem x lora",
-                                        "ops / step", "paper params M", "paper time x lora", "paper mem x lora"])
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "method",
+            "params M",
+            "step ms",
+            "peak GB",
+            "time x lora",
+            "mem x lora",
+            "ops / step",
+            "paper params M",
+            "paper time x lora",
+            "paper mem x lora",
+        ],
+    )
     print(f"\n### {title}\n")
     blank = frame.astype(object).where(frame.notna(), None)  # tabulate leaves None blank (a NaN it prints)
-    print(blank.to_markdown(index=False, missingval="", floatfmt=("", ".4g", ".4g", ".4g", ".4f", ".4f", "d",
-                                                                  ".4g", ".4f", ".4f")))
-    print("\nops / step: ATen operators one step dispatches (views excluded). Where the host launching kernels bounds "
-          "a step (a small batch on a fast GPU), every extra operator costs time that the flops do not show.")
+    print(
+        blank.to_markdown(
+            index=False, missingval="", floatfmt=("", ".4g", ".4g", ".4g", ".4f", ".4f", "d", ".4g", ".4f", ".4f")
+        )
+    )
+    print(
+        "\nops / step: ATen operators one step dispatches (views excluded). Where the host launching kernels bounds "
+        "a step (a small batch on a fast GPU), every extra operator costs time that the flops do not show."
+    )
     if layer_ops:
         print_layer_ops(layer_ops)
     print()
     for line, (case, reference, attr, bound) in TARGETS.items():
-        value = ratio(by_name[case], by_name[reference], "wall") if attr == "time" else \
-            by_name[case].peak_mb / by_name[reference].peak_mb
+        value = (
+            ratio(by_name[case], by_name[reference], "wall")
+            if attr == "time"
+            else by_name[case].peak_mb / by_name[reference].peak_mb
+        )
         print(f"{line}: {value:.4f}  (target <= {bound}: {'met' if value <= bound else 'MISSED'})")
     return frame
 
 
 def print_layer_ops(layer_ops: dict[str, dict]) -> None:
     """The operators of one adapted layer-step per method (``timing.layer_ops_per_step``), as a table."""
-    rows = [{"method": label, "layer": counts["layer"], "form": counts["form"],
-             **{phase: counts[phase] for phase in LAYER_OPS},
-             "fwd + bwd": counts["forward"] + counts["backward"], "total": sum(counts[p] for p in LAYER_OPS)}
-            for label, counts in layer_ops.items()]
+    rows = [
+        {
+            "method": label,
+            "layer": counts["layer"],
+            "form": counts["form"],
+            **{phase: counts[phase] for phase in LAYER_OPS},
+            "fwd + bwd": counts["forward"] + counts["backward"],
+            "total": sum(counts[p] for p in LAYER_OPS),
+        }
+        for label, counts in layer_ops.items()
+    ]
     print("\n### Operators per adapted layer-step (one layer alone; views excluded)\n")
     print(pd.DataFrame(rows).to_markdown(index=False))
-    print("\nforward: the frozen base, dropout and the update; backward: to the input and the adapter's parameters; "
-          "optimizer: AdamW on the layer's parameters alone (on a CPU a loop of 9 operators per parameter; on a GPU "
-          "foreach AdamW groups all the model's parameters, so its share per layer is far smaller). form: the update "
-          "form BoRA / MELoRA train through here (bora.adapters.blocks; --lora-form forces the LoRA form).")
+    print(
+        "\nforward: the frozen base, dropout and the update; backward: to the input and the adapter's parameters; "
+        "optimizer: AdamW on the layer's parameters alone (on a CPU a loop of 9 operators per parameter; on a GPU "
+        "foreach AdamW groups all the model's parameters, so its share per layer is far smaller). form: the update "
+        "form BoRA / MELoRA train through here (bora.adapters.blocks; --lora-form forces the LoRA form)."
+    )

@@ -15,22 +15,22 @@ import os
 import random
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 # The profiler (kineto) prints "USDT: ... profiler_start / profiler_stop" on every use below level 6.
 os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import pandas as pd
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from tqdm import tqdm
 
-from bora.adapters import inject, on_optimizer_step  # noqa: E402
-from bora.config import load_config  # noqa: E402
-from bora.errors import BoraError  # noqa: E402
+from bora.adapters import inject, on_optimizer_step
+from bora.config import load_config
+from bora.errors import BoraError
 
 # Bench label -> config overrides. The first two are the references of every ratio.
 METHODS = {
@@ -132,8 +132,9 @@ def adamw(params: list[torch.Tensor], trainer_cfg=None) -> torch.optim.AdamW:
     if trainer_cfg is None:
         return torch.optim.AdamW(params, lr=1e-4)
     tc = trainer_cfg
-    return torch.optim.AdamW(params, lr=tc.lr, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps,
-                             weight_decay=tc.weight_decay)
+    return torch.optim.AdamW(
+        params, lr=tc.lr, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_eps, weight_decay=tc.weight_decay
+    )
 
 
 LAYER_OPS = ("forward", "backward", "optimizer")
@@ -176,16 +177,31 @@ def method_config(label: str, model: str, task: str):
     return load_config([f"model={model}", f"task={task}", *METHODS[label]]).method
 
 
-def training_case(label: str, module: nn.Module, run: Callable[[nn.Module], torch.Tensor], method_cfg,
-                  target_map, extra_tensors: list[torch.Tensor], runtime: Runtime = CPU) -> Case:
+def training_case(
+    label: str,
+    module: nn.Module,
+    run: Callable[[nn.Module], torch.Tensor],
+    method_cfg,
+    target_map,
+    extra_tensors: list[torch.Tensor],
+    runtime: Runtime = CPU,
+) -> Case:
     torch.manual_seed(0)
     inject(module, method_cfg, target_map, total_steps=10_000)
     module.train()
     return stepping_case(label, module, module, run, extra_tensors, runtime)
 
 
-def stepping_case(label: str, module: nn.Module, adapters: nn.Module, run: Callable[[nn.Module], torch.Tensor],
-                  extra_tensors: list[torch.Tensor], runtime: Runtime = CPU, trainer_cfg=None, **hooks) -> Case:
+def stepping_case(
+    label: str,
+    module: nn.Module,
+    adapters: nn.Module,
+    run: Callable[[nn.Module], torch.Tensor],
+    extra_tensors: list[torch.Tensor],
+    runtime: Runtime = CPU,
+    trainer_cfg=None,
+    **hooks,
+) -> Case:
     """A case whose step trains ``adapters``' trainable parameters (``adapters``: the model itself, or the host
     of a swapped adapter set) through the loss ``run(module)``: forward under the runtime's autocast, backward,
     with ``trainer_cfg`` the trainer's gradient clipping and AdamW settings (else AdamW at lr 1e-4), the optimizer
@@ -277,8 +293,12 @@ def report(title: str, cases: list[Case]) -> pd.DataFrame:
     by_name = {c.name: c for c in cases}
     rows = []
     for case in cases:
-        row = {"method": case.name, "step ms": 1000 * statistics.median(case.wall),
-               "cpu ms": 1000 * statistics.median(case.cpu), "peak MB": case.peak_mb}
+        row = {
+            "method": case.name,
+            "step ms": 1000 * statistics.median(case.wall),
+            "cpu ms": 1000 * statistics.median(case.cpu),
+            "peak MB": case.peak_mb,
+        }
         for ref in ("lora", "peft-lora"):
             if ref in by_name:
                 row[f"time x {ref}"] = ratio(case, by_name[ref], "wall")
@@ -304,11 +324,14 @@ def random_batch(model_cfg, batch: int, length: int, device: str) -> dict[str, t
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(5, model_cfg.arch.vocab_size, (batch, length), generator=generator)
     labels = ids if model_cfg.kind == "decoder" else torch.zeros(batch, dtype=torch.long)
-    return {k: v.to(device) for k, v in {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                                         "labels": labels}.items()}
+    return {
+        k: v.to(device) for k, v in {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}.items()
+    }
 
 
 def check_device(device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
-        raise BoraError(f"--device cuda: torch {torch.__version__} sees no CUDA device; run on a GPU machine with a "
-                        "CUDA build of torch, or use --device cpu")
+        raise BoraError(
+            f"--device cuda: torch {torch.__version__} sees no CUDA device; run on a GPU machine with a "
+            "CUDA build of torch, or use --device cpu"
+        )

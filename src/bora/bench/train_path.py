@@ -106,17 +106,29 @@ class RandomExamples(torch.utils.data.Dataset):
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict:
-        return {"input_ids": self.ids[index], "attention_mask": torch.ones_like(self.ids[index]),
-                "labels": self.labels[index]}
+        return {
+            "input_ids": self.ids[index],
+            "attention_mask": torch.ones_like(self.ids[index]),
+            "labels": self.labels[index],
+        }
 
 
-def _trainer(label: str, model_name: str, batch: int, length: int, steps: int, layers: int | None,
-             work_dir: Path, baton: Baton):
+def _trainer(
+    label: str, model_name: str, batch: int, length: int, steps: int, layers: int | None, work_dir: Path, baton: Baton
+):
     from bora.training import StepControl, adapt_model, build_trainer, training_arguments
 
-    overrides = [f"model={model_name}", *arch_overrides(layers), "trainer.device=cpu", "trainer.precision=fp32",
-                 "trainer.adapter_dtype=fp32", f"trainer.batch_size={batch}", f"trainer.max_steps={steps}",
-                 f"trainer.save_steps={steps + 1}", "trainer.torch_threads=1"]
+    overrides = [
+        f"model={model_name}",
+        *arch_overrides(layers),
+        "trainer.device=cpu",
+        "trainer.precision=fp32",
+        "trainer.adapter_dtype=fp32",
+        f"trainer.batch_size={batch}",
+        f"trainer.max_steps={steps}",
+        f"trainer.save_steps={steps + 1}",
+        "trainer.torch_threads=1",
+    ]
     model_cfg = load_config(overrides).model
     cfg = load_config([*overrides, f"task={TASKS[model_cfg.kind]}", *TRAIN_PATH_METHODS[label]])
     set_seed(cfg.seed)
@@ -128,17 +140,33 @@ def _trainer(label: str, model_name: str, batch: int, length: int, steps: int, l
     args = training_arguments(cfg, work_dir / label, [], "fp32")
     args.disable_tqdm = True  # two trainers' bars would interleave on one terminal
     timer = TakeTurns(label, baton)
-    trainer = build_trainer(cfg, model, args, RandomExamples(cfg.model, batch * steps, length), None,
-                            default_data_collator, [StepControl(), timer])
+    trainer = build_trainer(
+        cfg,
+        model,
+        args,
+        RandomExamples(cfg.model, batch * steps, length),
+        None,
+        default_data_collator,
+        [StepControl(), timer],
+    )
     trainer.pop_callback(PrinterCallback)  # without a progress bar HF prints every log dict; the table says enough
     return trainer, timer, cfg
 
 
-def bench_train_path(model_name: str = "minilm", batch: int = 32, length: int = 128, rounds: int = 10,
-                     warmup: int = 2, layers: int | None = None, runtime: Runtime = CPU) -> pd.DataFrame:
+def bench_train_path(
+    model_name: str = "minilm",
+    batch: int = 32,
+    length: int = 128,
+    rounds: int = 10,
+    warmup: int = 2,
+    layers: int | None = None,
+    runtime: Runtime = CPU,
+) -> pd.DataFrame:
     if runtime.device != "cpu":
-        raise BoraError("--train-path measures CPU time per thread, on a CPU only: drop --device cuda (on a GPU, "
-                        "--table4 times the step with synchronised wall time)")
+        raise BoraError(
+            "--train-path measures CPU time per thread, on a CPU only: drop --device cuda (on a GPU, "
+            "--table4 times the step with synchronised wall time)"
+        )
     if runtime.dtype not in (None, "fp32"):
         raise BoraError(f"--train-path trains in fp32 (the CPU studies' precision): drop --dtype {runtime.dtype}")
     torch.set_num_threads(1)  # the per-thread CPU time counts the step's whole work only with one torch thread
@@ -147,13 +175,12 @@ def bench_train_path(model_name: str = "minilm", batch: int = 32, length: int = 
     baton = Baton(labels)
     failures: dict[str, BaseException] = {}
     with tempfile.TemporaryDirectory(prefix="bora-bench-") as tmp:
-        built = {label: _trainer(label, model_name, batch, length, steps, layers, Path(tmp), baton)
-                 for label in labels}
+        built = {label: _trainer(label, model_name, batch, length, steps, layers, Path(tmp), baton) for label in labels}
 
         def run(label: str) -> None:
             try:
                 built[label][0].train()
-            except BaseException as error:  # noqa: BLE001 - reported below, after the other thread is done
+            except BaseException as error:
                 failures[label] = error
             finally:
                 baton.leave(label)
@@ -169,23 +196,31 @@ def bench_train_path(model_name: str = "minilm", batch: int = 32, length: int = 
     return _report(built, labels, model_name, batch, length, warmup, layers)
 
 
-def _report(built: dict, labels: list[str], model_name: str, batch: int, length: int, warmup: int,
-            layers: int | None) -> pd.DataFrame:
+def _report(
+    built: dict, labels: list[str], model_name: str, batch: int, length: int, warmup: int, layers: int | None
+) -> pd.DataFrame:
     reference = built[labels[0]][1]
     rows = []
     for label in labels:
         trainer, timer, cfg = built[label]
         cpu, wall = timer.cpu[warmup:], timer.wall[warmup:]
-        row = {"method": method_tag(cfg.method), "steps": len(cpu), "cpu ms": 1000 * statistics.median(cpu),
-               "step ms": 1000 * statistics.median(wall), "adapter params": count_adapter_params(trainer.model)}
+        row = {
+            "method": method_tag(cfg.method),
+            "steps": len(cpu),
+            "cpu ms": 1000 * statistics.median(cpu),
+            "step ms": 1000 * statistics.median(wall),
+            "adapter params": count_adapter_params(trainer.model),
+        }
         row["cpu x lora"] = statistics.median(a / b for a, b in zip(cpu, reference.cpu[warmup:]))
         row["time x lora"] = statistics.median(a / b for a, b in zip(wall, reference.wall[warmup:]))
         rows.append(row)
     frame = pd.DataFrame(rows)
     targets = built[labels[0]][2].method.targets
     shape = f"{model_name}" + (f" ({layers} layers)" if layers else "")
-    print(f"\n### bora train's own step: {shape}, batch {batch} x {length} tokens, targets {targets}, one torch "
-          f"thread, trainers taking turns step by step ({warmup} warm-up steps left out)\n")
+    print(
+        f"\n### bora train's own step: {shape}, batch {batch} x {length} tokens, targets {targets}, one torch "
+        f"thread, trainers taking turns step by step ({warmup} warm-up steps left out)\n"
+    )
     print(frame.to_markdown(index=False, floatfmt=".3f"))
     print(f"\nbora_train_path_cpu_x_lora: {frame['cpu x lora'].iloc[-1]:.3f}")
     return frame

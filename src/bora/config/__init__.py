@@ -17,5 +17,13 @@ register_configs()
 
 from bora.config.compose import load_config, resolved  # noqa: E402  (after the schema is registered)
 
-__all__ = ["Config", "LoggerConfig", "MethodConfig", "ModelConfig", "TaskConfig", "TrainerConfig", "load_config",
-           "resolved"]
+__all__ = [
+    "Config",
+    "LoggerConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "TaskConfig",
+    "TrainerConfig",
+    "load_config",
+    "resolved",
+]

@@ -8,7 +8,7 @@ names the value and the choices or the fix, then resolves the config and checks 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
@@ -36,15 +36,19 @@ def one_line(error: Exception) -> BoraError:
         if isinstance(cause, MissingMandatoryValue):
             return BoraError(f"missing value for {key!r}: set it on the command line ({key}=...)")
         if "not in" in reason or "not in struct" in reason:
-            return BoraError(f"unknown config key {key!r} (misspelt? see the keys of '{parent or 'config'}' "
-                             f"with --cfg job); {reason}")
+            return BoraError(
+                f"unknown config key {key!r} (misspelt? see the keys of '{parent or 'config'}' "
+                f"with --cfg job); {reason}"
+            )
         return BoraError(f"bad value for {key!r}: {reason}")
     text = str(error)
     unparsed = re.match(r"LexerNoViableAltException: (.*)", text.strip())
     if isinstance(error, OverrideParseException) and unparsed:
         key, _, value = unparsed.group(1).partition("=")
-        return BoraError(f"cannot parse the override {unparsed.group(1)!r}: unquoted values take only plain ASCII "
-                         f"characters; quote it, e.g. \"{key}='{value}'\" in a shell")
+        return BoraError(
+            f"cannot parse the override {unparsed.group(1)!r}: unquoted values take only plain ASCII "
+            f"characters; quote it, e.g. \"{key}='{value}'\" in a shell"
+        )
     typo = re.search(r"Key '[^']*' not in '[^']*'\s+full_key: (\S+)", text)
     if typo:  # a misspelt key inside a config file (an experiment's ``trainer: {lrr: ...}``): name it and the file
         source = re.match(r"In '([^']+)'", text)
@@ -57,9 +61,15 @@ def one_line(error: Exception) -> BoraError:
 def resolved(cfg: DictConfig) -> dict:
     """The config as plain, resolved values (choices as strings), without Hydra's own node."""
     try:
-        return {key: (OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=True, enum_to_str=True)
-                      if OmegaConf.is_config(cfg[key]) else cfg[key])
-                for key in cfg.keys() if key != "hydra"}
+        return {
+            key: (
+                OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=True, enum_to_str=True)
+                if OmegaConf.is_config(cfg[key])
+                else cfg[key]
+            )
+            for key in cfg.keys()
+            if key != "hydra"
+        }
     except (InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException) as error:
         raise one_line(error) from None
 
@@ -98,5 +108,16 @@ def split_command_line(args: Sequence[str]) -> tuple[list[str], str, bool]:
 
 
 # Hydra flags that take a value: the token after them is not an override.
-_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "-c", "--cfg", "-p",
-                     "--package", "--experimental-rerun"}
+_FLAGS_WITH_VALUE = {
+    "-cn",
+    "--config-name",
+    "-cp",
+    "--config-path",
+    "-cd",
+    "--config-dir",
+    "-c",
+    "--cfg",
+    "-p",
+    "--package",
+    "--experimental-rerun",
+}

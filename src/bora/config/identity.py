@@ -87,6 +87,7 @@ def run_identity_resolver(*, _root_: DictConfig) -> str:
         if key in top:
             continue
         node = _root_[key]
-        values[key] = OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) \
-            else node
+        values[key] = (
+            OmegaConf.to_container(node, resolve=True, enum_to_str=True) if OmegaConf.is_config(node) else node
+        )
     return run_identity(values)[:DIR_LENGTH]

@@ -1,6 +1,7 @@
 """Registers the typed schema (``bora.config.schema``) with Hydra and the resolvers used in conf/ with OmegaConf:
-``mul``, ``project_root`` and ``toy_data`` (here, see ``bora.paths``), ``by_protocol`` and ``method_tag`` (``bora.config.resolvers``) and ``run_identity``
-(``bora.config.identity``). ``import bora.config`` calls ``register_configs`` once."""
+``mul``, ``project_root`` and ``toy_data`` (here, see ``bora.paths``), ``by_protocol`` and ``method_tag``
+(``bora.config.resolvers``) and ``run_identity`` (``bora.config.identity``). ``import bora.config`` calls
+``register_configs`` once."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 PAPER_LETTERS = "QKVOGUD"  # the paper's target modules: query, key, value, output, gate, up, down
 

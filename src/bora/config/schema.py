@@ -77,7 +77,9 @@ class DecodingProtocol(Choice):
 
     bora_authors = "bora_authors"  # the BoRA authors' sibling pipeline (toplora-neurips25): its prompt, greedy, 256
     llm_adapters = "llm_adapters"  # LLM-Adapters' evaluate.py: 4 beams, 256 new tokens (commonsense 32), its prompt
-    training_prompt = "training_prompt"  # greedy, 256 new tokens, the training template as prompt (bora.tasks.protocols)
+    training_prompt = (
+        "training_prompt"  # greedy, 256 new tokens, the training template as prompt (bora.tasks.protocols)
+    )
 
 
 class GenerationEngine(Choice):
@@ -313,8 +315,12 @@ class TrainerConfig:
     # device or torch_threads); the result records the settings, the compile time and the graph breaks.
     compile: bool = field(default=False, metadata=keep_out())
     # null: torch's default mode; reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs
-    compile_mode: Optional[str] = field(default=None, metadata=keep_out(
-        lambda v: None if v in COMPILE_MODES else f"must be null or one of {', '.join(COMPILE_MODES)}"))
+    compile_mode: Optional[str] = field(
+        default=None,
+        metadata=keep_out(
+            lambda v: None if v in COMPILE_MODES else f"must be null or one of {', '.join(COMPILE_MODES)}"
+        ),
+    )
     # any torch._dynamo backend: inductor (code generation), aot_eager (graph capture and AOTAutograd, no codegen)
     compile_backend: str = field(default="inductor", metadata=keep_out())
 
@@ -403,8 +409,11 @@ def closest_key(dotted: str) -> str | None:
 
 def unknown_key_error(dotted: str, where: str = "") -> BoraError:
     near = closest_key(dotted)
-    hint = f"did you mean {near!r}?" if near else f"see the keys of '{dotted.rpartition('.')[0] or 'config'}' with " \
-                                                   "--cfg job"
+    hint = (
+        f"did you mean {near!r}?"
+        if near
+        else f"see the keys of '{dotted.rpartition('.')[0] or 'config'}' with --cfg job"
+    )
     return BoraError(f"unknown config key {dotted!r}{where}; {hint}")
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 from hydra import initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the sweeper `-m` uses: the same expansion
@@ -79,8 +79,10 @@ def preflight(args: Sequence[str]) -> DictConfig:
     jobs = expand_sweep(overrides, config_name) or [list(overrides)]
     first = load_config(jobs[0], config_name, hydra=True)
     if first.hydra.launcher.get("n_jobs") == 0:
-        raise BoraError("bad value hydra.launcher.n_jobs=0: must be >= 1 (runs side by side) or negative (joblib's "
-                        "count back from every CPU: -1 = all)")
+        raise BoraError(
+            "bad value hydra.launcher.n_jobs=0: must be >= 1 (runs side by side) or negative (joblib's "
+            "count back from every CPU: -1 = all)"
+        )
     covered: set[str] = set(jobs[0])
     for job in jobs[1:]:
         if set(job) - covered:
@@ -123,7 +125,9 @@ def compose_jobs(jobs: list[list[str]]) -> list[dict]:
     for job, overrides in zip(jobs, parsed):
         for index, (text, override) in enumerate(zip(job, overrides)):
             if _is_group(override) and text != first_job[index] and text not in variants:
-                variants[text] = OmegaConf.to_container(load_config([*first_job[:index], text, *first_job[index + 1:]]))
+                variants[text] = OmegaConf.to_container(
+                    load_config([*first_job[:index], text, *first_job[index + 1 :]])
+                )
                 changed = {k for k in base.keys() | variants[text].keys() if base.get(k) != variants[text].get(k)}
                 touched.setdefault(override.key_or_group, set()).update(changed)
     nodes = [node for keys in touched.values() for node in keys]
@@ -132,8 +136,10 @@ def compose_jobs(jobs: list[list[str]]) -> list[dict]:
         resolve = _Resolver()
         configs = [resolve(_assemble(base, variants, touched, job, overrides)) for job, overrides in zip(jobs, parsed)]
         full = {i: resolved(load_config(jobs[i])) for i in (0, len(jobs) - 1)}
-        if all(run_identity(configs[i]) == run_identity(config) and configs[i]["run_dir"] == config["run_dir"]
-               for i, config in full.items()):
+        if all(
+            run_identity(configs[i]) == run_identity(config) and configs[i]["run_dir"] == config["run_dir"]
+            for i, config in full.items()
+        ):
             return configs
     return [resolved(load_config(job)) for job in tqdm(jobs, desc="composing", disable=len(jobs) < 20)]
 

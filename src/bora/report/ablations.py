@@ -73,16 +73,23 @@ def _run_row(run: pd.Series) -> dict:
     queries = _query_layers(record.adapter_stats.get("spectrum") or {})
     above = f"above_{RANK_TOLERANCE:g}"
     return {
-        "stored_under": run["experiment"], "identity": run["identity"], "r": int(method["r"]),
-        "b": int(method["blocks"]) if method["name"] == "bora" else 1, "row": row_label(method),
-        "task": run["task"], "seed": int(run["seed"]), "score": 100 * float(run["value"]),
+        "stored_under": run["experiment"],
+        "identity": run["identity"],
+        "r": int(method["r"]),
+        "b": int(method["blocks"]) if method["name"] == "bora" else 1,
+        "row": row_label(method),
+        "task": run["task"],
+        "seed": int(run["seed"]),
+        "score": 100 * float(run["value"]),
         "params": int(run["adapter_params"]),
-        "cpu_s": record.train.cpu_time_s if record.train else None, "wall_s": run["train_s"],
+        "cpu_s": record.train.cpu_time_s if record.train else None,
+        "wall_s": run["train_s"],
         "query_layers": len(queries),
         "rank": float(np.median([q[above] for q in queries])) if queries else math.nan,
         "entropy_rank": float(np.median([q["effective_rank"] for q in queries])) if queries else math.nan,
         "bound": min(int(method["r"]) * (int(method["blocks"]) if method["name"] == "bora" else 1), WIDTH),
-        "normalised": _median_normalised(queries), "run_dir": run["run_dir"],
+        "normalised": _median_normalised(queries),
+        "run_dir": run["run_dir"],
     }
 
 
@@ -106,10 +113,13 @@ def _chosen(runs: pd.DataFrame, sweep: str, stored_under: set[str]) -> pd.DataFr
 def study_runs(root: Path | str) -> Runs:
     """The runs under ``root`` (the project's ``results/``) that each of the three sweeps plans."""
     runs = load_results(root, list(FOLDERS))
-    return Runs(grid=_chosen(runs, GRID, {GRID, "cpu-glue"}), table7=_chosen(runs, TABLE7, {GRID, "cpu-glue"}),
-                spectra=_chosen(runs, SPECTRA, {SPECTRA}),
-                planned={sweep: len(planned(sweep)) for sweep in (GRID, TABLE7, SPECTRA)},
-                left_out=_left_out(runs))
+    return Runs(
+        grid=_chosen(runs, GRID, {GRID, "cpu-glue"}),
+        table7=_chosen(runs, TABLE7, {GRID, "cpu-glue"}),
+        spectra=_chosen(runs, SPECTRA, {SPECTRA}),
+        planned={sweep: len(planned(sweep)) for sweep in (GRID, TABLE7, SPECTRA)},
+        left_out=_left_out(runs),
+    )
 
 
 def _left_out(runs: pd.DataFrame) -> pd.DataFrame:
@@ -136,8 +146,10 @@ def with_spectra(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
     reruns = runs.spectra.set_index("identity")
     frame = frame.copy()
     for column in ("rank", "entropy_rank", "normalised", "query_layers"):
-        frame[column] = [reruns.at[i, column] if i in reruns.index and not row_has else value
-                         for i, value, row_has in zip(frame["identity"], frame[column], frame["query_layers"] > 0)]
+        frame[column] = [
+            reruns.at[i, column] if i in reruns.index and not row_has else value
+            for i, value, row_has in zip(frame["identity"], frame[column], frame["query_layers"] > 0)
+        ]
     return frame
 
 
@@ -164,8 +176,9 @@ def _cell(values: pd.Series, planned_seeds: int) -> str:
 def grid_table(runs: Runs) -> pd.DataFrame:
     """Table 9 at CPU scale: per r x row, #Params, each task and Avg (mean ±std over seeds), the paper's Avg."""
     seeds = planned_seeds(GRID)
-    configs = sorted({(c["method"]["r"], 1 if c["method"]["name"] == "lora" else c["method"]["blocks"])
-                      for c in planned(GRID)})
+    configs = sorted(
+        {(c["method"]["r"], 1 if c["method"]["name"] == "lora" else c["method"]["blocks"]) for c in planned(GRID)}
+    )
     paper = paper_table("table9_rank_blocks.csv")
     frame = runs.grid
     wide = per_seed_scores(frame, ["r", "b"])
@@ -173,14 +186,19 @@ def grid_table(runs: Runs) -> pd.DataFrame:
     for r, b in configs:
         part = wide[(wide["r"] == r) & (wide["b"] == b)]
         params = frame[(frame["r"] == r) & (frame["b"] == b)]["params"] if len(frame) else pd.Series(dtype=int)
-        paper_row = paper[(paper["model"] == PAPER_MODEL) & (paper["r"] == r)
-                          & ((paper["b"] == b) if b > 1 else paper["b"].isna())]
-        rows.append({"r": r, "row": "LoRA" if b == 1 else f"BoRA b={b}",
-                     "#Params": f"{int(params.iloc[0]):,}" if len(params) else MISSING,
-                     **{label: _cell(part.get(task, pd.Series(dtype=float)), seeds) for label, task in TASKS},
-                     "Avg": _cell(part["Avg"], seeds),
-                     "paper Avg (LLaMA-3-8B, Math10K)":
-                         number(paper_row["Avg"].iloc[0]) if len(paper_row) else MISSING})
+        paper_row = paper[
+            (paper["model"] == PAPER_MODEL) & (paper["r"] == r) & ((paper["b"] == b) if b > 1 else paper["b"].isna())
+        ]
+        rows.append(
+            {
+                "r": r,
+                "row": "LoRA" if b == 1 else f"BoRA b={b}",
+                "#Params": f"{int(params.iloc[0]):,}" if len(params) else MISSING,
+                **{label: _cell(part.get(task, pd.Series(dtype=float)), seeds) for label, task in TASKS},
+                "Avg": _cell(part["Avg"], seeds),
+                "paper Avg (LLaMA-3-8B, Math10K)": number(paper_row["Avg"].iloc[0]) if len(paper_row) else MISSING,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -191,13 +209,17 @@ def table7_table(runs: Runs) -> pd.DataFrame:
     wide = per_seed_scores(frame, ["row"])
     rows, seeds = [], planned_seeds(TABLE7)
     for variant in ("BoRA", "BoRA w/o Exp", "BoRA w/o Norm"):
-        label = "BoRA b=16" + variant[len("BoRA"):]
+        label = "BoRA b=16" + variant[len("BoRA") :]
         part = wide[wide["row"] == label]
         theirs = paper[paper["variant"] == variant].set_index("model")["Avg"]
-        rows.append({"row": f"{variant} (r=8, b=16)",
-                     **{name: _cell(part.get(task, pd.Series(dtype=float)), seeds) for name, task in TASKS},
-                     "Avg": _cell(part["Avg"], seeds),
-                     **{f"paper Avg, {model}": number(value) for model, value in theirs.items()}})
+        rows.append(
+            {
+                "row": f"{variant} (r=8, b=16)",
+                **{name: _cell(part.get(task, pd.Series(dtype=float)), seeds) for name, task in TASKS},
+                "Avg": _cell(part["Avg"], seeds),
+                **{f"paper Avg, {model}": number(value) for model, value in theirs.items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -221,9 +243,13 @@ def _spearman_verdict(rho: float, p: float, n: int) -> str:
 
 def _gain_row(claim: str, paper_value: float, values: pd.Series) -> dict:
     mean, std, n = values.mean(), values.std(), len(values)
-    return {"claim": claim, "paper": number(paper_value), "ours": MISSING if n == 0 else
-            number(mean) + ("" if pd.isna(std) else f" ±{number(std)}"), "n": str(n),
-            "verdict": verdict("gain", mean, std, n)}
+    return {
+        "claim": claim,
+        "paper": number(paper_value),
+        "ours": MISSING if n == 0 else number(mean) + ("" if pd.isna(std) else f" ±{number(std)}"),
+        "n": str(n),
+        "verdict": verdict("gain", mean, std, n),
+    }
 
 
 def verdicts(runs: Runs) -> pd.DataFrame:
@@ -235,23 +261,40 @@ def verdicts(runs: Runs) -> pd.DataFrame:
     for r in sorted(grid["r"].dropna().unique()):
         part = grid[(grid["r"] == r)].dropna(subset=["Avg"])
         theirs = paper[paper["r"] == r]
-        rho, p = (scipy_stats.spearmanr(part["b"], part["Avg"]) if len(part) >= 3 and part["Avg"].nunique() > 1
-                  else (math.nan, math.nan))
+        rho, p = (
+            scipy_stats.spearmanr(part["b"], part["Avg"])
+            if len(part) >= 3 and part["Avg"].nunique() > 1
+            else (math.nan, math.nan)
+        )
         paper_rho = scipy_stats.spearmanr(theirs["b"], theirs["Avg"])[0]
-        rows.append({"claim": f"r={r}: Avg rises with b (Spearman over b in LoRA=1..32, every seed)",
-                     "paper": number(paper_rho), "ours": MISSING if math.isnan(rho) else f"{rho:+.2f} ({_p_value(p)})",
-                     "n": str(len(part)), "verdict": _spearman_verdict(rho, p, len(part))})
+        rows.append(
+            {
+                "claim": f"r={r}: Avg rises with b (Spearman over b in LoRA=1..32, every seed)",
+                "paper": number(paper_rho),
+                "ours": MISSING if math.isnan(rho) else f"{rho:+.2f} ({_p_value(p)})",
+                "n": str(len(part)),
+                "verdict": _spearman_verdict(rho, p, len(part)),
+            }
+        )
         top = max(c["method"].get("blocks") or 1 for c in planned(GRID))
         gain = _paired(grid[grid["r"] == r], "b", top, 1)
-        rows.append(_gain_row(f"r={r}: BoRA b={top} minus LoRA, Avg (paired by seed)",
-                              float(theirs[theirs["b"] == top]["Avg"].mean() - theirs[theirs["b"] == 1]["Avg"].mean()),
-                              gain))
+        rows.append(
+            _gain_row(
+                f"r={r}: BoRA b={top} minus LoRA, Avg (paired by seed)",
+                float(theirs[theirs["b"] == top]["Avg"].mean() - theirs[theirs["b"] == 1]["Avg"].mean()),
+                gain,
+            )
+        )
     table7 = per_seed_scores(runs.table7, ["row"])
     paper7 = paper_table("table7_ablation_exp_norm.csv").pivot(index="model", columns="variant", values="Avg")
     for variant in ("w/o Exp", "w/o Norm"):
-        rows.append(_gain_row(f"BoRA (r=8, b=16) minus BoRA {variant}, Avg (paired by seed)",
-                              float((paper7["BoRA"] - paper7[f"BoRA {variant}"]).mean()),
-                              _paired(table7, "row", "BoRA b=16", f"BoRA b=16 {variant}")))
+        rows.append(
+            _gain_row(
+                f"BoRA (r=8, b=16) minus BoRA {variant}, Avg (paired by seed)",
+                float((paper7["BoRA"] - paper7[f"BoRA {variant}"]).mean()),
+                _paired(table7, "row", "BoRA b=16", f"BoRA b=16 {variant}"),
+            )
+        )
     spectra = with_spectra(runs, runs.grid)
     spectra = spectra.dropna(subset=["rank"]) if len(spectra) else spectra
     for r in sorted(spectra["r"].unique()) if len(spectra) else []:
@@ -260,8 +303,11 @@ def verdicts(runs: Runs) -> pd.DataFrame:
         for b in FIGURE4_BLOCKS:
             bora = mine[mine["b"] == b].set_index(["task", "seed"])["rank"]
             diff = (bora - lora).dropna()
-            row = _gain_row(f"r={r}: BoRA b={b} minus LoRA, query updates' numerical rank (median layer; per task "
-                            "and seed)", math.nan, diff)
+            row = _gain_row(
+                f"r={r}: BoRA b={b} minus LoRA, query updates' numerical rank (median layer; per task and seed)",
+                math.nan,
+                diff,
+            )
             rows.append({**row, "paper": "more (Fig. 4)"})
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "n", "verdict"])
 
@@ -274,8 +320,16 @@ def rank_table(runs: Runs) -> pd.DataFrame:
         return pd.DataFrame(columns=["r", "row", "bound", "rank", "entropy_rank", "runs"])
     frame = frame.dropna(subset=["rank"])
     grouped = frame.groupby(["r", "b", "row"], sort=True)
-    return grouped.agg(bound=("bound", "first"), rank=("rank", "mean"), entropy_rank=("entropy_rank", "mean"),
-                       runs=("rank", "size")).reset_index().drop(columns="b")
+    return (
+        grouped.agg(
+            bound=("bound", "first"),
+            rank=("rank", "mean"),
+            entropy_rank=("entropy_rank", "mean"),
+            runs=("rank", "size"),
+        )
+        .reset_index()
+        .drop(columns="b")
+    )
 
 
 QUIET = 1.10  # wall time at most this much over CPU time: the run had its core to itself (one thread per run)
@@ -298,7 +352,13 @@ def cost_table(runs: Runs) -> pd.DataFrame:
         lora = means[(means["r"] == r) & (means["row"] == "LoRA")].set_index("task")["mean"]
         by_task = means[(means["r"] == r) & (means["b"] == b) & (means["row"] == row)].set_index("task")["mean"]
         ratios = [by_task[t] / lora[t] for t in by_task.index if t in lora.index]
-        rows.append({"r": r, "row": row, **{f"{label} (s)": number(by_task.get(task), 0) for label, task in TASKS},
-                     "quiet runs": f"{int(quiet)} of {int(total)}",
-                     "x LoRA (same r)": number(np.mean(ratios), 3) if ratios else MISSING})
+        rows.append(
+            {
+                "r": r,
+                "row": row,
+                **{f"{label} (s)": number(by_task.get(task), 0) for label, task in TASKS},
+                "quiet runs": f"{int(quiet)} of {int(total)}",
+                "x LoRA (same r)": number(np.mean(ratios), 3) if ratios else MISSING,
+            }
+        )
     return pd.DataFrame(rows)

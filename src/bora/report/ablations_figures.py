@@ -13,13 +13,20 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from bora.report.ablations import (  # noqa: E402
-    FIGURE4_BLOCKS, PAPER_MODEL, RANK_TOLERANCE, TASKS, Runs, per_seed_scores, with_spectra)
-from bora.report.paper import paper_table  # noqa: E402
-from bora.report.render import save_figure  # noqa: E402
+from bora.report.ablations import (
+    FIGURE4_BLOCKS,
+    PAPER_MODEL,
+    RANK_TOLERANCE,
+    TASKS,
+    Runs,
+    per_seed_scores,
+    with_spectra,
+)
+from bora.report.paper import paper_table
+from bora.report.render import save_figure
 
 FIGURE4_ROWS = ((1, "LoRA"), *((b, f"BoRA b={b}") for b in FIGURE4_BLOCKS))
 FIGURE4_R = 8
@@ -46,15 +53,23 @@ def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
             color = f"C{index}"
             ax.scatter(part["b"], part[column], color=color, alpha=0.3, s=12)
             stats = part.groupby("b")[column].agg(["mean", "std"]).reset_index()
-            ax.errorbar(stats["b"], stats["mean"], yerr=stats["std"].fillna(0), color=color, marker="o", capsize=3,
-                        label=f"r={r}")
+            ax.errorbar(
+                stats["b"],
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                color=color,
+                marker="o",
+                capsize=3,
+                label=f"r={r}",
+            )
         ax.set_title(f"ours: {title}")
         ax.set_ylabel("accuracy x100 (mean ±std; dots: seeds)")
         _ticks(ax, blocks)
         ax.legend(fontsize=8)
     paper = paper_table("table9_rank_blocks.csv")
     paper = paper[(paper["model"] == PAPER_MODEL) & paper["r"].isin(frame["r"].unique())].assign(
-        b=lambda f: f["b"].fillna(1).astype(int))
+        b=lambda f: f["b"].fillna(1).astype(int)
+    )
     for index, (r, part) in enumerate(paper.sort_values("b").groupby("r")):
         axes[-1].plot(part["b"], part["Avg"], "--x", color=f"C{index}", label=f"r={r}")
     axes[-1].set_title("paper Table 9: LLaMA-3-8B, Math10K Avg")
@@ -74,8 +89,11 @@ def figure4_frame(runs: Runs) -> pd.DataFrame:
     for b, label in FIGURE4_ROWS:
         chosen = frame[(frame["r"] == FIGURE4_R) & (frame["b"] == b) & (frame["seed"] == 0)]
         for _, run in chosen.iterrows():
-            rows += [{"task": run["task"], "row": label, "i": i + 1, "normalised": value}
-                     for i, value in enumerate(run["normalised"]) if value > 0]
+            rows += [
+                {"task": run["task"], "row": label, "i": i + 1, "normalised": value}
+                for i, value in enumerate(run["normalised"])
+                if value > 0
+            ]
     return pd.DataFrame(rows, columns=["task", "row", "i", "normalised"])
 
 
@@ -85,8 +103,14 @@ def plot_figure4(frame: pd.DataFrame, path: Path) -> Path:
         part = frame[frame["task"] == task]
         for index, (_, row) in enumerate(FIGURE4_ROWS):
             line = part[part["row"] == row]
-            ax.plot(line["i"], line["normalised"], "--" if row == "LoRA" else "-", marker=".", color=f"C{index}",
-                    label=f"{row} (r={FIGURE4_R})")
+            ax.plot(
+                line["i"],
+                line["normalised"],
+                "--" if row == "LoRA" else "-",
+                marker=".",
+                color=f"C{index}",
+                label=f"{row} (r={FIGURE4_R})",
+            )
         for tolerance, style in ((RANK_TOLERANCE, ":"), (1e-3, "-.")):
             ax.axhline(tolerance, color="grey", ls=style, lw=0.8)
         ax.set_yscale("log")
@@ -106,8 +130,10 @@ def render_figures(runs: Runs, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, frame, plot in (("figure3b", figure3b_frame(runs), plot_figure3b),
-                              ("figure4", figure4_frame(runs), plot_figure4)):
+    for name, frame, plot in (
+        ("figure3b", figure3b_frame(runs), plot_figure3b),
+        ("figure4", figure4_frame(runs), plot_figure4),
+    ):
         frame.to_csv(out_dir / f"{name}.csv", index=False, float_format="%.6g")
         written += [plot(frame, out_dir / f"{name}.png"), out_dir / f"{name}.csv"]
     return written

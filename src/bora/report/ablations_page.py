@@ -7,8 +7,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from bora.report.ablations import (FIGURE_DIR, GRID, NAME, QUIET, RANK_TOLERANCE, SPECTRA, TABLE7, Runs, cost_table,
-                                   grid_table, rank_table, study_runs, table7_table, verdicts)
+from bora.report.ablations import (
+    FIGURE_DIR,
+    GRID,
+    NAME,
+    QUIET,
+    RANK_TOLERANCE,
+    SPECTRA,
+    TABLE7,
+    Runs,
+    cost_table,
+    grid_table,
+    rank_table,
+    study_runs,
+    table7_table,
+    verdicts,
+)
 from bora.report.ablations_figures import render_figures
 from bora.report.render import excluded_markdown, number
 
@@ -29,8 +43,13 @@ def render_ablations(root: Path | str, out_dir: Path, figure_dir: Path) -> tuple
     """The study's Markdown (what the README shows) and its files: CSV per section into ``out_dir``, the figures
     (PNG and their plotted numbers as CSV) into ``figure_dir``."""
     runs = study_runs(root)
-    grid, table7, claims, ranks, cost = (grid_table(runs), table7_table(runs), verdicts(runs), rank_table(runs),
-                                         cost_table(runs))
+    grid, table7, claims, ranks, cost = (
+        grid_table(runs),
+        table7_table(runs),
+        verdicts(runs),
+        rank_table(runs),
+        cost_table(runs),
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -40,9 +59,15 @@ def render_ablations(root: Path | str, out_dir: Path, figure_dir: Path) -> tuple
     written += render_figures(runs, figure_dir)
     done = {sweep: len(frame) for sweep, frame in ((GRID, runs.grid), (TABLE7, runs.table7), (SPECTRA, runs.spectra))}
     same, twins = reproducibility(runs)
-    ranks_shown = ranks.assign(rank=ranks["rank"].map(lambda v: number(v, 1)),
-                               entropy_rank=ranks["entropy_rank"].map(lambda v: number(v, 1))).rename(columns={
-        "bound": "bound min(b r, 384)", "rank": f"rank (> {RANK_TOLERANCE:g} s_1)", "entropy_rank": "entropy rank"})
+    ranks_shown = ranks.assign(
+        rank=ranks["rank"].map(lambda v: number(v, 1)), entropy_rank=ranks["entropy_rank"].map(lambda v: number(v, 1))
+    ).rename(
+        columns={
+            "bound": "bound min(b r, 384)",
+            "rank": f"rank (> {RANK_TOLERANCE:g} s_1)",
+            "entropy_rank": "entropy rank",
+        }
+    )
     parts = [
         "### Table 9 at CPU scale: ranks x blocks, all-MiniLM-L6-v2 on MRPC and SST-2 (GLUE dev), 3 seeds",
         _markdown(grid),
@@ -55,7 +80,8 @@ def render_ablations(root: Path | str, out_dir: Path, figure_dir: Path) -> tuple
         f"![Figure 3(b) at CPU scale]({FIGURE_DIR}/figure3b.png)",
         "#### Table 7 at CPU scale: BoRA (r=8, b=16) without Exp / without Norm",
         _markdown(table7),
-        "#### The paper's ablation claims, measured", _markdown(claims),
+        "#### The paper's ablation claims, measured",
+        _markdown(claims),
         "Spearman: the rank correlation of the Avg with b over every (b, seed) point of one r, LoRA at b=1 (paper: "
         "over its Table 9 row). Verdicts: Spearman supported / contradicted when p < 0.05 with that sign, else within "
         "noise; differences supported when the mean exceeds its std, within noise when positive but not, "
@@ -69,7 +95,8 @@ def render_ablations(root: Path | str, out_dir: Path, figure_dir: Path) -> tuple
         "LoRA r. cpu-glue's shared runs (LoRA r=8, BoRA r=8 b=8 / 16) predate these records: their spectra come "
         "from their seed-0 reruns (conf/experiment/cpu-ablations-spectra.yaml)"
         + (f", which scored exactly what the reused run recorded in {same} of {twins} cases." if twins else "."),
-        "#### Cost: CPU time of training", _markdown(cost),
+        "#### Cost: CPU time of training",
+        _markdown(cost),
         "CPU time (process time, all threads) of the training loop, mean over the quiet runs: those whose wall time "
         f"is within {QUIET - 1:.0%} of their CPU time, i.e. that had a core to themselves (two runs side by side, "
         "one thread each, on 2 cores). A run that shared its core with a third busy process (tests, benchmarks) "

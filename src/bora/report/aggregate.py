@@ -9,9 +9,9 @@ per cell). A cell no successful run feeds is NaN all the way through (shown as m
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -21,9 +21,31 @@ from bora.record import RESULT_FILE, Unreadable, read_record
 
 # Fields of ``config.method`` copied into the run frame (together they identify a table row).
 METHOD_FIELDS = ["r", "alpha", "dropout", "blocks", "heads", "targets", "use_exp", "use_norm"]
-RUN_COLUMNS = ["experiment", "model", "task", "method", *METHOD_FIELDS, "method_tag", "seed", "identity", "group",
-               "status", "metric", "value", "metrics", "undefined", "adapter_params", "train_s", "eval_s",
-               "peak_train_bytes", "memory_measure", "notices", "error", "config", "run_dir"]
+RUN_COLUMNS = [
+    "experiment",
+    "model",
+    "task",
+    "method",
+    *METHOD_FIELDS,
+    "method_tag",
+    "seed",
+    "identity",
+    "group",
+    "status",
+    "metric",
+    "value",
+    "metrics",
+    "undefined",
+    "adapter_params",
+    "train_s",
+    "eval_s",
+    "peak_train_bytes",
+    "memory_measure",
+    "notices",
+    "error",
+    "config",
+    "run_dir",
+]
 CONFIG_KEYS = ["experiment", "model", "task", "method_tag"]
 UNREADABLE = "unreadable"
 
@@ -32,31 +54,48 @@ def _run_row(path: Path) -> dict:
     try:
         record = read_record(path)
     except Unreadable as error:
-        return {"status": UNREADABLE, "error": error.reason, "run_dir": str(path.parent), "metrics": {},
-                "notices": [], "undefined": {}}
+        return {
+            "status": UNREADABLE,
+            "error": error.reason,
+            "run_dir": str(path.parent),
+            "metrics": {},
+            "notices": [],
+            "undefined": {},
+        }
     method = record.config.get("method") or {}
     peak = record.peak_memory.get("train")
     return {
-        "experiment": record.experiment, "model": record.model, "task": record.task, "method": record.method,
+        "experiment": record.experiment,
+        "model": record.model,
+        "task": record.task,
+        "method": record.method,
         **{key: method.get(key) for key in METHOD_FIELDS},
         "method_tag": method_tag(method) if method else record.method,
-        "seed": record.seed, "identity": record.identity, "group": record.group, "status": str(record.status),
+        "seed": record.seed,
+        "identity": record.identity,
+        "group": record.group,
+        "status": str(record.status),
         "metric": record.headline.metric if record.headline else None,
         "value": record.headline.value if record.headline else None,
-        "metrics": record.metrics or {}, "undefined": record.undefined_metrics,
+        "metrics": record.metrics or {},
+        "undefined": record.undefined_metrics,
         "adapter_params": record.adapter_params,
         "train_s": record.train.wall_time_s if record.train else None,
         "eval_s": (record.eval or {}).get("wall_time_s"),
-        "peak_train_bytes": peak.bytes if peak else None, "memory_measure": peak.measure if peak else None,
-        "notices": record.notices, "error": record.error.message if record.error else None,
-        "config": record.config, "run_dir": str(path.parent),
+        "peak_train_bytes": peak.bytes if peak else None,
+        "memory_measure": peak.measure if peak else None,
+        "notices": record.notices,
+        "error": record.error.message if record.error else None,
+        "config": record.config,
+        "run_dir": str(path.parent),
     }
 
 
 def result_files(root: Path) -> list[Path]:
     """Every run's result.json under ``root``: not the ones a forced rerun is still writing (``.attempt/``)."""
-    return sorted(p for p in Path(root).rglob(RESULT_FILE) if not any(part.startswith(".") for part in
-                                                                       p.relative_to(root).parts))
+    return sorted(
+        p for p in Path(root).rglob(RESULT_FILE) if not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def load_results(root: Path | str, experiments: Sequence[str] | None = None) -> pd.DataFrame:
@@ -111,8 +150,9 @@ class Column:
         return math.nan if raw is None or pd.isna(raw) else float(raw) * self.scale
 
 
-def per_seed(runs: pd.DataFrame, columns: Sequence[Column], keys: Sequence[str], average: str | None = None
-             ) -> pd.DataFrame:
+def per_seed(
+    runs: pd.DataFrame, columns: Sequence[Column], keys: Sequence[str], average: str | None = None
+) -> pd.DataFrame:
     """One row per ``keys`` x seed over the successful runs, one column per ``Column`` (NaN where no run feeds it).
 
     With ``average``, a column of that name holds each seed's mean over ``columns``, or NaN unless the seed has
@@ -142,8 +182,16 @@ def seed_stats(seeds: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return stats.rename(columns={"count": "n"}).reset_index()
 
 
-DISPLAY_NAMES = {"lora": "LoRA", "dora": "DoRA", "melora": "MELoRA", "hydralora": "HydraLoRA", "bora": "BoRA",
-                 "sbora-fa": "SBoRA-FA", "sbora-fb": "SBoRA-FB", "peft": "PEFT"}
+DISPLAY_NAMES = {
+    "lora": "LoRA",
+    "dora": "DoRA",
+    "melora": "MELoRA",
+    "hydralora": "HydraLoRA",
+    "bora": "BoRA",
+    "sbora-fa": "SBoRA-FA",
+    "sbora-fb": "SBoRA-FB",
+    "peft": "PEFT",
+}
 
 
 def method_name(method: dict) -> str:
@@ -191,8 +239,18 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     ``trainer.lr=0.001``) beyond the method, empty when the method alone does.
     """
     ok = successful(runs)
-    columns = [*CONFIG_KEYS, "method_name", "group", "setting", "subtask", "metric", "mean", "std", "n",
-               "adapter_params"]
+    columns = [
+        *CONFIG_KEYS,
+        "method_name",
+        "group",
+        "setting",
+        "subtask",
+        "metric",
+        "mean",
+        "std",
+        "n",
+        "adapter_params",
+    ]
     if ok.empty:
         return pd.DataFrame(columns=columns)
     settings: dict[str, str] = {}
@@ -202,10 +260,17 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         for _, run in firsts.iterrows():
             settings[run["group"]] = " ".join(f"{k}={dotted(run['config'], k)}" for k in keys)
     rows = [
-        {**{k: run[k] for k in CONFIG_KEYS}, "method_name": method_name(run["config"]["method"]),
-         "group": run["group"], "setting": settings[run["group"]],
-         "seed": run["seed"], "subtask": subtask, "metric": metric, "value": value,
-         "adapter_params": run["adapter_params"]}
+        {
+            **{k: run[k] for k in CONFIG_KEYS},
+            "method_name": method_name(run["config"]["method"]),
+            "group": run["group"],
+            "setting": settings[run["group"]],
+            "seed": run["seed"],
+            "subtask": subtask,
+            "metric": metric,
+            "value": value,
+            "adapter_params": run["adapter_params"],
+        }
         for _, run in ok.iterrows()
         for subtask, values in run["metrics"].items()
         for metric, value in values.items()
@@ -214,8 +279,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=columns)
     long = pd.DataFrame(rows)
-    grouped = long.groupby([*CONFIG_KEYS, "method_name", "group", "setting", "subtask", "metric"], sort=True,
-                           dropna=False)
-    stats = grouped.agg(mean=("value", "mean"), std=("value", "std"), n=("seed", "nunique"),
-                        adapter_params=("adapter_params", "first"))
+    grouped = long.groupby(
+        [*CONFIG_KEYS, "method_name", "group", "setting", "subtask", "metric"], sort=True, dropna=False
+    )
+    stats = grouped.agg(
+        mean=("value", "mean"), std=("value", "std"), n=("seed", "nunique"), adapter_params=("adapter_params", "first")
+    )
     return stats.reset_index()[columns]

@@ -8,9 +8,9 @@ The verdict rules are ``VERDICT_RULES``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -82,8 +82,9 @@ class Claim:
 
 
 def _ablation(cells: Cells, variant: str) -> pd.Series:
-    return _mean_over(LLMS, lambda m: cells("table7", m, variant="BoRA", r=8, b=16)
-                      - cells("table7", m, variant=variant, r=8, b=16))
+    return _mean_over(
+        LLMS, lambda m: cells("table7", m, variant="BoRA", r=8, b=16) - cells("table7", m, variant=variant, r=8, b=16)
+    )
 
 
 def _min_over(keys: list, per_key: Callable) -> pd.Series:
@@ -96,8 +97,9 @@ def _ratio(cells: Cells, column: str) -> pd.Series:
 
 
 def _targets_gain(cells: Cells, targets: str) -> pd.Series:
-    return (cells("table8", "llama-3-8b", **BORA_16, target_modules=targets)
-            - cells("table8", "llama-3-8b", **LORA, r=8, target_modules=targets))
+    return cells("table8", "llama-3-8b", **BORA_16, target_modules=targets) - cells(
+        "table8", "llama-3-8b", **LORA, r=8, target_modules=targets
+    )
 
 
 def _grid_gain(cells: Cells, r: int) -> pd.Series:
@@ -113,46 +115,133 @@ def _sbora_gain(cells: Cells, table: str, model: str) -> pd.Series:
 SBORA_SAME_PARAMS = "SBoRA-FA (r=64) minus the better of LoRA and DoRA (r=32, about the same #Params), Avg"
 
 CLAIMS = [
-    Claim("math_bora_vs_lora", "Math: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over the three LLMs", "2.4",
-          "gain", lambda c: _gain(c, "table2", LLMS, BORA_16, {**LORA, "r": 8})),
-    Claim("math_lora32_vs_lora8", "Math: LoRA (r=32) minus LoRA (r=8), Avg, mean over the three LLMs", "1.9",
-          "gain", lambda c: _gain(c, "table2", LLMS, {**LORA, "r": 32}, {**LORA, "r": 8})),
-    Claim("math_bora_beats_4x_rank", "Math: BoRA's gain over LoRA (r=8) exceeds LoRA (r=32)'s (the two lines above)",
-          "2.4 - 1.9", "gain", lambda c: _gain(c, "table2", LLMS, BORA_16, {**LORA, "r": 32})),
-    Claim("commonsense_bora_vs_lora", "Commonsense: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over the LLMs",
-          "0.95", "gain", lambda c: _gain(c, "table3", LLMS, BORA_16, {**LORA, "r": 8})),
-    Claim("commonsense_lora32_vs_lora8", "Commonsense: LoRA (r=32) minus LoRA (r=8), Avg, mean over the LLMs",
-          "0.77", "gain", lambda c: _gain(c, "table3", LLMS, {**LORA, "r": 32}, {**LORA, "r": 8})),
-    Claim("glue_bora_vs_lora", "GLUE: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over RoBERTa-base/large", "~2",
-          "gain", lambda c: _gain(c, "table1", ROBERTA, BORA_16, {**LORA, "r": 8})),
-    Claim("glue_bora_vs_lora32", "GLUE: BoRA (r=8, b=16) is comparable or better than LoRA (r=32), Avg, mean over "
-          "both models", "comparable or superior", "not_worse",
-          lambda c: _gain(c, "table1", ROBERTA, BORA_16, {**LORA, "r": 32})),
-    Claim("ablation_exp", "Ablation: BoRA minus BoRA w/o Exp, Avg, mean over the LLMs", "significant decrease",
-          "gain", lambda c: _ablation(c, "BoRA w/o Exp")),
-    Claim("ablation_norm", "Ablation: BoRA minus BoRA w/o Norm, Avg, mean over the LLMs", "significant decrease",
-          "gain", lambda c: _ablation(c, "BoRA w/o Norm")),
-    Claim("ablation_norm_matters_more", "Ablation: BoRA w/o Exp minus BoRA w/o Norm, Avg, mean over the LLMs",
-          "w/o Norm hurts more", "gain", lambda c: _ablation(c, "BoRA w/o Norm") - _ablation(c, "BoRA w/o Exp")),
-    Claim("targets_every_granularity", "Target modules: smallest BoRA minus LoRA gain over Q, QV, QKV, QKVUD, QKVOGUD "
-          "(LLaMA-3-8B)", "BoRA better at every granularity", "gain",
-          lambda c: _min_over(["Q", "QV", "QKV", "QKVUD", "QKVOGUD"], lambda t: _targets_gain(c, t))),
-    Claim("grid_every_rank", "Ranks x blocks: smallest BoRA (b=2) minus LoRA gain over r = 2 ... 64 (LLaMA-3-8B)",
-          "BoRA better at every rank, even b=2", "gain",
-          lambda c: _min_over([2, 4, 8, 16, 32, 64], lambda r: _grid_gain(c, r))),
+    Claim(
+        "math_bora_vs_lora",
+        "Math: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over the three LLMs",
+        "2.4",
+        "gain",
+        lambda c: _gain(c, "table2", LLMS, BORA_16, {**LORA, "r": 8}),
+    ),
+    Claim(
+        "math_lora32_vs_lora8",
+        "Math: LoRA (r=32) minus LoRA (r=8), Avg, mean over the three LLMs",
+        "1.9",
+        "gain",
+        lambda c: _gain(c, "table2", LLMS, {**LORA, "r": 32}, {**LORA, "r": 8}),
+    ),
+    Claim(
+        "math_bora_beats_4x_rank",
+        "Math: BoRA's gain over LoRA (r=8) exceeds LoRA (r=32)'s (the two lines above)",
+        "2.4 - 1.9",
+        "gain",
+        lambda c: _gain(c, "table2", LLMS, BORA_16, {**LORA, "r": 32}),
+    ),
+    Claim(
+        "commonsense_bora_vs_lora",
+        "Commonsense: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over the LLMs",
+        "0.95",
+        "gain",
+        lambda c: _gain(c, "table3", LLMS, BORA_16, {**LORA, "r": 8}),
+    ),
+    Claim(
+        "commonsense_lora32_vs_lora8",
+        "Commonsense: LoRA (r=32) minus LoRA (r=8), Avg, mean over the LLMs",
+        "0.77",
+        "gain",
+        lambda c: _gain(c, "table3", LLMS, {**LORA, "r": 32}, {**LORA, "r": 8}),
+    ),
+    Claim(
+        "glue_bora_vs_lora",
+        "GLUE: BoRA (r=8, b=16) minus LoRA (r=8), Avg, mean over RoBERTa-base/large",
+        "~2",
+        "gain",
+        lambda c: _gain(c, "table1", ROBERTA, BORA_16, {**LORA, "r": 8}),
+    ),
+    Claim(
+        "glue_bora_vs_lora32",
+        "GLUE: BoRA (r=8, b=16) is comparable or better than LoRA (r=32), Avg, mean over both models",
+        "comparable or superior",
+        "not_worse",
+        lambda c: _gain(c, "table1", ROBERTA, BORA_16, {**LORA, "r": 32}),
+    ),
+    Claim(
+        "ablation_exp",
+        "Ablation: BoRA minus BoRA w/o Exp, Avg, mean over the LLMs",
+        "significant decrease",
+        "gain",
+        lambda c: _ablation(c, "BoRA w/o Exp"),
+    ),
+    Claim(
+        "ablation_norm",
+        "Ablation: BoRA minus BoRA w/o Norm, Avg, mean over the LLMs",
+        "significant decrease",
+        "gain",
+        lambda c: _ablation(c, "BoRA w/o Norm"),
+    ),
+    Claim(
+        "ablation_norm_matters_more",
+        "Ablation: BoRA w/o Exp minus BoRA w/o Norm, Avg, mean over the LLMs",
+        "w/o Norm hurts more",
+        "gain",
+        lambda c: _ablation(c, "BoRA w/o Norm") - _ablation(c, "BoRA w/o Exp"),
+    ),
+    Claim(
+        "targets_every_granularity",
+        "Target modules: smallest BoRA minus LoRA gain over Q, QV, QKV, QKVUD, QKVOGUD (LLaMA-3-8B)",
+        "BoRA better at every granularity",
+        "gain",
+        lambda c: _min_over(["Q", "QV", "QKV", "QKVUD", "QKVOGUD"], lambda t: _targets_gain(c, t)),
+    ),
+    Claim(
+        "grid_every_rank",
+        "Ranks x blocks: smallest BoRA (b=2) minus LoRA gain over r = 2 ... 64 (LLaMA-3-8B)",
+        "BoRA better at every rank, even b=2",
+        "gain",
+        lambda c: _min_over([2, 4, 8, 16, 32, 64], lambda r: _grid_gain(c, r)),
+    ),
     # The SBoRA paper (arXiv 2407.05413): its abstract's gains of SBoRA-FA over LoRA and DoRA.
-    Claim("sbora_math_llama7b", f"SBoRA paper, arithmetic: {SBORA_SAME_PARAMS}, LLaMA-7B", "+2.8", "gain",
-          lambda c: _sbora_gain(c, "sbora-math", "llama-7b")),
-    Claim("sbora_math_llama3", f"SBoRA paper, arithmetic: {SBORA_SAME_PARAMS}, LLaMA-3-8B", "+2.0", "gain",
-          lambda c: _sbora_gain(c, "sbora-math", "llama-3-8b")),
-    Claim("sbora_commonsense_llama7b", f"SBoRA paper, commonsense: {SBORA_SAME_PARAMS}, LLaMA-7B", "+2.9", "gain",
-          lambda c: _sbora_gain(c, "sbora-commonsense", "llama-7b")),
-    Claim("sbora_commonsense_llama3", f"SBoRA paper, commonsense: {SBORA_SAME_PARAMS}, LLaMA-3-8B", "+1.7",
-          "gain", lambda c: _sbora_gain(c, "sbora-commonsense", "llama-3-8b")),
-    Claim("time_parity", "Efficiency: BoRA (r=8, b=16) / LoRA (r=8) training time (LLaMA-3-8B)",
-          "on par (18.6 vs 18.5)", "parity", lambda c: _ratio(c, "time_min")),
-    Claim("memory_parity", "Efficiency: BoRA (r=8, b=16) / LoRA (r=8) peak memory (LLaMA-3-8B)",
-          "on par (23.63 vs 23.57)", "parity", lambda c: _ratio(c, "memory_GB")),
+    Claim(
+        "sbora_math_llama7b",
+        f"SBoRA paper, arithmetic: {SBORA_SAME_PARAMS}, LLaMA-7B",
+        "+2.8",
+        "gain",
+        lambda c: _sbora_gain(c, "sbora-math", "llama-7b"),
+    ),
+    Claim(
+        "sbora_math_llama3",
+        f"SBoRA paper, arithmetic: {SBORA_SAME_PARAMS}, LLaMA-3-8B",
+        "+2.0",
+        "gain",
+        lambda c: _sbora_gain(c, "sbora-math", "llama-3-8b"),
+    ),
+    Claim(
+        "sbora_commonsense_llama7b",
+        f"SBoRA paper, commonsense: {SBORA_SAME_PARAMS}, LLaMA-7B",
+        "+2.9",
+        "gain",
+        lambda c: _sbora_gain(c, "sbora-commonsense", "llama-7b"),
+    ),
+    Claim(
+        "sbora_commonsense_llama3",
+        f"SBoRA paper, commonsense: {SBORA_SAME_PARAMS}, LLaMA-3-8B",
+        "+1.7",
+        "gain",
+        lambda c: _sbora_gain(c, "sbora-commonsense", "llama-3-8b"),
+    ),
+    Claim(
+        "time_parity",
+        "Efficiency: BoRA (r=8, b=16) / LoRA (r=8) training time (LLaMA-3-8B)",
+        "on par (18.6 vs 18.5)",
+        "parity",
+        lambda c: _ratio(c, "time_min"),
+    ),
+    Claim(
+        "memory_parity",
+        "Efficiency: BoRA (r=8, b=16) / LoRA (r=8) peak memory (LLaMA-3-8B)",
+        "on par (23.63 vs 23.57)",
+        "parity",
+        lambda c: _ratio(c, "memory_GB"),
+    ),
 ]
 
 
@@ -178,17 +267,33 @@ def check_claims(runs: pd.DataFrame, overrides: Sequence[str] = ()) -> pd.DataFr
         recomputed = claim.statistic(paper).dropna()
         values = claim.statistic(ours).dropna()
         mean, std, n = values.mean(), values.std(), len(values)
-        rows.append({"claim": claim.name, "statement": claim.statement, "paper_text": claim.text_value,
-                     "paper": recomputed.iloc[0] if len(recomputed) else float("nan"), "ours": mean, "std": std,
-                     "seeds": n, "verdict": verdict(claim.kind, mean, std, n)})
+        rows.append(
+            {
+                "claim": claim.name,
+                "statement": claim.statement,
+                "paper_text": claim.text_value,
+                "paper": recomputed.iloc[0] if len(recomputed) else float("nan"),
+                "ours": mean,
+                "std": std,
+                "seeds": n,
+                "verdict": verdict(claim.kind, mean, std, n),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
     ours = [number(m) if pd.isna(s) else f"{number(m)} ±{number(s)}" for m, s in zip(frame["ours"], frame["std"])]
-    return pd.DataFrame({"claim": frame["statement"], "paper (text)": frame["paper_text"],
-                         "paper (its tables)": frame["paper"].map(number), "ours": ours,
-                         "seeds": frame["seeds"].astype(str), "verdict": frame["verdict"]})
+    return pd.DataFrame(
+        {
+            "claim": frame["statement"],
+            "paper (text)": frame["paper_text"],
+            "paper (its tables)": frame["paper"].map(number),
+            "ours": ours,
+            "seeds": frame["seeds"].astype(str),
+            "verdict": frame["verdict"],
+        }
+    )
 
 
 def render_claims(runs: pd.DataFrame, out_dir: Path, overrides: Sequence[str] = ()) -> tuple[str, list[Path]]:

@@ -30,23 +30,26 @@ GENERATION_STUDIES = ["cpu-commonsense"]  # bora.report.generation renders these
 ABLATIONS = "cpu-ablations"  # bora.report.ablations: Table 9 / 7, Figures 3(b) / 4 at CPU scale
 
 
-def render_paper_table(name: str, runs: pd.DataFrame, out_dir: Path, overrides=(), root: Path | None = None
-                       ) -> tuple[str, list[Path]]:
+def render_paper_table(
+    name: str, runs: pd.DataFrame, out_dir: Path, overrides=(), root: Path | None = None
+) -> tuple[str, list[Path]]:
     """One paper table into ``out_dir`` (md, tex, csv); ``root``: the outputs folder (run paths are shown from it)."""
     spec = table_spec(name)
     frame = paper_comparison(name, runs, overrides)
     decoding = render.decoding_line(member_configs(name, runs, overrides))
     markdown = render.comparison_markdown(frame, spec, excluded_runs(name, runs, overrides), root, decoding)
-    return markdown, render.write_outputs(out_dir / name, markdown, render.comparison_latex(frame, spec, decoding),
-                                          frame)
+    return markdown, render.write_outputs(
+        out_dir / name, markdown, render.comparison_latex(frame, spec, decoding), frame
+    )
 
 
 def render_experiment(experiment: str, runs: pd.DataFrame, out_dir: Path) -> tuple[str, list[Path]]:
     chosen = runs[runs["experiment"] == experiment]
     summary = summarize(chosen)
     markdown = render.summary_markdown(summary, chosen)
-    return markdown, render.write_outputs(out_dir / f"summary-{experiment}", markdown, render.summary_latex(summary),
-                                          summary)
+    return markdown, render.write_outputs(
+        out_dir / f"summary-{experiment}", markdown, render.summary_latex(summary), summary
+    )
 
 
 def render_all(runs: pd.DataFrame, outputs: Path, out_dir: Path, overrides=()) -> list[Path]:
@@ -64,16 +67,23 @@ def render_all(runs: pd.DataFrame, outputs: Path, out_dir: Path, overrides=()) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="bora tables", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="bora tables", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("overrides", nargs="*", help="overrides the tables' sweeps ran with (default: none)")
     parser.add_argument("--outputs", default=os.environ.get("BORA_OUTPUT_DIR", "outputs"), help="the runs' root")
-    parser.add_argument("--out", default=None, help="where tables go (default: $BORA_OUTPUT_DIR/tables, else "
-                                                    "outputs/tables: rendered files are scratch)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where tables go (default: $BORA_OUTPUT_DIR/tables, else outputs/tables: rendered files are scratch)",
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--experiment", help="summarise one experiment_name's runs (printed)")
-    group.add_argument("--table", help=f"one of {', '.join(PAPER_TABLES)}, {', '.join(FIGURES)}, claims, or a study: "
-                                       f"{', '.join(STUDIES)}, {ABLATIONS} (printed)")
+    group.add_argument(
+        "--table",
+        help=f"one of {', '.join(PAPER_TABLES)}, {', '.join(FIGURES)}, claims, or a study: "
+        f"{', '.join(STUDIES)}, {ABLATIONS} (printed)",
+    )
     group.add_argument("--problems", action="store_true", help="list the runs that did not succeed, and why")
     args = parser.parse_args(argv)
     run_tool(lambda: _print(args))
@@ -91,8 +101,10 @@ def _print(args) -> None:
 def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
     """(the text to print, the files written) of one command line."""
     if not outputs.is_dir():
-        raise BoraError(f"--outputs {outputs}: no such folder; pass the folder the runs were written to (the "
-                        f"training output_dir, e.g. outputs or results)")
+        raise BoraError(
+            f"--outputs {outputs}: no such folder; pass the folder the runs were written to (the "
+            f"training output_dir, e.g. outputs or results)"
+        )
     runs = load_results(outputs, [args.experiment] if args.experiment else None)
     found = f"no result.json found under {outputs}" if runs.empty else f"{len(runs)} runs under {outputs}"
     if args.problems:
@@ -102,8 +114,10 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
         return bad.to_markdown(index=False), []
     if args.experiment:
         if runs.empty:
-            raise BoraError(f"no result.json under {outputs / args.experiment}; run the experiment first "
-                            f"(python -m bora.train -m experiment=...) or pass --outputs DIR")
+            raise BoraError(
+                f"no result.json under {outputs / args.experiment}; run the experiment first "
+                f"(python -m bora.train -m experiment=...) or pass --outputs DIR"
+            )
         markdown, written = render_experiment(args.experiment, runs, out_dir)
         return f"{markdown}\n\nruns by status: {status_counts(runs)} (only successful runs enter the table)", written
     if args.table in PAPER_TABLES:
@@ -134,12 +148,16 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
 
         return claims.render_claims(runs, out_dir, args.overrides)
     if args.table:
-        raise BoraError(f"unknown table {args.table!r}; choose one of: {', '.join(PAPER_TABLES)}, "
-                        f"{', '.join(FIGURES)}, claims, {', '.join(STUDIES)}, {ABLATIONS}")
+        raise BoraError(
+            f"unknown table {args.table!r}; choose one of: {', '.join(PAPER_TABLES)}, "
+            f"{', '.join(FIGURES)}, claims, {', '.join(STUDIES)}, {ABLATIONS}"
+        )
     written = render_all(runs, outputs, out_dir, args.overrides)
     counts = status_counts(runs) if not runs.empty else {}
-    return (f"rendered {len(PAPER_TABLES)} paper tables, the figures, the claims check and each experiment's summary "
-            f"from {found} (by status: {counts})"), written
+    return (
+        f"rendered {len(PAPER_TABLES)} paper tables, the figures, the claims check and each experiment's summary "
+        f"from {found} (by status: {counts})"
+    ), written
 
 
 if __name__ == "__main__":

@@ -45,4 +45,3 @@ def render_committed(name: str, write_figures: bool = False) -> str:
     render = render_generation_study if generation else render_study
     with tempfile.TemporaryDirectory() as scratch:
         return render(name, runs, Path(scratch), PROJECT_ROOT / study.results)[0]
-

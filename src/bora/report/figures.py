@@ -14,17 +14,17 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from torch import nn  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from tqdm import tqdm
 
-from bora.adapters.stats import singular_values  # noqa: E402  (also what every run records)
-from bora.record import read_record  # noqa: E402
-from bora.report.aggregate import successful  # noqa: E402
-from bora.report.paper import METHODS  # noqa: E402
+from bora.adapters.stats import singular_values
+from bora.record import read_record
+from bora.report.aggregate import successful
+from bora.report.paper import METHODS
 
 THRESHOLD = 0.005
 PAPER_RESULTS = {"glue", "math", "commonsense", "efficiency"}  # experiment_names of the paper tables
@@ -53,8 +53,14 @@ def query_layer_spectra(run_dir: Path | str) -> pd.DataFrame:
     rows = []
     for index, (name, layer) in enumerate((n, layer) for n, layer in adapter_layers(model) if n in queries):
         values = singular_values(layer)
-        rows.append({"layer": index, "module": name, "above_threshold": int((values > THRESHOLD).sum()),
-                     "sum_squared": float((values.double() ** 2).sum())})
+        rows.append(
+            {
+                "layer": index,
+                "module": name,
+                "above_threshold": int((values > THRESHOLD).sum()),
+                "sum_squared": float((values.double() ** 2).sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -107,21 +113,35 @@ def plot_spectra(frame: pd.DataFrame, path: Path, title: str) -> Path:
         ceiling = _outlier_ceiling(part["sum_squared"])
         for label, run in part.sort_values(["method", "r", "blocks"]).groupby("label", sort=False):
             style = "-" if run["method"].iloc[0] == "bora" else "--"
-            line, = axes[row, 0].plot(run["layer"], run["above_threshold"], style, marker="o", ms=3, label=label)
+            (line,) = axes[row, 0].plot(run["layer"], run["above_threshold"], style, marker="o", ms=3, label=label)
             values = run["sum_squared"] if ceiling is None else run["sum_squared"].clip(upper=ceiling)
             axes[row, 1].plot(run["layer"], values, style, marker="o", ms=3, color=line.get_color(), label=label)
             if ceiling is not None:
                 for layer, value in zip(run["layer"], run["sum_squared"]):
                     if value > ceiling:
                         axes[row, 1].plot([layer], [ceiling], "^", color="red", ms=8)
-                        axes[row, 1].annotate(f"{value:.2g}", (layer, ceiling), textcoords="offset points",
-                                              xytext=(0, -12), ha="center", fontsize=7, color="red")
+                        axes[row, 1].annotate(
+                            f"{value:.2g}",
+                            (layer, ceiling),
+                            textcoords="offset points",
+                            xytext=(0, -12),
+                            ha="center",
+                            fontsize=7,
+                            color="red",
+                        )
         axes[row, 0].set_ylabel(f"singular values > {THRESHOLD}")
         axes[row, 1].set_ylabel("sum of squared singular values")
         _log_axis(axes[row, 1])  # spans orders of magnitude across r, b and layers
         if ceiling is not None:
-            axes[row, 1].text(0.01, 0.99, f"red: clipped at {ceiling:.2g} ({OUTLIER_FACTOR:g}x the median), true value "
-                              "below it", transform=axes[row, 1].transAxes, va="top", fontsize=7, color="red")
+            axes[row, 1].text(
+                0.01,
+                0.99,
+                f"red: clipped at {ceiling:.2g} ({OUTLIER_FACTOR:g}x the median), true value below it",
+                transform=axes[row, 1].transAxes,
+                va="top",
+                fontsize=7,
+                color="red",
+            )
         for ax in axes[row]:
             ax.set_title(f"{model} on {task}")
             ax.set_xlabel("query layer")
@@ -164,8 +184,10 @@ def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
         handles.append(Line2D([], [], color=color, lw=6, label=f"r={r}"))
     if avg["ours"].isna().all():
         ax.text(0.02, 0.97, "no runs of ours yet (make reproduce-table9)", transform=ax.transAxes, va="top", fontsize=9)
-    handles += [Line2D([], [], color="k", ls="--", marker="x", alpha=0.6, label="paper"),
-                Line2D([], [], color="k", ls="-", marker="o", label="ours (±std)")]
+    handles += [
+        Line2D([], [], color="k", ls="--", marker="x", alpha=0.6, label="paper"),
+        Line2D([], [], color="k", ls="-", marker="o", label="ours (±std)"),
+    ]
     ax.set_xscale("log", base=2)
     ticks = sorted(avg["b"].unique())
     ax.set_xticks(ticks, ["LoRA" if b == 1 else str(b) for b in ticks])

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bora.config.resolvers import method_tag
 from bora.record import read_record
 from bora.report.render import MISSING, decoding_line, excluded_markdown, latex_table, ours_cell, write_outputs
-from bora.config.resolvers import method_tag
 from bora.report.specs import membership, planned
 from bora.report.study import STUDIES, check_study_claims, study_table
 
@@ -38,14 +38,18 @@ class GenerationStudy:
     figures: str  # its figures' folder, relative to the project root (bora.report.generation_figures; `make readme`)
 
 
-GENERATION_STUDIES = {study.name: study for study in [
-    GenerationStudy("cpu-commonsense", "cpu-commonsense-untrained", "results/cpu-commonsense/figures"),
-]}
+GENERATION_STUDIES = {
+    study.name: study
+    for study in [
+        GenerationStudy("cpu-commonsense", "cpu-commonsense-untrained", "results/cpu-commonsense/figures"),
+    ]
+}
 
 
 def _set_metric(runs: pd.DataFrame, subtask: str, metric: str) -> pd.Series:
-    return pd.Series([(run["metrics"].get(subtask) or {}).get(metric) for _, run in runs.iterrows()],
-                     index=runs.index, dtype=float)
+    return pd.Series(
+        [(run["metrics"].get(subtask) or {}).get(metric) for _, run in runs.iterrows()], index=runs.index, dtype=float
+    )
 
 
 def prediction_rows(run_dir: str | Path, subtask: str) -> list[dict] | None:
@@ -125,8 +129,11 @@ def reference_rows(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
     trained = membership(runs, spec.experiment_name, spec.experiment)[0]
     untrained = membership(runs, study.untrained, study.untrained)[0]
     rows = []
-    for label, source, metric in (("untrained model", untrained, "accuracy"), ("majority answer", trained, "majority"),
-                                  ("majority answer (untrained's questions)", untrained, "majority")):
+    for label, source, metric in (
+        ("untrained model", untrained, "accuracy"),
+        ("majority answer", trained, "majority"),
+        ("majority answer (untrained's questions)", untrained, "majority"),
+    ):
         row = {"row": label}
         for column in spec.columns:
             values = _set_metric(source, column.subtask, metric).dropna()
@@ -157,13 +164,31 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
             questions += n.sum()
             at_limit += (_set_metric(part, column.subtask, "at_limit") * n).sum()
             repeated += (_set_metric(part, column.subtask, "repeated_marker") * n).sum()
-        rows.append({"method_tag": tag, "runs": len(part), "questions": int(questions),
-                     "binomial_se": 100 * _mean(errors), "favourite_pct": 100 * _mean(favourites),
-                     "above_guessing": 100 * _mean(above),
-                     "at_limit_pct": 100 * at_limit / questions if questions else math.nan,
-                     "repeated_marker_pct": 100 * repeated / questions if questions else math.nan})
-    return pd.DataFrame(rows, columns=["method_tag", "runs", "questions", "binomial_se", "favourite_pct",
-                                       "above_guessing", "at_limit_pct", "repeated_marker_pct"])
+        rows.append(
+            {
+                "method_tag": tag,
+                "runs": len(part),
+                "questions": int(questions),
+                "binomial_se": 100 * _mean(errors),
+                "favourite_pct": 100 * _mean(favourites),
+                "above_guessing": 100 * _mean(above),
+                "at_limit_pct": 100 * at_limit / questions if questions else math.nan,
+                "repeated_marker_pct": 100 * repeated / questions if questions else math.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "method_tag",
+            "runs",
+            "questions",
+            "binomial_se",
+            "favourite_pct",
+            "above_guessing",
+            "at_limit_pct",
+            "repeated_marker_pct",
+        ],
+    )
 
 
 def loss_history(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
@@ -176,8 +201,16 @@ def loss_history(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
     for _, run in trained.iterrows():
         train = read_record(run["run_dir"]).train
         mean_loss = math.nan if train.mean_loss is None else train.mean_loss
-        rows += [{"method_tag": run["method_tag"], "seed": int(run["seed"]), "step": point.step, "loss": point.loss,
-                  "mean_loss": mean_loss} for point in train.loss_history]
+        rows += [
+            {
+                "method_tag": run["method_tag"],
+                "seed": int(run["seed"]),
+                "step": point.step,
+                "loss": point.loss,
+                "mean_loss": mean_loss,
+            }
+            for point in train.loss_history
+        ]
     return pd.DataFrame(rows, columns=["method_tag", "seed", "step", "loss", "mean_loss"])
 
 
@@ -202,8 +235,9 @@ def _cell(value: float, digits: int = 2) -> str:
     return MISSING if pd.isna(value) else f"{value:.{digits}f}"
 
 
-def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: Path | None = None
-                            ) -> tuple[str, list[Path]]:
+def render_generation_study(
+    name: str, runs: pd.DataFrame, out_dir: Path, root: Path | None = None
+) -> tuple[str, list[Path]]:
     """The study's Markdown (main table with the untrained and majority rows, claims, decoding) and its files."""
     study = GENERATION_STUDIES[name]
     spec = STUDIES[name]
@@ -231,78 +265,100 @@ def render_generation_study(name: str, runs: pd.DataFrame, out_dir: Path, root: 
     sizes = ", ".join(f"{label} {_cell(references.loc[1, f'{label} n'], 0)}" for label in labels)
     untrained_sizes = ", ".join(f"{label} {_cell(references.loc[0, f'{label} n'], 0)}" for label in labels)
     claims = check_study_claims(spec, runs)
-    claims_display = pd.DataFrame({
-        "claim": claims["statement"],  # (the paper's wording of them is about GLUE, Table 1: left out here)
-        "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
-        "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
-        "ours": [MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
-                 for m, s in zip(claims["ours"], claims["std"])],
-        "SE from the questions": [_cell(paired_question_se(study, runs, better, baseline))
-                                  for better, baseline in zip(claims["better_tag"], claims["baseline_tag"])],
-        "seeds": claims["seeds"].astype(str), "verdict": claims["verdict"]})
+    claims_display = pd.DataFrame(
+        {
+            "claim": claims["statement"],  # (the paper's wording of them is about GLUE, Table 1: left out here)
+            "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
+            "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
+            "ours": [
+                MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
+                for m, s in zip(claims["ours"], claims["std"])
+            ],
+            "SE from the questions": [
+                _cell(paired_question_se(study, runs, better, baseline))
+                for better, baseline in zip(claims["better_tag"], claims["baseline_tag"])
+            ],
+            "seeds": claims["seeds"].astype(str),
+            "verdict": claims["verdict"],
+        }
+    )
     labels_of = {**dict(zip(table["method_tag"], table["label"])), "untrained": "untrained model"}
     order = {tag: i for i, tag in enumerate(labels_of)}  # the main table's rows, then the untrained run
     decoding = decoding_table(study, runs)
     decoding = decoding.sort_values("method_tag", key=lambda tags: tags.map(order), kind="stable")
-    decoding_display = pd.DataFrame({
-        "row": decoding["method_tag"].map(lambda tag: labels_of.get(tag, tag)),
-        "runs": decoding["runs"].astype(str),
-        "questions": decoding["questions"].astype(str),
-        "binomial SE of one run's accuracy": decoding["binomial_se"].map(_cell),
-        "its most common answer (%)": decoding["favourite_pct"].map(lambda v: _cell(v, 1)),
-        "accuracy above its own guessing": decoding["above_guessing"].map(_cell),
-        "cut at the token limit (%)": decoding["at_limit_pct"].map(lambda v: _cell(v, 1)),
-        "repeat `### Response:` (%)": decoding["repeated_marker_pct"].map(lambda v: _cell(v, 1))})
+    decoding_display = pd.DataFrame(
+        {
+            "row": decoding["method_tag"].map(lambda tag: labels_of.get(tag, tag)),
+            "runs": decoding["runs"].astype(str),
+            "questions": decoding["questions"].astype(str),
+            "binomial SE of one run's accuracy": decoding["binomial_se"].map(_cell),
+            "its most common answer (%)": decoding["favourite_pct"].map(lambda v: _cell(v, 1)),
+            "accuracy above its own guessing": decoding["above_guessing"].map(_cell),
+            "cut at the token limit (%)": decoding["at_limit_pct"].map(lambda v: _cell(v, 1)),
+            "repeat `### Response:` (%)": decoding["repeated_marker_pct"].map(lambda v: _cell(v, 1)),
+        }
+    )
     training = training_table(study, runs)
     training = training.sort_values("method_tag", key=lambda tags: tags.map(order), kind="stable")
     step_columns = [c for c in training.columns if c.startswith("step ") and c != "step 1"]
-    training_display = pd.DataFrame({
-        "row": training["method_tag"].map(lambda tag: labels_of.get(tag, tag)),
-        "runs": training["runs"].astype(str), "mean loss": training["mean_loss"].map(lambda v: _cell(v, 3)),
-        **{c: training[c].map(lambda v: _cell(v, 3)) for c in step_columns}})
+    training_display = pd.DataFrame(
+        {
+            "row": training["method_tag"].map(lambda tag: labels_of.get(tag, tag)),
+            "runs": training["runs"].astype(str),
+            "mean loss": training["mean_loss"].map(lambda v: _cell(v, 3)),
+            **{c: training[c].map(lambda v: _cell(v, 3)) for c in step_columns},
+        }
+    )
     protocol = decoding_line(list(chosen["config"])) if len(chosen) else ""
-    parts = [f"### {spec.title}", main.to_markdown(index=False, disable_numparse=True),
-             f"Accuracy x100, mean ±std over seeds (ddof=1) of our runs of conf/experiment/{spec.experiment}.yaml; "
-             "Avg: the mean of the four, per seed; #Params: adapter parameters; [n/planned]: fewer seeds finished "
-             f"than planned. Questions per set: {sizes} (the untrained run: {untrained_sizes}, of the same seeded "
-             f"draw; conf/experiment/{study.untrained}.yaml). Majority answer: the share of the most common gold "
-             "answer, what always giving it scores. " + protocol
-             + (f" Not in this study (cut to fit the CPU budget): {', '.join(cut)}." if cut else "")
-             + excluded_markdown(left_out, root),
-             f"![{spec.title.split(':')[0]}: accuracy per run]({study.figures}/accuracy.png)",
-             "#### The paper's claims, recomputed", claims_display.to_markdown(index=False, disable_numparse=True),
-             "Paper: the same difference in the paper's Table 3, averaged over its three models, on its 8 sets and "
-             "on our 4. Ours: mean ±std over seeds of the per-seed difference of Avg. SE from the questions: the "
-             "standard error the draw of test questions alone puts on that difference (paired: both rows answered "
-             "the same questions; per question the difference of correctness averaged over the seeds, var / n per "
-             "set, the sets combined as Avg is), from the committed predictions: a difference within about two of "
-             "it could come from which questions were drawn, whatever the seeds say. Verdicts (the seed spread "
-             "only, as cpu-glue's): supported when the mean gain exceeds its std, within noise when positive but "
-             "not, contradicted when not positive; not-worse claims hold when mean + std >= 0.",
-             "#### Decoding", decoding_display.to_markdown(index=False, disable_numparse=True),
-             "Binomial SE: sqrt(p (1 - p) / n) of one run on one set (x100), the mean over a row's runs and sets: "
-             "the noise of a single number, beside the seed spread above. Its most common answer: the share of a run's "
-             "answers on one set that are its single most frequent one (from predictions/<set>.jsonl), the mean "
-             "over the row's runs and sets; the gold answers' own share is the majority row above (mean "
-             + _cell(_mean([references.loc[1, label] for label in labels]), 1) + "). Accuracy above its own "
-             "guessing (x100): a run's accuracy on a set minus what drawing its answers at random in its own "
-             "proportions would score (the sum over answers of predicted share x gold share), the mean over the row's "
-             "runs and sets: near 0, the accuracies above differ by which answer a run favours, not by the "
-             "questions. Cut at the token limit: generations that reached task.max_new_tokens without EOS; repeat: "
-             "generations that write the response marker again, "
-             "the only ones where the protocols' answer cuts (text after the last marker, or before the second) "
-             "differ.",
-             "#### Training loss", training_display.to_markdown(index=False, disable_numparse=True),
-             "Training loss on the response tokens (cross-entropy per token), the mean over a row's runs: over every "
-             "step of a run (mean loss), and as logged at each step (step N: the mean over the steps since the "
-             "previous log; the first step, the untrained model's loss, is the same for every row). A row that "
-             "fits its training answers later has had fewer steps to learn their exact wording.",
-             f"![{spec.title.split(':')[0]}: training loss]({study.figures}/training-loss.png)"]
+    parts = [
+        f"### {spec.title}",
+        main.to_markdown(index=False, disable_numparse=True),
+        f"Accuracy x100, mean ±std over seeds (ddof=1) of our runs of conf/experiment/{spec.experiment}.yaml; "
+        "Avg: the mean of the four, per seed; #Params: adapter parameters; [n/planned]: fewer seeds finished "
+        f"than planned. Questions per set: {sizes} (the untrained run: {untrained_sizes}, of the same seeded "
+        f"draw; conf/experiment/{study.untrained}.yaml). Majority answer: the share of the most common gold "
+        "answer, what always giving it scores. "
+        + protocol
+        + (f" Not in this study (cut to fit the CPU budget): {', '.join(cut)}." if cut else "")
+        + excluded_markdown(left_out, root),
+        f"![{spec.title.split(':')[0]}: accuracy per run]({study.figures}/accuracy.png)",
+        "#### The paper's claims, recomputed",
+        claims_display.to_markdown(index=False, disable_numparse=True),
+        "Paper: the same difference in the paper's Table 3, averaged over its three models, on its 8 sets and "
+        "on our 4. Ours: mean ±std over seeds of the per-seed difference of Avg. SE from the questions: the "
+        "standard error the draw of test questions alone puts on that difference (paired: both rows answered "
+        "the same questions; per question the difference of correctness averaged over the seeds, var / n per "
+        "set, the sets combined as Avg is), from the committed predictions: a difference within about two of "
+        "it could come from which questions were drawn, whatever the seeds say. Verdicts (the seed spread "
+        "only, as cpu-glue's): supported when the mean gain exceeds its std, within noise when positive but "
+        "not, contradicted when not positive; not-worse claims hold when mean + std >= 0.",
+        "#### Decoding",
+        decoding_display.to_markdown(index=False, disable_numparse=True),
+        "Binomial SE: sqrt(p (1 - p) / n) of one run on one set (x100), the mean over a row's runs and sets: "
+        "the noise of a single number, beside the seed spread above. Its most common answer: the share of a run's "
+        "answers on one set that are its single most frequent one (from predictions/<set>.jsonl), the mean "
+        "over the row's runs and sets; the gold answers' own share is the majority row above (mean "
+        + _cell(_mean([references.loc[1, label] for label in labels]), 1)
+        + "). Accuracy above its own "
+        "guessing (x100): a run's accuracy on a set minus what drawing its answers at random in its own "
+        "proportions would score (the sum over answers of predicted share x gold share), the mean over the row's "
+        "runs and sets: near 0, the accuracies above differ by which answer a run favours, not by the "
+        "questions. Cut at the token limit: generations that reached task.max_new_tokens without EOS; repeat: "
+        "generations that write the response marker again, "
+        "the only ones where the protocols' answer cuts (text after the last marker, or before the second) "
+        "differ.",
+        "#### Training loss",
+        training_display.to_markdown(index=False, disable_numparse=True),
+        "Training loss on the response tokens (cross-entropy per token), the mean over a row's runs: over every "
+        "step of a run (mean loss), and as logged at each step (step N: the mean over the steps since the "
+        "previous log; the first step, the untrained model's loss, is the same for every row). A row that "
+        "fits its training answers later has had fewer steps to learn their exact wording.",
+        f"![{spec.title.split(':')[0]}: training loss]({study.figures}/training-loss.png)",
+    ]
     markdown = "\n\n".join(parts)
     out_dir = Path(out_dir)
     written = write_outputs(out_dir / name, markdown, latex_table(main, spec.title), table)
-    for part, frame in (("claims", claims), ("references", references), ("decoding", decoding),
-                        ("training", training)):
+    for part, frame in (("claims", claims), ("references", references), ("decoding", decoding), ("training", training)):
         frame.to_csv(out_dir / f"{name}-{part}.csv", index=False)
         written.append(out_dir / f"{name}-{part}.csv")
     return markdown, written

@@ -14,13 +14,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from bora.report.generation import GenerationStudy, binomial_se, loss_history  # noqa: E402
-from bora.report.render import save_figure  # noqa: E402
-from bora.report.specs import membership  # noqa: E402
-from bora.report.study import STUDIES, study_table  # noqa: E402
+from bora.report.generation import GenerationStudy, binomial_se, loss_history
+from bora.report.render import save_figure
+from bora.report.specs import membership
+from bora.report.study import STUDIES, study_table
 
 ACCURACY_COLUMNS = ["row", "seed", "set", "accuracy", "n", "se"]
 LOSS_COLUMNS = ["row", "seed", "step", "loss"]
@@ -51,11 +51,20 @@ def accuracy_frame(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
             scores.append(100 * accuracy)
             errors.append(100 * binomial_se(accuracy, n))
             counts.append(n)
-            rows.append({"row": row, "seed": seed, "set": column.label, "accuracy": scores[-1], "n": n,
-                         "se": errors[-1]})
+            rows.append(
+                {"row": row, "seed": seed, "set": column.label, "accuracy": scores[-1], "n": n, "se": errors[-1]}
+            )
         # Avg, the mean of the sets' accuracies: its SE combines theirs (the sets' questions are independent)
-        rows.append({"row": row, "seed": seed, "set": "Avg", "accuracy": sum(scores) / len(scores),
-                     "n": sum(counts), "se": math.sqrt(sum(e * e for e in errors)) / len(errors)})
+        rows.append(
+            {
+                "row": row,
+                "seed": seed,
+                "set": "Avg",
+                "accuracy": sum(scores) / len(scores),
+                "n": sum(counts),
+                "se": math.sqrt(sum(e * e for e in errors)) / len(errors),
+            }
+        )
 
     for _, run in trained.iterrows():
         add(run["row"], int(run["seed"]), run["metrics"], "accuracy")
@@ -83,8 +92,15 @@ def plot_accuracy(frame: pd.DataFrame, title: str, path: Path) -> Path:
             runs = part[part["row"] == row]
             ax.scatter([x] * len(runs), runs["accuracy"], color=f"C{x}", alpha=0.4, s=14)
             if len(runs):  # the mean over seeds, ± the mean binomial SE of one run
-                ax.errorbar([x], [runs["accuracy"].mean()], yerr=[runs["se"].mean()], color=f"C{x}", marker="_",
-                            markersize=14, capsize=4)
+                ax.errorbar(
+                    [x],
+                    [runs["accuracy"].mean()],
+                    yerr=[runs["se"].mean()],
+                    color=f"C{x}",
+                    marker="_",
+                    markersize=14,
+                    capsize=4,
+                )
         for label, style in (("majority answer", "--"), ("untrained model", ":")):
             reference = frame[(frame["row"] == label) & (frame["set"] == name)]["accuracy"]
             if len(reference):
@@ -123,8 +139,10 @@ def render_generation_figures(study: GenerationStudy, runs: pd.DataFrame, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     title = STUDIES[study.name].title.split(":")[0]
     written = []
-    for stem, frame, plot in (("accuracy", accuracy_frame(study, runs), plot_accuracy),
-                              ("training-loss", loss_frame(study, runs), plot_training_loss)):
+    for stem, frame, plot in (
+        ("accuracy", accuracy_frame(study, runs), plot_accuracy),
+        ("training-loss", loss_frame(study, runs), plot_training_loss),
+    ):
         frame.to_csv(out_dir / f"{stem}.csv", index=False, float_format="%.6g")
         written += [plot(frame, title, out_dir / f"{stem}.png"), out_dir / f"{stem}.csv"]
     return written

@@ -49,8 +49,17 @@ def paper_method(row: pd.Series, targets: str) -> dict:
         raise BoraError(f"paper method {label!r} has no mapping; known: {', '.join(METHODS)}")
     name, fixed = METHODS[label]
     r = int(row["r"])
-    method = {"name": name, "r": r, "alpha": 2 * r, "dropout": PAPER_DROPOUT, "blocks": _int(row.get("b")),
-              "heads": None, "targets": row.get("target_modules", targets), "use_exp": True, "use_norm": True}
+    method = {
+        "name": name,
+        "r": r,
+        "alpha": 2 * r,
+        "dropout": PAPER_DROPOUT,
+        "blocks": _int(row.get("b")),
+        "heads": None,
+        "targets": row.get("target_modules", targets),
+        "use_exp": True,
+        "use_norm": True,
+    }
     method.update(fixed)
     method.update(VARIANTS[row["variant"]] if "variant" in row.index else {})
     return method

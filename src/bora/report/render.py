@@ -75,8 +75,8 @@ def comparison_rows(frame: pd.DataFrame, spec) -> pd.DataFrame:
             head["targets"] = first["targets"]
         head["method"] = first["label"]
         paper = {**head}
-        ours = {k: "" for k in head}
-        diff = {k: "" for k in head}
+        ours = dict.fromkeys(head, "")
+        diff = dict.fromkeys(head, "")
         if spec.params:
             paper["#Params (M)"] = first["params_paper"]
             ours["#Params (M)"] = params_cell(first["params_ours"], first["params_paper"])
@@ -90,9 +90,11 @@ def comparison_rows(frame: pd.DataFrame, spec) -> pd.DataFrame:
     return pd.DataFrame(display)
 
 
-PROTOCOL_NAMES = {"bora_authors": "the BoRA authors' sibling pipeline toplora-neurips25: its prompt and answer cut",
-                  "llm_adapters": "LLM-Adapters' evaluate.py: its own evaluation prompt",
-                  "training_prompt": "the training template as prompt"}
+PROTOCOL_NAMES = {
+    "bora_authors": "the BoRA authors' sibling pipeline toplora-neurips25: its prompt and answer cut",
+    "llm_adapters": "LLM-Adapters' evaluate.py: its own evaluation prompt",
+    "training_prompt": "the training template as prompt",
+}
 
 
 def decoding_line(configs) -> str:
@@ -103,17 +105,21 @@ def decoding_line(configs) -> str:
         task = config.get("task") or {}
         if task.get("kind") == "generation":
             settings[(task.get("name"), task.get("protocol"), task.get("num_beams"), task.get("max_new_tokens"))] = None
-    clauses = [f"{name}: task.protocol={protocol} ({PROTOCOL_NAMES.get(str(protocol), 'unknown protocol')}), "
-               f"{beams} beam{'s' if beams != 1 else ''}, up to {new_tokens} new tokens"
-               for name, protocol, beams, new_tokens in sorted(settings, key=str)]
+    clauses = [
+        f"{name}: task.protocol={protocol} ({PROTOCOL_NAMES.get(str(protocol), 'unknown protocol')}), "
+        f"{beams} beam{'s' if beams != 1 else ''}, up to {new_tokens} new tokens"
+        for name, protocol, beams, new_tokens in sorted(settings, key=str)
+    ]
     return f"Decoding: {'; '.join(clauses)}." if clauses else ""
 
 
 def legend(spec) -> str:
     what = "standard deviation over seeds" if spec.statistic == "std" else "mean ±std over seeds"
-    return (f"paper: the paper's number; ours: {what} of our successful runs ({spec.experiment_name} results, "
-            f"conf/experiment/{spec.experiment}.yaml); [n/planned]: fewer seeds finished than planned; "
-            f"diff: ours - paper; {MISSING}: no finished run.")
+    return (
+        f"paper: the paper's number; ours: {what} of our successful runs ({spec.experiment_name} results, "
+        f"conf/experiment/{spec.experiment}.yaml); [n/planned]: fewer seeds finished than planned; "
+        f"diff: ours - paper; {MISSING}: no finished run."
+    )
 
 
 def excluded_markdown(excluded: pd.DataFrame | None, root: Path | None = None) -> str:
@@ -129,8 +135,9 @@ def excluded_markdown(excluded: pd.DataFrame | None, root: Path | None = None) -
     return f"\n\nNot in the table ({len(lines)} runs found in its folders):\n" + "\n".join(lines)
 
 
-def comparison_markdown(frame: pd.DataFrame, spec, excluded: pd.DataFrame | None = None,
-                        root: Path | None = None, decoding: str = "") -> str:
+def comparison_markdown(
+    frame: pd.DataFrame, spec, excluded: pd.DataFrame | None = None, root: Path | None = None, decoding: str = ""
+) -> str:
     """A paper table as markdown; ``decoding``: its runs' ``decoding_line``, shown under the legend."""
     body = comparison_rows(frame, spec).to_markdown(index=False, disable_numparse=True)
     note = f"\n\n{decoding}" if decoding else ""
@@ -152,8 +159,9 @@ def latex_table(display: pd.DataFrame, caption: str) -> str:
     frame = display.fillna("").astype(str).replace({MISSING: "--"})
     column_format = "".join("r" if _numeric(display[c]) else "l" for c in display.columns)
     styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
-    latex = styler.to_latex(caption=_escape(caption), column_format=column_format, hrules=True, position="t",
-                            position_float="centering")
+    latex = styler.to_latex(
+        caption=_escape(caption), column_format=column_format, hrules=True, position="t", position_float="centering"
+    )
     latex = latex.replace("±", r"$\pm$")
     if len(display.columns) > WIDE:
         latex = latex.replace("\\begin{tabular}", "\\resizebox{\\textwidth}{!}{%\n\\begin{tabular}", 1)
@@ -162,15 +170,22 @@ def latex_table(display: pd.DataFrame, caption: str) -> str:
 
 
 def _escape(text: str) -> str:
-    for char, replacement in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                              ("$", r"\$"), ("{", r"\{"), ("}", r"\}")]:
+    for char, replacement in [
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("$", r"\$"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+    ]:
         text = text.replace(char, replacement)
     return text.replace("±", r"$\pm$").replace(MISSING, "--")
 
 
 def comparison_latex(frame: pd.DataFrame, spec, decoding: str = "") -> str:
-    return latex_table(comparison_rows(frame, spec), " ".join(filter(None, [f"{spec.title}.", legend(spec),
-                                                                             decoding])))
+    return latex_table(comparison_rows(frame, spec), " ".join(filter(None, [f"{spec.title}.", legend(spec), decoding])))
 
 
 def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -182,10 +197,14 @@ def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
         show_setting = part["setting"].astype(bool).any()
         for _, line in part.iterrows():
             head = {"method": line["method_name"]} | ({"setting": line["setting"]} if show_setting else {})
-            row = rows.setdefault(line["group"], {**head,
-                                                  "#Params": f"{int(line['adapter_params']):,}"
-                                                  if not pd.isna(line["adapter_params"]) else MISSING,
-                                                  "seeds": int(line["n"])})
+            row = rows.setdefault(
+                line["group"],
+                {
+                    **head,
+                    "#Params": f"{int(line['adapter_params']):,}" if not pd.isna(line["adapter_params"]) else MISSING,
+                    "seeds": int(line["n"]),
+                },
+            )
             row["seeds"] = min(row["seeds"], int(line["n"]))
             cell = number(100 * line["mean"])
             if not pd.isna(line["std"]):
@@ -198,8 +217,10 @@ def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
     if summary.empty:
         return f"(no successful runs; runs by status: {status_counts(runs)})"
-    parts = [f"### {title}\n\n{table.to_markdown(index=False, disable_numparse=True)}"
-             for title, table in summary_rows(summary).items()]
+    parts = [
+        f"### {title}\n\n{table.to_markdown(index=False, disable_numparse=True)}"
+        for title, table in summary_rows(summary).items()
+    ]
     parts.append("Metrics x100, mean ±std (ddof=1) over the seeds of successful runs; seeds: how many finished.")
     decoding = decoding_line(runs[runs["status"] == "success"]["config"])
     if decoding:

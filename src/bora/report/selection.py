@@ -29,13 +29,29 @@ class Selection:
     metric: str = "accuracy"
 
 
-SELECTIONS = {selection.name: selection for selection in [
-    Selection("cpu-glue-protocol", "cpu-glue",
-              (("MRPC acc", "mrpc"), ("CoLA MCC", "cola"), ("STS-B Pearson", "stsb"), ("SST-2 acc", "sst2"))),
-    Selection("cpu-commonsense-protocol", "cpu-commonsense",
-              tuple((f"{label} acc", "cpu-commonsense", f"{part}_heldout") for label, part in
-                    (("BoolQ", "boolq"), ("ARC-c", "ARC-Challenge"), ("ARC-e", "ARC-Easy"), ("OBQA", "openbookqa")))),
-]}
+SELECTIONS = {
+    selection.name: selection
+    for selection in [
+        Selection(
+            "cpu-glue-protocol",
+            "cpu-glue",
+            (("MRPC acc", "mrpc"), ("CoLA MCC", "cola"), ("STS-B Pearson", "stsb"), ("SST-2 acc", "sst2")),
+        ),
+        Selection(
+            "cpu-commonsense-protocol",
+            "cpu-commonsense",
+            tuple(
+                (f"{label} acc", "cpu-commonsense", f"{part}_heldout")
+                for label, part in (
+                    ("BoolQ", "boolq"),
+                    ("ARC-c", "ARC-Challenge"),
+                    ("ARC-e", "ARC-Easy"),
+                    ("OBQA", "openbookqa"),
+                )
+            ),
+        ),
+    ]
+}
 
 
 def _lr(config: dict) -> float:
@@ -59,8 +75,12 @@ def selection_table(selection: Selection, runs: pd.DataFrame) -> pd.DataFrame:
             at_task = at_lr[at_lr["task"] == task]
             if len(at_task) > 1:
                 raise ValueError(f"{selection.name}: {len(at_task)} runs of {task} at lr {lr:g}; one expected")
-            values = at_task["value"] if not part else \
-                at_task["metrics"].map(lambda metrics: (metrics.get(part[0]) or {}).get(selection.metric))
+            if part:
+                values = at_task["metrics"].map(
+                    lambda metrics, sub=part[0]: (metrics.get(sub) or {}).get(selection.metric)
+                )
+            else:
+                values = at_task["value"]
             row[label] = float(values.iloc[0]) if len(values) and values.iloc[0] is not None else float("nan")
         row["mean"] = pd.Series([row[label] for label in _labels(selection)]).mean(skipna=False)
         rows.append(row)
@@ -89,13 +109,17 @@ def render_selection(name: str, root=None) -> str:
         mean = number(row["mean"], 3)
         cells["mean"] = f"**{mean}**" if chosen and pd.notna(row["mean"]) else mean
         display.append(cells)
-    note = (f"Held-out score of each run of conf/experiment/{name}.yaml (one seed; {MISSING}: not finished); "
-            f"mean: of the {len(selection.tasks)} columns. (used): the learning rate of the committed "
-            f"{selection.study} runs.")
+    note = (
+        f"Held-out score of each run of conf/experiment/{name}.yaml (one seed; {MISSING}: not finished); "
+        f"mean: of the {len(selection.tasks)} columns. (used): the learning rate of the committed "
+        f"{selection.study} runs."
+    )
     if best is not None and used and best not in used:
         rates = ", ".join(f"{v:g}" for v in sorted(used))
-        note += (f" The best mean here is lr {best:g}, not the rate the study used ({rates}): the study's rate was "
-                 "chosen by the selection as first run (see the text above), and is kept.")
+        note += (
+            f" The best mean here is lr {best:g}, not the rate the study used ({rates}): the study's rate was "
+            "chosen by the selection as first run (see the text above), and is kept."
+        )
     elif best is not None and best in used:
         note += f" The best mean is the rate the study used (lr {best:g})."
     return pd.DataFrame(display).to_markdown(index=False, disable_numparse=True) + "\n\n" + note

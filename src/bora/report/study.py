@@ -13,9 +13,9 @@ paper's own deltas on the same columns. Rendered from the committed result files
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -44,20 +44,44 @@ class Study:
 
 COMMONSENSE4 = (("BoolQ", "boolq"), ("ARC-c", "ARC-Challenge"), ("ARC-e", "ARC-Easy"), ("OBQA", "openbookqa"))
 GLUE4 = (("MRPC", "mrpc"), ("STS-B", "stsb"), ("CoLA", "cola"), ("SST-2", "sst2"))
-STUDIES = {study.name: study for study in [
-    Study("cpu-glue", "Table 1 at CPU scale: all-MiniLM-L6-v2 on GLUE dev sets (MRPC, STS-B, CoLA, SST-2), 3 seeds",
-          "cpu-glue", "cpu-glue", "minilm", "table1_glue.csv", ("roberta-base", "roberta-large"), "QV",
-          tuple(Column(label, task=task, source="value") for label, task in GLUE4), "results"),
-    # rendered by bora.report.generation (adds the untrained and majority rows and the decoding table)
-    Study("cpu-commonsense", "Table 3 at CPU scale: SmolLM2-135M-Instruct on BoolQ, ARC-c, ARC-e, OBQA (a seeded 500 "
-          "of each), 2 seeds", "cpu-commonsense", "cpu-commonsense", "smollm2-135m", "table3_commonsense.csv",
-          ("gemma-7b", "llama-3-8b", "qwen2.5-14b"), "QKV",
-          tuple(Column(label, subtask=name, task="cpu-commonsense") for label, name in COMMONSENSE4), "results"),
-]}
+STUDIES = {
+    study.name: study
+    for study in [
+        Study(
+            "cpu-glue",
+            "Table 1 at CPU scale: all-MiniLM-L6-v2 on GLUE dev sets (MRPC, STS-B, CoLA, SST-2), 3 seeds",
+            "cpu-glue",
+            "cpu-glue",
+            "minilm",
+            "table1_glue.csv",
+            ("roberta-base", "roberta-large"),
+            "QV",
+            tuple(Column(label, task=task, source="value") for label, task in GLUE4),
+            "results",
+        ),
+        # rendered by bora.report.generation (adds the untrained and majority rows and the decoding table)
+        Study(
+            "cpu-commonsense",
+            "Table 3 at CPU scale: SmolLM2-135M-Instruct on BoolQ, ARC-c, ARC-e, OBQA (a seeded 500 of each), 2 seeds",
+            "cpu-commonsense",
+            "cpu-commonsense",
+            "smollm2-135m",
+            "table3_commonsense.csv",
+            ("gemma-7b", "llama-3-8b", "qwen2.5-14b"),
+            "QKV",
+            tuple(Column(label, subtask=name, task="cpu-commonsense") for label, name in COMMONSENSE4),
+            "results",
+        ),
+    ]
+}
 BORA8, BORA16 = {"method": "BoRA", "r": 8, "b": 8}, {"method": "BoRA", "r": 8, "b": 16}
 LORA8, LORA32 = {"method": "LoRA", "r": 8}, {"method": "LoRA", "r": 32}
-SIMILAR_PARAMS = [LORA8, {"method": "DoRA", "r": 8}, {"method": "MELoRA", "r": 8, "b": 4},
-                  {"method": "HydraLoRA", "r": 4}]  # the other methods of Table 1 with at most BoRA's #Params
+SIMILAR_PARAMS = [
+    LORA8,
+    {"method": "DoRA", "r": 8},
+    {"method": "MELoRA", "r": 8, "b": 4},
+    {"method": "HydraLoRA", "r": 4},
+]  # the other methods of Table 1 with at most BoRA's #Params
 
 
 def _row(fields: dict) -> pd.Series:
@@ -100,6 +124,7 @@ class StudyClaim:
 
 def _best_similar(cells: StudyCells, source: str) -> dict:
     """The best of ``SIMILAR_PARAMS`` by mean Avg: in our runs (``ours``) or in the paper (``Avg`` / ``Avg4``)."""
+
     def score(fields: dict) -> float:
         if source == "ours":
             values = cells.ours(fields)
@@ -112,15 +137,39 @@ def _best_similar(cells: StudyCells, source: str) -> dict:
 CLAIMS = [
     StudyClaim("bora8_vs_lora8", "BoRA (r=8, b=8) minus LoRA (r=8), Avg", "about +2", "gain", BORA8, LORA8),
     StudyClaim("bora16_vs_lora8", "BoRA (r=8, b=16) minus LoRA (r=8), Avg", "about +2", "gain", BORA16, LORA8),
-    StudyClaim("bora16_vs_lora32", "BoRA (r=8, b=16) minus LoRA (r=32), Avg", "comparable or superior", "not_worse",
-               BORA16, LORA32),
-    StudyClaim("bora8_vs_lora32", "BoRA (r=8, b=8) minus LoRA (r=32), Avg", "comparable or superior", "not_worse",
-               BORA8, LORA32),
-    StudyClaim("bora16_vs_best_similar", "BoRA (r=8, b=16) minus the best of LoRA (r=8), DoRA, MELoRA, HydraLoRA "
-               "(similar #Params), Avg", "up to +1 (base), +2 (large)", "gain", BORA16, _best_similar),
-    StudyClaim("bora16_vs_bora8", "BoRA (r=8, b=16) minus BoRA (r=8, b=8), Avg", "doubling b helps", "gain",
-               BORA16, BORA8),
+    StudyClaim(
+        "bora16_vs_lora32",
+        "BoRA (r=8, b=16) minus LoRA (r=32), Avg",
+        "comparable or superior",
+        "not_worse",
+        BORA16,
+        LORA32,
+    ),
+    StudyClaim(
+        "bora8_vs_lora32",
+        "BoRA (r=8, b=8) minus LoRA (r=32), Avg",
+        "comparable or superior",
+        "not_worse",
+        BORA8,
+        LORA32,
+    ),
+    StudyClaim(
+        "bora16_vs_best_similar",
+        "BoRA (r=8, b=16) minus the best of LoRA (r=8), DoRA, MELoRA, HydraLoRA (similar #Params), Avg",
+        "up to +1 (base), +2 (large)",
+        "gain",
+        BORA16,
+        _best_similar,
+    ),
+    StudyClaim(
+        "bora16_vs_bora8", "BoRA (r=8, b=16) minus BoRA (r=8, b=8), Avg", "doubling b helps", "gain", BORA16, BORA8
+    ),
 ]
+
+
+def _baseline(claim, cells: StudyCells, source: str) -> dict:
+    """The claim's baseline row: fixed, or chosen from ``source``'s numbers (``ours`` or a paper column)."""
+    return claim.baseline(cells, source) if callable(claim.baseline) else claim.baseline
 
 
 def _label(fields: dict) -> str:
@@ -133,19 +182,29 @@ def check_study_claims(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
     cells = StudyCells(study, runs)
     rows = []
     for claim in CLAIMS:
-        def baseline(source: str) -> dict:
-            return claim.baseline(cells, source) if callable(claim.baseline) else claim.baseline
-
-        ours_base = baseline("ours")
+        ours_base = _baseline(claim, cells, "ours")
         values = (cells.ours(claim.better) - cells.ours(ours_base)).dropna()
         mean, std, n = values.mean(), values.std(), len(values)
-        paper = {column: cells.paper_value(claim.better, column) - cells.paper_value(baseline(column), column)
-                 for column in ("Avg", "Avg4")}
-        rows.append({"claim": claim.name, "statement": claim.statement, "paper_text": claim.text,
-                     "paper_8_tasks": paper["Avg"], "paper_our_tasks": paper["Avg4"], "ours": mean, "std": std,
-                     "seeds": n, "baseline_ours": _label(ours_base), "verdict": verdict(claim.kind, mean, std, n),
-                     "better_tag": paper_tag(_row(claim.better), study.targets),
-                     "baseline_tag": paper_tag(_row(ours_base), study.targets)})
+        paper = {
+            column: cells.paper_value(claim.better, column) - cells.paper_value(_baseline(claim, cells, column), column)
+            for column in ("Avg", "Avg4")
+        }
+        rows.append(
+            {
+                "claim": claim.name,
+                "statement": claim.statement,
+                "paper_text": claim.text,
+                "paper_8_tasks": paper["Avg"],
+                "paper_our_tasks": paper["Avg4"],
+                "ours": mean,
+                "std": std,
+                "seeds": n,
+                "baseline_ours": _label(ours_base),
+                "verdict": verdict(claim.kind, mean, std, n),
+                "better_tag": paper_tag(_row(claim.better), study.targets),
+                "baseline_tag": paper_tag(_row(ours_base), study.targets),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -164,8 +223,18 @@ def study_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
         for column in [c.label for c in study.columns] + ["Avg"]:
             key = (study.model, tag, column)
             mean, std, n = stats.loc[key, ["mean", "std", "n"]] if key in stats.index else (math.nan, math.nan, 0)
-            lines.append({"label": method_label(row), "method_tag": tag, "column": column, "ours": mean,
-                          "spread": std, "n": int(n), "planned": planned, "params": params.get(tag)})
+            lines.append(
+                {
+                    "label": method_label(row),
+                    "method_tag": tag,
+                    "column": column,
+                    "ours": mean,
+                    "spread": std,
+                    "n": int(n),
+                    "planned": planned,
+                    "params": params.get(tag),
+                }
+            )
     return pd.DataFrame(lines)
 
 
@@ -179,12 +248,33 @@ def sigma_table(study: Study, runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         from bora.record import read_record
 
         summary = read_record(run["run_dir"]).adapter_stats.get("sigma", {}).get("summary", {})
-        rows.append({"method_tag": run["method_tag"], "task": run["task"], "seed": run["seed"],
-                     "score": run["value"], "sigma_max": summary.get("sigma_max"),
-                     "sigma_max_median_layer": summary.get("sigma_max_median"), "mav_min": summary.get("mav_min"),
-                     "layers_over_warn": summary.get("layers_over_warn"), "warn": summary.get("warn_threshold")})
-    frame = pd.DataFrame(rows, columns=["method_tag", "task", "seed", "score", "sigma_max", "sigma_max_median_layer",
-                                        "mav_min", "layers_over_warn", "warn"])
+        rows.append(
+            {
+                "method_tag": run["method_tag"],
+                "task": run["task"],
+                "seed": run["seed"],
+                "score": run["value"],
+                "sigma_max": summary.get("sigma_max"),
+                "sigma_max_median_layer": summary.get("sigma_max_median"),
+                "mav_min": summary.get("mav_min"),
+                "layers_over_warn": summary.get("layers_over_warn"),
+                "warn": summary.get("warn_threshold"),
+            }
+        )
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "method_tag",
+            "task",
+            "seed",
+            "score",
+            "sigma_max",
+            "sigma_max_median_layer",
+            "mav_min",
+            "layers_over_warn",
+            "warn",
+        ],
+    )
     correlation = {}
     for task, part in frame.groupby("task"):
         part = part.dropna(subset=["sigma_max", "score"])
@@ -219,9 +309,16 @@ def efficiency_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, row in first_model.iterrows():
         tag = paper_tag(row, study.targets)
-        rows.append({"label": method_label(row), "params": params.get(tag), "time_min": time_min.get(tag),
-                     "time_x_lora": ratio(time_min, tag), "memory_GiB": memory.get(tag),
-                     "memory_x_lora": ratio(memory, tag)})
+        rows.append(
+            {
+                "label": method_label(row),
+                "params": params.get(tag),
+                "time_min": time_min.get(tag),
+                "time_x_lora": ratio(time_min, tag),
+                "memory_GiB": memory.get(tag),
+                "memory_x_lora": ratio(memory, tag),
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -242,26 +339,37 @@ def render_study(name: str, runs: pd.DataFrame, out_dir: Path, root: Path | None
         display.append(row)
     main = pd.DataFrame(display)
     claims = check_study_claims(study, runs)
-    claims_display = pd.DataFrame({
-        "claim": claims["statement"], "paper (text)": claims["paper_text"],
-        "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
-        "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
-        "ours": [MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
-                 for m, s in zip(claims["ours"], claims["std"])],
-        "seeds": claims["seeds"].astype(str), "verdict": claims["verdict"]})
+    claims_display = pd.DataFrame(
+        {
+            "claim": claims["statement"],
+            "paper (text)": claims["paper_text"],
+            "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
+            "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
+            "ours": [
+                MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
+                for m, s in zip(claims["ours"], claims["std"])
+            ],
+            "seeds": claims["seeds"].astype(str),
+            "verdict": claims["verdict"],
+        }
+    )
     sigma, correlation = sigma_table(study, runs)
     efficiency = efficiency_table(study, runs)
-    parts = [f"### {study.title}", main.to_markdown(index=False, disable_numparse=True),
-             "Scores x100 (accuracy; STS-B Pearson; CoLA Matthews correlation), mean ±std over seeds (ddof=1) of our "
-             f"runs of conf/experiment/{study.experiment}.yaml; Avg: the mean of the four, per seed; #Params: adapter "
-             "parameters (no task head); [n/planned]: fewer seeds finished than planned."
-             + excluded_markdown(left_out, root),
-             "#### The paper's Table 1 claims, recomputed", claims_display.to_markdown(index=False, disable_numparse=True),
-             "Paper: the same difference in the paper's Table 1, averaged over RoBERTa-base and -large, on its 8 tasks "
-             "and on our 4. Ours: mean ±std over seeds of the per-seed difference. Best of the similar-#Params "
-             f"baselines in our runs: {claims['baseline_ours'].iloc[4]}. Verdicts: supported when the mean gain "
-             "exceeds its std, within noise when positive but not, contradicted when not positive; not-worse claims "
-             "hold when mean + std >= 0."]
+    parts = [
+        f"### {study.title}",
+        main.to_markdown(index=False, disable_numparse=True),
+        "Scores x100 (accuracy; STS-B Pearson; CoLA Matthews correlation), mean ±std over seeds (ddof=1) of our "
+        f"runs of conf/experiment/{study.experiment}.yaml; Avg: the mean of the four, per seed; #Params: adapter "
+        "parameters (no task head); [n/planned]: fewer seeds finished than planned."
+        + excluded_markdown(left_out, root),
+        "#### The paper's Table 1 claims, recomputed",
+        claims_display.to_markdown(index=False, disable_numparse=True),
+        "Paper: the same difference in the paper's Table 1, averaged over RoBERTa-base and -large, on its 8 tasks "
+        "and on our 4. Ours: mean ±std over seeds of the per-seed difference. Best of the similar-#Params "
+        f"baselines in our runs: {claims['baseline_ours'].iloc[4]}. Verdicts: supported when the mean gain "
+        "exceeds its std, within noise when positive but not, contradicted when not positive; not-worse claims "
+        "hold when mean + std >= 0.",
+    ]
     parts += [_sigma_markdown(sigma, correlation), _efficiency_markdown(efficiency)]
     markdown = "\n\n".join(parts)
     out_dir = Path(out_dir)
@@ -278,32 +386,46 @@ def _sigma_markdown(sigma: pd.DataFrame, correlation: dict) -> str:
         return "#### BoRA's Sigma\n\nNo BoRA run yet."
     rows = []
     for (tag, task), part in sigma.groupby(["method_tag", "task"], sort=True):
-        rows.append({"BoRA": tag.split("_")[2], "task": task, "runs": len(part),
-                     "largest Sigma entry (max over runs)": f"{part['sigma_max'].max():.3g}",
-                     "median layer's largest entry (median)": f"{part['sigma_max_median_layer'].median():.3g}",
-                     "smallest Mav(sigma)": f"{part['mav_min'].min():.3g}",
-                     "runs with a layer above 1e4": str(int((part["layers_over_warn"] > 0).sum()))})
+        rows.append(
+            {
+                "BoRA": tag.split("_")[2],
+                "task": task,
+                "runs": len(part),
+                "largest Sigma entry (max over runs)": f"{part['sigma_max'].max():.3g}",
+                "median layer's largest entry (median)": f"{part['sigma_max_median_layer'].median():.3g}",
+                "smallest Mav(sigma)": f"{part['mav_min'].min():.3g}",
+                "runs with a layer above 1e4": str(int((part["layers_over_warn"] > 0).sum())),
+            }
+        )
     text = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
     tracks = ", ".join(f"{task} {rho:+.2f} (n={n})" for task, (rho, n) in sorted(correlation.items()))
-    return (f"#### BoRA's Sigma: does it blow up, and does that track the score?\n\n{text}\n\n"
-            f"Sigma entries start in [0.14, 7.4]; the warning threshold is 1e4. Spearman correlation between log(largest "
-            f"Sigma entry) and the score over the BoRA runs of each task: {tracks or 'not enough runs'}.")
+    return (
+        f"#### BoRA's Sigma: does it blow up, and does that track the score?\n\n{text}\n\n"
+        f"Sigma entries start in [0.14, 7.4]; the warning threshold is 1e4. Spearman correlation between log(largest "
+        f"Sigma entry) and the score over the BoRA runs of each task: {tracks or 'not enough runs'}."
+    )
 
 
 def _efficiency_markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "#### Time and memory on this CPU\n\nNo runs yet."
-    shown = pd.DataFrame({
-        "method": frame["label"], "#Params": frame["params"].map(_params),
-        "train time, 4 tasks (min)": frame["time_min"].map(lambda v: number(v, 1)),
-        "time / LoRA (r=8)": frame["time_x_lora"].map(lambda v: number(v, 3)),
-        "peak memory (GiB)": frame["memory_GiB"].map(lambda v: number(v, 2)),
-        "memory / LoRA (r=8)": frame["memory_x_lora"].map(lambda v: number(v, 3))})
-    return ("#### Time and memory on this CPU (Table 4's columns)\n\n" + shown.to_markdown(index=False,
-                                                                                           disable_numparse=True)
-            + "\n\nTraining wall time summed over the four tasks, mean over seeds; peak resident memory of a training "
-              "run (largest over the runs of the method). The time columns are not a cost measure: wall time of "
-              "runs that shared the 2-core machine with each other and with whatever else ran then, so the same "
-              "config took up to 6x longer on one seed than on another; memory is unaffected. "
-              "The cost comparison is the interleaved step benchmark (`python -m bora.bench`) and the CPU time of "
-              "quiet runs in the cpu-ablations study.")
+    shown = pd.DataFrame(
+        {
+            "method": frame["label"],
+            "#Params": frame["params"].map(_params),
+            "train time, 4 tasks (min)": frame["time_min"].map(lambda v: number(v, 1)),
+            "time / LoRA (r=8)": frame["time_x_lora"].map(lambda v: number(v, 3)),
+            "peak memory (GiB)": frame["memory_GiB"].map(lambda v: number(v, 2)),
+            "memory / LoRA (r=8)": frame["memory_x_lora"].map(lambda v: number(v, 3)),
+        }
+    )
+    return (
+        "#### Time and memory on this CPU (Table 4's columns)\n\n"
+        + shown.to_markdown(index=False, disable_numparse=True)
+        + "\n\nTraining wall time summed over the four tasks, mean over seeds; peak resident memory of a training "
+        "run (largest over the runs of the method). The time columns are not a cost measure: wall time of "
+        "runs that shared the 2-core machine with each other and with whatever else ran then, so the same "
+        "config took up to 6x longer on one seed than on another; memory is unaffected. "
+        "The cost comparison is the interleaved step benchmark (`python -m bora.bench`) and the CPU time of "
+        "quiet runs in the cpu-ablations study."
+    )

@@ -8,7 +8,7 @@ successful run stay NaN (rendered "—"), never 0.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -51,13 +51,25 @@ def compare(spec: TableSpec, runs: pd.DataFrame, planned: int, overrides: Sequen
         tag = paper_tag(row, spec.targets)
         for column in spec.labels:
             cell = _cell(spec, stats, (row["model"], tag, column))
-            lines.append({
-                "table": spec.name, "row": index, "model": row["model"], "label": method_label(row), "r": row["r"],
-                "b": row["b"],
-                "targets": row.get("target_modules", spec.targets), "method_tag": tag, "column": column,
-                "paper": float(row[column]), **cell, "planned": planned, "diff": cell["ours"] - float(row[column]),
-                "params_paper": row.get("params_M"), "params_ours": params.get((row["model"], tag)),
-            })
+            lines.append(
+                {
+                    "table": spec.name,
+                    "row": index,
+                    "model": row["model"],
+                    "label": method_label(row),
+                    "r": row["r"],
+                    "b": row["b"],
+                    "targets": row.get("target_modules", spec.targets),
+                    "method_tag": tag,
+                    "column": column,
+                    "paper": float(row[column]),
+                    **cell,
+                    "planned": planned,
+                    "diff": cell["ours"] - float(row[column]),
+                    "params_paper": row.get("params_M"),
+                    "params_ours": params.get((row["model"], tag)),
+                }
+            )
     return pd.DataFrame(lines, columns=COMPARE_COLUMNS)
 
 
@@ -71,12 +83,25 @@ def compare_table6(runs: pd.DataFrame, planned: int, overrides: Sequence[str] = 
         for column in [c for c in row.index if "_" in c]:
             bench, model = column.split("_", 1)
             cell = _cell(TABLE6, stats[bench], (model, tag, "Avg"))
-            lines.append({
-                "table": "table6", "row": index, "model": "", "label": method_label(row), "r": row["r"],
-                "b": row["b"], "targets": "QKV",
-                "method_tag": tag, "column": column, "paper": float(row[column]), **cell, "planned": planned,
-                "diff": cell["ours"] - float(row[column]), "params_paper": None, "params_ours": None,
-            })
+            lines.append(
+                {
+                    "table": "table6",
+                    "row": index,
+                    "model": "",
+                    "label": method_label(row),
+                    "r": row["r"],
+                    "b": row["b"],
+                    "targets": "QKV",
+                    "method_tag": tag,
+                    "column": column,
+                    "paper": float(row[column]),
+                    **cell,
+                    "planned": planned,
+                    "diff": cell["ours"] - float(row[column]),
+                    "params_paper": None,
+                    "params_ours": None,
+                }
+            )
     return pd.DataFrame(lines, columns=COMPARE_COLUMNS)
 
 
@@ -103,8 +128,9 @@ def member_configs(name: str, runs: pd.DataFrame, overrides: Sequence[str] = ())
     """The configs of the runs that enter a paper table (what its decoding line describes)."""
     spec = table_spec(name)
     sources = [SPECS["table2"], SPECS["table3"]] if name == "table6" else [spec]
-    return [config for s in sources
-            for config in membership(runs, s.experiment_name, s.experiment, overrides)[0]["config"]]
+    return [
+        config for s in sources for config in membership(runs, s.experiment_name, s.experiment, overrides)[0]["config"]
+    ]
 
 
 def table_spec(name: str) -> TableSpec:

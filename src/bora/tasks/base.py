@@ -8,8 +8,9 @@ scale them to the paper's percentages.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import datasets
 from torch import nn
@@ -82,4 +83,3 @@ class Task(ABC):
         if "average" in metrics:
             return metrics["average"][self.main_metric]
         return metrics[self.cfg.name][self.main_metric]
-

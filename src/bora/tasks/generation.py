@@ -44,8 +44,9 @@ def generate(
     pad_token_id: int | None = None,
 ) -> list[str]:
     """The decoded continuation of every prompt (special tokens dropped), in the order of ``prompts``."""
-    ids = generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, engine, file_order,
-                       pad_token_id)
+    ids = generate_ids(
+        model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, engine, file_order, pad_token_id
+    )
     return [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
 
 
@@ -68,12 +69,15 @@ def generate_ids(
     if engine not in ENGINES:
         raise BoraError(f"task.generation_engine={engine!r}: use one of {', '.join(ENGINES)}")
     if engine == "continuous" and num_beams != 1:
-        raise BoraError(f"task.generation_engine=continuous decodes greedily only, but task.num_beams={num_beams}; "
-                        "use task.generation_engine=padded (or auto) for beam search")
+        raise BoraError(
+            f"task.generation_engine=continuous decodes greedily only, but task.num_beams={num_beams}; "
+            "use task.generation_engine=padded (or auto) for beam search"
+        )
     on_cpu = next(model.parameters()).device.type == "cpu"
     if engine == "padded" or (engine == "auto" and (num_beams != 1 or not on_cpu)):
-        return batched_generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams,
-                                    file_order, pad_token_id)
+        return batched_generate_ids(
+            model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, file_order, pad_token_id
+        )
     return continuous_generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc)
 
 
@@ -105,37 +109,62 @@ def continuous_generate_ids(
         return []
     ids = [tokenizer(prompt)["input_ids"] for prompt in prompts]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad_id,
-                              eos_token_id=tokenizer.eos_token_id)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=pad_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     cache = {"max_requests_per_batch": batch_size}
     if next(model.parameters()).device.type == "cpu":
         # Sized from the memory it needs: left to itself on a CPU, the cache sizes for all of host memory and a
         # tiny model spends seconds per question on it.
         longest = max(map(len, ids)) + max_new_tokens
-        cache |= {"page_size": PAGE_TOKENS, "num_blocks": batch_size * math.ceil(longest / PAGE_TOKENS) + 1,
-                  "max_batch_tokens": batch_size * 2 * PAGE_TOKENS, "use_async_batching": False,
-                  "use_cuda_graph": False}
+        cache |= {
+            "page_size": PAGE_TOKENS,
+            "num_blocks": batch_size * math.ceil(longest / PAGE_TOKENS) + 1,
+            "max_batch_tokens": batch_size * 2 * PAGE_TOKENS,
+            "use_async_batching": False,
+            "use_cuda_graph": False,
+        }
     was_training = model.training
     model.eval()
     try:
-        outputs = model.generate_batch(inputs=ids, generation_config=config, warmup=False,
-                                       continuous_batching_config=ContinuousBatchingConfig(**cache),
-                                       progress_bar=True)
+        outputs = model.generate_batch(
+            inputs=ids,
+            generation_config=config,
+            warmup=False,
+            continuous_batching_config=ContinuousBatchingConfig(**cache),
+            progress_bar=True,
+        )
     finally:
         model.train(was_training)
     # generate_batch logs a failure instead of raising, and returns the finished requests in input order
     failed = [index for index, output in enumerate(outputs.values()) if output.error]
     if len(outputs) != len(prompts) or failed:
-        raise BoraError(f"{desc}: continuous batching returned {len(outputs) - len(failed)} of {len(prompts)} "
-                        "generations (see the log above); task.generation_engine=padded decodes without it")
+        raise BoraError(
+            f"{desc}: continuous batching returned {len(outputs) - len(failed)} of {len(prompts)} "
+            "generations (see the log above); task.generation_engine=padded decodes without it"
+        )
     return [until_eos(list(output.generated_tokens), tokenizer.eos_token_id) for output in outputs.values()]
 
 
-def batched_generate(model, tokenizer, prompts, batch_size, max_new_tokens, desc="generate", num_beams=1,
-                     file_order=False, pad_token_id=None) -> list[str]:
+def batched_generate(
+    model,
+    tokenizer,
+    prompts,
+    batch_size,
+    max_new_tokens,
+    desc="generate",
+    num_beams=1,
+    file_order=False,
+    pad_token_id=None,
+) -> list[str]:
     """``batched_generate_ids``, decoded (special tokens dropped)."""
-    ids = batched_generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, file_order,
-                               pad_token_id)
+    ids = batched_generate_ids(
+        model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, file_order, pad_token_id
+    )
     return [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
 
 

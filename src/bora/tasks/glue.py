@@ -48,8 +48,10 @@ def read_tsv(path: Path, spec: GlueSpec) -> datasets.Dataset:
                     values.append(row[column])
                 labels.append(_label(path, line, row[columns[-1]], spec))
     except UnicodeDecodeError:
-        raise BoraError(f"{path}: not UTF-8 text ({_first_bad_byte(path)}); GLUE's TSV files are UTF-8: re-download "
-                        "or convert it (iconv -t utf-8)") from None
+        raise BoraError(
+            f"{path}: not UTF-8 text ({_first_bad_byte(path)}); GLUE's TSV files are UTF-8: re-download "
+            "or convert it (iconv -t utf-8)"
+        ) from None
     if not labels:
         raise BoraError(f"{path}: no data rows")
     names = ["text_a", "text_b"][: len(texts)]
@@ -100,8 +102,10 @@ def load_hub_split(hub_dataset: str, hub_config: str, split: str, spec: GlueSpec
         data = datasets.load_dataset(hub_dataset, hub_config, split=split)
     except Exception as error:  # offline, unknown id, ...: the one-line message says how to use local files
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise BoraError(f"cannot load {hub_dataset}/{hub_config} split {split} from the hub ({first}); "
-                        "set GLUE_DIR or task.data_dir to a folder in the GLUE TSV layout") from None
+        raise BoraError(
+            f"cannot load {hub_dataset}/{hub_config} split {split} from the hub ({first}); "
+            "set GLUE_DIR or task.data_dir to a folder in the GLUE TSV layout"
+        ) from None
     missing = [c for c in (*spec.hub_texts, "label") if c not in data.column_names]
     if missing:
         raise BoraError(f"{hub_dataset}/{hub_config} split {split} has no column {missing[0]!r}")
@@ -128,13 +132,17 @@ class GlueTask(Task):
         self.spec = glue_spec(task_cfg.glue_task)
         self.kind = "regression" if self.spec.labels is None else "classification"
         if task_cfg.kind != self.kind:
-            raise BoraError(f"task {task_cfg.name}: task.kind={task_cfg.kind} but GLUE {task_cfg.glue_task} is "
-                            f"{self.kind}; set task.kind={self.kind}")
+            raise BoraError(
+                f"task {task_cfg.name}: task.kind={task_cfg.kind} but GLUE {task_cfg.glue_task} is "
+                f"{self.kind}; set task.kind={self.kind}"
+            )
         self.num_labels = self.spec.num_labels
         if task_cfg.val_size or task_cfg.num_beams != 1 or task_cfg.protocol is not None:
-            raise BoraError(f"task.val_size / task.num_beams / task.protocol are LLM-Adapters settings; GLUE task "
-                            f"{task_cfg.name} "
-                            "evaluates on its dev split (a held-out part of train: task.eval_split=heldout)")
+            raise BoraError(
+                f"task.val_size / task.num_beams / task.protocol are LLM-Adapters settings; GLUE task "
+                f"{task_cfg.name} "
+                "evaluates on its dev split (a held-out part of train: task.eval_split=heldout)"
+            )
         if not task_cfg.data_dir and not task_cfg.hub_dataset:
             raise BoraError(f"task {task_cfg.name}: set task.data_dir (GLUE_DIR) or task.hub_dataset")
         self._splits: dict[str, datasets.Dataset] = {}
@@ -151,7 +159,8 @@ class GlueTask(Task):
         if self.cfg.eval_split == "heldout" and name in ("train", HELDOUT):
             if name not in self._splits:
                 self._splits["train"], self._splits[HELDOUT] = split_heldout(
-                    self._read("train"), self.cfg.heldout_fraction)
+                    self._read("train"), self.cfg.heldout_fraction
+                )
             return self._splits[name]
         if name not in self._splits:
             self._splits[name] = self._read(name)
@@ -166,8 +175,13 @@ class GlueTask(Task):
         return load_hub_split(self.cfg.hub_dataset, hub_config, hub_split, self.spec)
 
     def _tokenize(self, data: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, desc: str) -> datasets.Dataset:
-        return data.map(encode_pairs, fn_kwargs={"tokenizer": tokenizer, "max_length": self.cfg.max_length},
-                        batched=True, remove_columns=data.column_names, desc=desc)
+        return data.map(
+            encode_pairs,
+            fn_kwargs={"tokenizer": tokenizer, "max_length": self.cfg.max_length},
+            batched=True,
+            remove_columns=data.column_names,
+            desc=desc,
+        )
 
     def train_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
         for key in self.eval_keys():  # a broken dev file fails now, not after training
@@ -178,8 +192,9 @@ class GlueTask(Task):
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
         return DataCollatorWithPadding(tokenizer, return_tensors="pt")
 
-    def predict(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, data: datasets.Dataset,
-                batch_size: int, desc: str) -> np.ndarray:
+    def predict(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, data: datasets.Dataset, batch_size: int, desc: str
+    ) -> np.ndarray:
         """Class ids (regression: scores) of the model on raw rows, in order."""
         if len(data) == 0:  # a rank's share of a set smaller than the world
             return np.empty(0, dtype=np.float32 if self.kind == "regression" else np.int64)
@@ -222,8 +237,9 @@ class GlueTask(Task):
             all_predictions.append(predictions)
             all_references.append(references)
         if len(keys) > 1:
-            metrics[self.cfg.name] = self._score(metric, np.concatenate(all_predictions),
-                                                 np.concatenate(all_references), self.cfg.name)
+            metrics[self.cfg.name] = self._score(
+                metric, np.concatenate(all_predictions), np.concatenate(all_references), self.cfg.name
+            )
         return metrics
 
     def _score(self, metric, predictions: np.ndarray, references: np.ndarray, key: str) -> dict[str, float | None]:
@@ -235,7 +251,8 @@ class GlueTask(Task):
         for name, value in scores.items():
             if value is not None and not np.isfinite(value):
                 constant = np.ptp(predictions) == 0 or np.ptp(references) == 0
-                self.undefined[f"{key}/{name}"] = ("undefined: the model predicts one constant value"
-                                                   if constant else f"not a number ({value})")
+                self.undefined[f"{key}/{name}"] = (
+                    "undefined: the model predicts one constant value" if constant else f"not a number ({value})"
+                )
                 scores[name] = None
         return scores

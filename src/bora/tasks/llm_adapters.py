@@ -109,25 +109,33 @@ class ReasoningTask(Task):
     def __init__(self, task_cfg):
         super().__init__(task_cfg)
         if bool(task_cfg.train_file) == bool(task_cfg.train_parts):
-            raise BoraError(f"task {task_cfg.name}: set task.train_file (a JSON file in task.data_dir) or "
-                            "task.train_parts ({name: records} from train/<name>/train.json), "
-                            + ("not both" if task_cfg.train_file else "one of them"))
+            raise BoraError(
+                f"task {task_cfg.name}: set task.train_file (a JSON file in task.data_dir) or "
+                "task.train_parts ({name: records} from train/<name>/train.json), "
+                + ("not both" if task_cfg.train_file else "one of them")
+            )
         if not task_cfg.test_sets:
             raise BoraError(f"task {task_cfg.name}: task.test_sets is empty; name at least one test set")
         if task_cfg.protocol is None:
-            raise BoraError(f"task {task_cfg.name}: set task.protocol (bora_authors, llm_adapters or "
-                            "training_prompt) to say how its test sets are asked; conf/task/base/llm_adapters.yaml "
-                            "sets bora_authors")
+            raise BoraError(
+                f"task {task_cfg.name}: set task.protocol (bora_authors, llm_adapters or "
+                "training_prompt) to say how its test sets are asked; conf/task/base/llm_adapters.yaml "
+                "sets bora_authors"
+            )
         for name, count in (task_cfg.train_parts or {}).items():
             answers.rule_for(name)  # its held-out part is scored by that test set's rule
             if not isinstance(count, int) or count < 1:
                 raise BoraError(f"task.train_parts.{name}={count!r}: give a number of records >= 1")
         if task_cfg.train_parts and task_cfg.val_size:
-            raise BoraError(f"task.val_size={task_cfg.val_size} splits task.train_file only; with task.train_parts "
-                            "use task.val_size=0")
+            raise BoraError(
+                f"task.val_size={task_cfg.val_size} splits task.train_file only; with task.train_parts "
+                "use task.val_size=0"
+            )
         if task_cfg.eval_split == "heldout" and not task_cfg.train_parts:
-            raise BoraError(f"task.eval_split=heldout: task {task_cfg.name} scores held-out training records of "
-                            "task.train_parts only; set task.train_parts, or use task.eval_split=dev")
+            raise BoraError(
+                f"task.eval_split=heldout: task {task_cfg.name} scores held-out training records of "
+                "task.train_parts only; set task.train_parts, or use task.eval_split=dev"
+            )
         for name in task_cfg.test_sets:
             answers.rule_for(name)
         self.data_dir = llm_adapters_dir(task_cfg)
@@ -150,8 +158,10 @@ class ReasoningTask(Task):
         part's held-out records (``<part>_heldout``, never trained on), subset as the test sets are."""
         if self.cfg.eval_split == "heldout":
             self._split()
-            return {f"{name}{HELDOUT}": eval_subset(records, self.cfg.max_eval_samples, self.cfg.eval_sample_seed)
-                    for name, records in self._heldout.items()}
+            return {
+                f"{name}{HELDOUT}": eval_subset(records, self.cfg.max_eval_samples, self.cfg.eval_sample_seed)
+                for name, records in self._heldout.items()
+            }
         return {name: self.test_records(name) for name in self.cfg.test_sets}
 
     def _split(self) -> tuple[datasets.Dataset, datasets.Dataset | None]:
@@ -166,8 +176,10 @@ class ReasoningTask(Task):
         held_out = None
         if self.cfg.val_size:
             if self.cfg.val_size >= len(raw):
-                raise BoraError(f"task.val_size={self.cfg.val_size} leaves no training rows out of {len(raw)} "
-                                f"in {self.cfg.train_file}; use a smaller task.val_size")
+                raise BoraError(
+                    f"task.val_size={self.cfg.val_size} leaves no training rows out of {len(raw)} "
+                    f"in {self.cfg.train_file}; use a smaller task.val_size"
+                )
             parts = raw.train_test_split(test_size=self.cfg.val_size, shuffle=True, seed=VAL_SPLIT_SEED)
             raw, held_out = parts["train"], parts["test"]
         return train_slice(raw, self.cfg.max_train_samples), held_out
@@ -186,16 +198,21 @@ class ReasoningTask(Task):
                 rows, held = split_heldout(rows, self.cfg.heldout_fraction)
                 self._heldout[name] = held.to_list()
             if count > len(rows):
-                raise BoraError(f"task.train_parts.{name}={count}: {path} has {len(rows)} records to train on; "
-                                "ask for at most that many")
+                raise BoraError(
+                    f"task.train_parts.{name}={count}: {path} has {len(rows)} records to train on; "
+                    "ask for at most that many"
+                )
             mixed.append(train_slice(rows, count).select_columns(list(TRAIN_FIELDS)))
         return datasets.concatenate_datasets(mixed), None
 
     def _tokenized(self, raw: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, desc: str) -> datasets.Dataset:
         return raw.map(
             tokenize_examples,
-            fn_kwargs={"tokenizer": tokenizer, "max_length": self.cfg.max_length,
-                       "train_on_inputs": self.cfg.train_on_inputs},
+            fn_kwargs={
+                "tokenizer": tokenizer,
+                "max_length": self.cfg.max_length,
+                "train_on_inputs": self.cfg.train_on_inputs,
+            },
             batched=True,
             remove_columns=raw.column_names,
             desc=desc,
@@ -207,9 +224,14 @@ class ReasoningTask(Task):
         dataset = self._tokenized(self._split()[0], tokenizer, f"tokenize {source}")
         no_target = sum(all(label == IGNORE_INDEX for label in labels) for labels in dataset["labels"])
         if no_target:  # kept, as LLM-Adapters keeps them, but never silently
-            log.warning("%d of %d training examples of %s have no response token left after the cut at "
-                        "task.max_length=%d; they add nothing to the loss",
-                        no_target, len(dataset), source, self.cfg.max_length)
+            log.warning(
+                "%d of %d training examples of %s have no response token left after the cut at "
+                "task.max_length=%d; they add nothing to the loss",
+                no_target,
+                len(dataset),
+                source,
+                self.cfg.max_length,
+            )
         return dataset
 
     def validation_dataset(self, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset | None:
@@ -217,8 +239,9 @@ class ReasoningTask(Task):
         return None if held_out is None else self._tokenized(held_out, tokenizer, "tokenize the validation rows")
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
-        return DataCollatorForSeq2Seq(tokenizer, padding=True, pad_to_multiple_of=8, label_pad_token_id=IGNORE_INDEX,
-                                      return_tensors="pt")
+        return DataCollatorForSeq2Seq(
+            tokenizer, padding=True, pad_to_multiple_of=8, label_pad_token_id=IGNORE_INDEX, return_tensors="pt"
+        )
 
     def evaluate(
         self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int, out_dir: Path | None = None
@@ -230,20 +253,35 @@ class ReasoningTask(Task):
             prompts = [asked.prompt(r["instruction"], r.get("input") or "") for r in records]
             block = batch_size if asked.file_order else 1  # file order: each rank decodes whole batches
             mine = [prompts[i] for i in shard(len(prompts), block)]  # under torchrun each rank decodes its share
-            new_ids = gather(generate_ids(model, tokenizer, mine, batch_size, self.cfg.max_new_tokens, desc=name,
-                                          num_beams=self.cfg.num_beams, engine=str(self.cfg.generation_engine),
-                                          file_order=asked.file_order, pad_token_id=asked.pad_token_id),
-                             len(prompts), block)
-            rows = [self._row(index, name, record, prompt, ids, tokenizer)
-                    for index, (record, prompt, ids) in enumerate(zip(records, prompts, new_ids))]
+            new_ids = gather(
+                generate_ids(
+                    model,
+                    tokenizer,
+                    mine,
+                    batch_size,
+                    self.cfg.max_new_tokens,
+                    desc=name,
+                    num_beams=self.cfg.num_beams,
+                    engine=str(self.cfg.generation_engine),
+                    file_order=asked.file_order,
+                    pad_token_id=asked.pad_token_id,
+                ),
+                len(prompts),
+                block,
+            )
+            rows = [
+                self._row(index, name, record, prompt, ids, tokenizer)
+                for index, (record, prompt, ids) in enumerate(zip(records, prompts, new_ids))
+            ]
             metrics[name] = set_metrics(rows, self.cfg.max_new_tokens)
             if out_dir is not None:
                 write_predictions(Path(out_dir) / "predictions" / f"{name}.jsonl", rows)
         metrics["average"] = {"accuracy": sum(m["accuracy"] for m in metrics.values()) / len(metrics)}
         return metrics
 
-    def _row(self, index: int, name: str, record: dict, prompt: str, new_ids: list[int],
-             tokenizer: PreTrainedTokenizerBase) -> dict:
+    def _row(
+        self, index: int, name: str, record: dict, prompt: str, new_ids: list[int], tokenizer: PreTrainedTokenizerBase
+    ) -> dict:
         """One prediction: the continuation as text, the response the protocol cuts from the whole decoded sequence
         (prompt and continuation, special tokens dropped, as the sources decode it), its score, and how decoding
         ended (``stopped``: at EOS; else at task.max_new_tokens)."""
@@ -251,9 +289,16 @@ class ReasoningTask(Task):
         decoded = tokenizer.decode(prompt_ids + new_ids, skip_special_tokens=True)
         response = protocol(self.cfg.protocol).response(decoded)
         prediction, correct = answers.score(name.removesuffix(HELDOUT), response, record["answer"])
-        return {"id": index, "generation": tokenizer.decode(new_ids, skip_special_tokens=True), "response": response,
-                "prediction": prediction, "answer": record["answer"], "correct": correct,
-                "new_tokens": len(new_ids), "stopped": bool(new_ids) and new_ids[-1] == tokenizer.eos_token_id}
+        return {
+            "id": index,
+            "generation": tokenizer.decode(new_ids, skip_special_tokens=True),
+            "response": response,
+            "prediction": prediction,
+            "answer": record["answer"],
+            "correct": correct,
+            "new_tokens": len(new_ids),
+            "stopped": bool(new_ids) and new_ids[-1] == tokenizer.eos_token_id,
+        }
 
 
 def set_metrics(rows: list[dict], max_new_tokens: int) -> dict[str, float]:

@@ -24,8 +24,8 @@ the sources' files byte for byte (tests/tasks/test_protocols.py holds them as ty
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from bora.tasks.answers import RESPONSE_MARKER
 from bora.tasks.templates import alpaca_prompt
@@ -61,8 +61,9 @@ def _bora_authors_prompt(instruction: str, input: str = "") -> str:
 
 
 def _llm_adapters_prompt(instruction: str, input: str = "") -> str:
-    return (LLM_ADAPTERS_PROMPT_WITH_INPUT if input else LLM_ADAPTERS_PROMPT).format(instruction=instruction,
-                                                                                      input=input)
+    return (LLM_ADAPTERS_PROMPT_WITH_INPUT if input else LLM_ADAPTERS_PROMPT).format(
+        instruction=instruction, input=input
+    )
 
 
 def _last_response(text: str) -> str:
@@ -89,12 +90,13 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "bora_authors": Protocol("bora_authors", _bora_authors_prompt, file_order=True, pad_token_id=0,
-                             cut=_last_response),
-    "llm_adapters": Protocol("llm_adapters", _llm_adapters_prompt, file_order=True, pad_token_id=0,
-                             cut=_first_response),
-    "training_prompt": Protocol("training_prompt", alpaca_prompt, file_order=False, pad_token_id=None,
-                                cut=_first_response),
+    "bora_authors": Protocol("bora_authors", _bora_authors_prompt, file_order=True, pad_token_id=0, cut=_last_response),
+    "llm_adapters": Protocol(
+        "llm_adapters", _llm_adapters_prompt, file_order=True, pad_token_id=0, cut=_first_response
+    ),
+    "training_prompt": Protocol(
+        "training_prompt", alpaca_prompt, file_order=False, pad_token_id=None, cut=_first_response
+    ),
 }
 
 

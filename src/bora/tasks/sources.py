@@ -8,9 +8,10 @@ files.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bora.errors import BoraError
 from bora.paths import DATA_DIR
@@ -43,9 +44,15 @@ SPECS = {
     "STS-B": GlueSpec("stsb", _PAIR, "score", _PAIR, None),
     "QQP": GlueSpec("qqp", ("question1", "question2"), "is_duplicate", ("question1", "question2"), ("0", "1")),
     "MNLI": GlueSpec(
-        "mnli", _PAIR, "gold_label", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
-        dev_splits=(("_matched", "dev_matched.tsv", "validation_matched"),
-                    ("_mismatched", "dev_mismatched.tsv", "validation_mismatched")),
+        "mnli",
+        _PAIR,
+        "gold_label",
+        ("premise", "hypothesis"),
+        ("entailment", "neutral", "contradiction"),
+        dev_splits=(
+            ("_matched", "dev_matched.tsv", "validation_matched"),
+            ("_mismatched", "dev_mismatched.tsv", "validation_mismatched"),
+        ),
     ),
     "QNLI": GlueSpec("qnli", ("question", "sentence"), "label", ("question", "sentence"), _NLI),
     "RTE": GlueSpec("rte", _PAIR, "label", _PAIR, _NLI),
@@ -72,9 +79,13 @@ def data_files(task: Mapping[str, Any]) -> dict[str, Path]:
         names = ["train.tsv", *(tsv for _, tsv, _ in spec.dev_splits)]
         return {f"{task['glue_task']}/{n}": Path(task["data_dir"]) / task["glue_task"] / n for n in names}
     root = llm_adapters_dir(task)
-    names = ([task["train_file"]] if task.get("train_file") else []) + [
-        f"train/{name}/train.json" for name in task.get("train_parts") or {}] + [  # a mix of training parts
-        f"test/{name}/test.json" for name in task.get("test_sets") or []]
+    names = (
+        ([task["train_file"]] if task.get("train_file") else [])
+        + [f"train/{name}/train.json" for name in task.get("train_parts") or {}]
+        + [  # a mix of training parts
+            f"test/{name}/test.json" for name in task.get("test_sets") or []
+        ]
+    )
     return {name: root / name for name in names}
 
 
