@@ -26,6 +26,10 @@ HEADER = """\
 def uv_compile(find_links: str, upgrade: bool) -> str:
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "all.txt"
+        if not upgrade:  # uv keeps the pins it finds in its output file where the inputs still allow them
+            out.write_text(
+                "".join((ROOT / "requirements" / name).read_text() for name in ("lock.txt", "torch-cpu.txt"))
+            )
         command = [
             sys.executable,
             "-m",
