@@ -14,6 +14,7 @@ from bora.config.schema import non_identity_keys
 from bora.config.sweep import preflight
 from bora.errors import BoraError
 from bora.paths import CONF_DIR, PROJECT_ROOT
+from bora.plan import plan
 from bora.tasks.sources import data_record
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
@@ -197,6 +198,9 @@ def test_schema_names_its_non_identity_keys():
         (["+speed=1"], "unknown config key 'speed'; did you mean 'seed'?"),
         (["seed=abc"], "bad value for 'seed'"),
         (["experiment_name=../../escape"], "bad value experiment_name=../../escape: must be one folder name"),
+        (["model.name=../../../../esc1"], "bad value model.name=../../../../esc1: must be one folder name"),
+        (["task.name=../../../../esc2"], "bad value task.name=../../../../esc2: must be one folder name"),
+        (["task.name=a/b"], "bad value task.name=a/b: must be one folder name"),
         (["experiment_name=" + "a" * 300], "is 300 bytes; must be at most 200"),
         (["experiment_name=ünïcødé_日本"], "quote it, e.g. \"experiment_name='ünïcødé_日本'\" in a shell"),
     ],
@@ -206,6 +210,26 @@ def test_bad_input_is_one_line_naming_the_value(overrides, expected):
         load_config(overrides)
     message = str(info.value)
     assert expected in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["task=toy-math"], "bad pairing model=tiny-encoder (a encoder) with task=toy-math (a generation task)"),
+        (["model=tiny-decoder"], "bad pairing model=tiny-decoder (a decoder) with task=toy-cls (a classification"),
+        (["-m", "model=tiny-encoder,tiny-decoder"], "bad pairing model=tiny-decoder (a decoder) with task=toy-cls"),
+        (
+            ["model=tiny-decoder", "task=toy-math", "task.generation_engine=continuous", "task.num_beams=4"],
+            "bad pairing task.generation_engine=continuous with task.num_beams=4",
+        ),
+    ],
+)
+def test_values_that_cannot_run_together_stop_a_run_or_sweep_at_start_up(args, expected):
+    with pytest.raises(BoraError) as info:
+        preflight(args)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(BoraError, match="bad pairing"):
+        plan([a for a in args if a != "-m"], with_params=False)
 
 
 def test_a_typo_inside_an_experiment_file_names_the_key_and_the_file(tmp_path):

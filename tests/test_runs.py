@@ -106,7 +106,10 @@ def test_promote_moves_the_rerun_in_and_keeps_the_old_one_beside(tmp_path):
     write_record(attempt, record(metrics={"t": {"accuracy": 0.9}}))
     (attempt / "adapter").mkdir()
     (attempt / "adapter" / "new.txt").write_text("new")
+    for killed_writer in (tmp_path / ".result.json.abc123", attempt / ".result.json.def456"):
+        killed_writer.write_text('{"status": "run')
     kept = runs.promote(attempt, tmp_path, old)
+    assert not list(tmp_path.glob(".result.json.*"))  # no temporary of a killed writer outlives the rerun
     assert read_record(tmp_path).metrics == {"t": {"accuracy": 0.9}} and (tmp_path / "adapter" / "new.txt").exists()
     assert json.loads(kept.read_text())["metrics"] == {"t": {"accuracy": 0.5}}
     assert (tmp_path / f"adapter.{kept.name.removeprefix('result.').removesuffix('.json')}" / "old.txt").exists()
@@ -337,3 +340,25 @@ def test_environment_names_versions_commit_and_hardware():
 
 def test_statuses_are_the_documented_four():
     assert {s.value for s in Status} == {"running", "success", "failed", "interrupted"}
+
+
+def test_git_state_counts_new_code_and_configs_but_not_new_results(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True
+        )
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text("seed: 0\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    monkeypatch.setattr(runs, "CHECKOUT", tmp_path)
+    assert runs.git_state()["dirty"] is False
+    (tmp_path / "results" / "study").mkdir(parents=True)
+    (tmp_path / "results" / "study" / "result.json").write_text("{}")  # a study's new run: not a code change
+    assert runs.git_state()["dirty"] is False
+    (tmp_path / "conf" / "experiment").mkdir()
+    (tmp_path / "conf" / "experiment" / "new.yaml").write_text("seed: 1\n")  # a new, uncommitted experiment
+    state = runs.git_state()
+    assert state["dirty"] is True and state["untracked"] == ["conf/experiment/new.yaml"]

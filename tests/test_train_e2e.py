@@ -151,6 +151,16 @@ def test_failed_run_is_recorded_and_exits_nonzero(tmp_path):
     assert result["metrics"] is None and result["headline"] is None
 
 
+def test_a_batch_larger_than_the_training_split_is_refused_not_recorded_as_run(tmp_path):
+    """toy-cls has 400 training examples: a batch of 1000 would train every step on 400 under a record saying 1000."""
+    args = ["trainer.batch_size=1000", *FAST]
+    proc = run_cli(args, env={"BORA_OUTPUT_DIR": str(tmp_path)})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "bad value trainer.batch_size=1000: task toy-cls has 400 training examples" in proc.stderr
+    result = result_of(load_config([f"output_dir={tmp_path}", *args]).run_dir)
+    assert result["status"] == "failed" and result["train"] is None and result["metrics"] is None
+
+
 def test_a_sweep_over_any_key_gives_one_run_each(tmp_path):
     """trainer.lr=1e-3,3e-3: two successful runs, one after another and side by side, both in the results frame."""
     from bora.report.aggregate import load_results, summarize

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from bora import runs
 from bora.config.identity import run_identity
 from bora.config.resolvers import method_tag
+from bora.config.schema import check_pairings
 from bora.config.sweep import compose_jobs, expand_sweep
 from bora.errors import run_tool
 from bora.report.aggregate import dotted, varying_keys
@@ -78,6 +79,8 @@ def plan(overrides: Sequence[str], with_params: bool = True) -> list[dict]:
     """One dict per planned run (the ``FIELDS``), in the order a multirun launches them."""
     count = ParamCounter()
     configs = compose_jobs(expand_sweep(overrides))
+    for config in configs:
+        check_pairings(config)
     rows = []
     data_of: dict[str, dict] = {}  # per task config: the checksums of its data files (train compares the same)
     for config, setting in zip(configs, _settings(configs)):

@@ -301,8 +301,9 @@ def promote(attempt_dir: Path, run_dir: Path, replaced: RunRecord, old_log_bytes
     for name in PRODUCTS:
         if (run_dir / name).exists():
             os.replace(run_dir / name, run_dir / f"{name}.replaced-{stamp}")
+    temporaries = f".{RESULT_FILE}."  # write_record's, left by a writer that was killed: never results
     for item in attempt_dir.iterdir():
-        if item.name in (RESULT_FILE, CHECKPOINTS):
+        if item.name in (RESULT_FILE, CHECKPOINTS) or item.name.startswith(temporaries):
             continue
         target = run_dir / item.name
         if item.is_dir() and target.is_dir() and not target.is_symlink():
@@ -313,6 +314,8 @@ def promote(attempt_dir: Path, run_dir: Path, replaced: RunRecord, old_log_bytes
         os.replace(item, target)
     os.replace(attempt_dir / RESULT_FILE, run_dir / RESULT_FILE)
     shutil.rmtree(attempt_dir, ignore_errors=True)
+    for stale in run_dir.glob(f"{temporaries}*"):  # this process holds the run's lock: no writer is mid-write
+        stale.unlink(missing_ok=True)
     return kept
 
 
@@ -402,8 +405,12 @@ def environment() -> dict[str, Any]:
     }
 
 
+SOURCE_PATHS = ("src", "conf", "scripts", "data/toy", "requirements", "pyproject.toml", "Makefile")
+
+
 def git_state() -> dict[str, Any]:
-    """The checkout's commit and whether it had changes; an installed wheel has no checkout (both None)."""
+    """The checkout's commit and whether it had changes: edited tracked files, or files not yet added under
+    ``SOURCE_PATHS`` (listed); an installed wheel has no checkout (both None)."""
     if CHECKOUT is None:
         return {"commit": None, "dirty": None}
 
@@ -416,4 +423,9 @@ def git_state() -> dict[str, Any]:
 
     commit = run("rev-parse", "HEAD")
     status = run("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    # new, uncommitted code or configs change what ran as much as edited ones; new result files of a study in
+    # progress (results/) do not, so only these folders count
+    untracked = run("ls-files", "--others", "--exclude-standard", "--", *SOURCE_PATHS)
+    if status is None or untracked is None:
+        return {"commit": commit, "dirty": None}
+    return {"commit": commit, "dirty": bool(status or untracked), "untracked": untracked.splitlines()[:20]}

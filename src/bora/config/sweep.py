@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from bora.config.compose import load_config, resolved, split_command_line
 from bora.config.identity import run_identity
-from bora.config.schema import Config
+from bora.config.schema import Config, check_pairings
 from bora.errors import BoraError
 from bora.paths import CONF_DIR
 
@@ -75,9 +75,9 @@ def preflight(args: Sequence[str]) -> DictConfig:
     its ``hydra`` node (where the run or the sweep will write)."""
     overrides, config_name, multirun = split_command_line(args)
     if not multirun:
-        return load_config(overrides, config_name, hydra=True)
+        return _checked(load_config(overrides, config_name, hydra=True), config_name)
     jobs = expand_sweep(overrides, config_name) or [list(overrides)]
-    first = load_config(jobs[0], config_name, hydra=True)
+    first = _checked(load_config(jobs[0], config_name, hydra=True), config_name)
     if first.hydra.launcher.get("n_jobs") == 0:
         raise BoraError(
             "bad value hydra.launcher.n_jobs=0: must be >= 1 (runs side by side) or negative (joblib's "
@@ -86,9 +86,16 @@ def preflight(args: Sequence[str]) -> DictConfig:
     covered: set[str] = set(jobs[0])
     for job in jobs[1:]:
         if set(job) - covered:
-            load_config(job, config_name)
+            _checked(load_config(job, config_name), config_name)
             covered |= set(job)
     return first
+
+
+def _checked(cfg: DictConfig, config_name: str) -> DictConfig:
+    """A whole job's config, its values checked together too (``check_pairings``)."""
+    if config_name == "config":
+        check_pairings(resolved(cfg))
+    return cfg
 
 
 def keep_previous_multirun_yaml(sweep_dir: Path) -> Path | None:
