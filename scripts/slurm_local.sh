@@ -5,15 +5,17 @@
 #                                   # waits until the node is idle and prints `export SLURM_CONF=...` for the clients
 #   scripts/slurm_local.sh status   # sinfo / squeue of the local cluster
 #   scripts/slurm_local.sh stop     # cancel its jobs, stop the daemons
+#   scripts/slurm_local.sh dir      # where its state lives
 #
-# State, logs and the generated slurm.conf live in $BORA_SLURM_DIR (default /tmp/bora-slurm). The node is this host
+# State, logs and the generated slurm.conf live in $BORA_SLURM_DIR (default outputs/slurm-local in this checkout: a
+# folder of ours, not a fixed name in /tmp that another user could have made first). The node is this host
 # with its CPUs and memory, proctrack/linuxproc and task/none (no systemd or cgroups needed), one partition `local`
 # with JobRequeue=1, so `scontrol requeue <job>` (what a pre-emption with PreemptMode=REQUEUE does) sends SIGTERM and
 # puts the job back in the queue. On a real cluster none of this is needed: set partition / account / gpus / time in
 # conf/hydra/launcher/slurm.yaml. Any failure is one line on stderr and exit status 3.
 set -euo pipefail
 
-STATE=${BORA_SLURM_DIR:-/tmp/bora-slurm}
+STATE=${BORA_SLURM_DIR:-$(cd "$(dirname "$0")/.." && pwd)/outputs/slurm-local}
 CONF=$STATE/slurm.conf
 HOST=$(hostname -s)
 
@@ -110,5 +112,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) export SLURM_CONF=$CONF; sinfo; squeue ;;
-  *) echo "usage: $0 start|status|stop" >&2; exit 2 ;;
+  dir) echo "$STATE" ;;
+  *) echo "usage: $0 start|status|stop|dir" >&2; exit 2 ;;
 esac

@@ -199,8 +199,9 @@ def test_a_result_of_the_wrong_shape_is_unreadable_and_a_clear_error(tmp_path, c
     (tmp_path / "result.json").write_text(content)
     with pytest.raises(Unreadable, match=reason):
         read_record(tmp_path)
-    with pytest.raises(BoraError, match="unreadable.*move it away"):
+    with pytest.raises(BoraError, match="unreadable.*move it away") as info:
         decide(tmp_path)
+    assert "rewrite" not in str(info.value)  # one advice, the same in --problems (the reason) and here
     assert runs.status_of(tmp_path, "id-a") == "unreadable"
 
 

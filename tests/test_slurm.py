@@ -33,6 +33,15 @@ LAUNCHER = [
 ]
 
 
+def test_the_local_cluster_keeps_its_state_in_the_checkout_unless_told_otherwise(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "BORA_SLURM_DIR"}
+    where = subprocess.run(["bash", str(SCRIPT), "dir"], env=env, capture_output=True, text=True, check=True)
+    assert Path(where.stdout.strip()) == ROOT / "outputs" / "slurm-local"  # not a fixed, shared /tmp name
+    env["BORA_SLURM_DIR"] = str(tmp_path)
+    where = subprocess.run(["bash", str(SCRIPT), "dir"], env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.strip() == str(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
     """The environment of a running local cluster (SLURM_CONF set), for subprocesses."""

@@ -146,6 +146,8 @@ def test_failed_run_is_recorded_and_exits_nonzero(tmp_path):
     proc = run_cli(args, env={"BORA_OUTPUT_DIR": str(tmp_path)})
     assert proc.returncode != 0
     assert "/nonexistent/glue" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("error: ")
+    assert "HYDRA_FULL_ERROR" not in proc.stderr  # Hydra's hint is for tracebacks, not for our one-line errors
     result = result_of(load_config([f"output_dir={tmp_path}", *args]).run_dir)
     assert result["status"] == "failed" and "/nonexistent/glue" in result["error"]["message"]
     assert result["metrics"] is None and result["headline"] is None

@@ -148,7 +148,9 @@ def parse_record(payload: Any, path: Path | str = RESULT_FILE) -> RunRecord:
     version = payload.get("schema_version")
     if version != SCHEMA_VERSION:
         raise Unreadable(
-            Path(path), f"schema_version {version!r}, this bora reads {SCHEMA_VERSION} (rerun the run to rewrite it)"
+            Path(path),
+            f"schema_version {version!r}, this bora reads {SCHEMA_VERSION} (another bora version wrote it: "
+            "move it away to rerun the run)",
         )
     try:
         return RunRecord.model_validate(payload)

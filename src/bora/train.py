@@ -424,9 +424,16 @@ def main() -> None:
     except BoraError as error:
         fail(str(error))
 
+    single_run = not split_command_line(sys.argv[1:])[2]
+
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _run(cfg: DictConfig) -> Metrics:
-        return train(cfg)
+        if not single_run:
+            return train(cfg)  # a sweep member's error goes to Hydra's launcher, which decides if the sweep goes on
+        try:
+            return train(cfg)
+        except BoraError as error:  # a run that started has its failed record: ours is the one line, no Hydra hint
+            fail(str(error), code=1)
 
     try:
         _run()
