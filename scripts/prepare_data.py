@@ -2,9 +2,11 @@
 
 Layout written (what the math / commonsense task configs read):
     data/llm-adapters/math_10k.json, commonsense_170k.json, test/<name>/test.json
-Default source: the AGI-Edgerunners/LLM-Adapters GitHub repository (raw files; pin a commit with
---base-url https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/<commit>). Offline: --source DIR copies
-from a folder in the layout above (e.g. a colleague's data/llm-adapters).
+Default source: the AGI-Edgerunners/LLM-Adapters GitHub repository, raw files at a pinned commit (``COMMIT``), each
+download checked against the git object id that commit's tree gives it (``GIT_BLOBS``), so every user gets the same
+bytes. Another version: --base-url https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/<commit> (then
+only the manifest below checks it). Offline: --source DIR copies from a folder in the layout above (e.g. a
+colleague's data/llm-adapters).
 
 The first fetch of a file records its SHA-256 in data/llm-adapters.sha256; later runs verify every file against
 it. A file that differs from its recorded checksum is an error and is never overwritten: delete it (and its
@@ -26,7 +28,28 @@ from tqdm import tqdm  # text bars also in notebooks (tqdm.auto warns there with
 from bora.errors import BoraError, run_tool
 from bora.tasks.llm_adapters import TEST_FIELDS, TRAIN_FIELDS, read_records
 
-BASE_URL = "https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/main"
+COMMIT = "816657208af4db747803f87ba40a4c71383fed7a"  # LLM-Adapters' main on 2024-03-10 (its latest commit we know)
+BASE_URL = f"https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/{COMMIT}"
+# `git ls-tree -r COMMIT`: the object id of each file we fetch (SHA-1 of "blob <size>\0" + its bytes). The 13 test
+# sets ../shared/data holds have exactly these ids (tests/tasks/test_real_data.py).
+GIT_BLOBS = {
+    "ft-training_set/math_10k.json": "27dba77d6ed80aa118d78fbafa5cecd651f6d463",
+    "ft-training_set/commonsense_170k.json": "529e426b33d4cdb1d0c4a275a1a7245ad081fd91",
+    "dataset/AddSub/test.json": "f3996cdf4159b4e1e4b6768865a4db72105f4e2f",
+    "dataset/MultiArith/test.json": "08e996c6cd8c633cc977f5c50709a8bbfc8fadff",
+    "dataset/SingleEq/test.json": "cce7a868400323e30e2094a15d482c1aa743dbb0",
+    "dataset/gsm8k/test.json": "57a7a08e10e12e975e1f972d2b8125c0d4c722b1",
+    "dataset/AQuA/test.json": "731fbb456f7a93bb4121125de09c4adcf42e5dab",
+    "dataset/SVAMP/test.json": "98b8f1872db596f8aaff2c95d1d698a9fa13b94f",
+    "dataset/boolq/test.json": "6d7edb0a8e8a6566b546ccf0d98d24e48db3fdf3",
+    "dataset/piqa/test.json": "f7a1c260692ef31796d4763cb6334f316a754fed",
+    "dataset/social_i_qa/test.json": "eadf221799ca394367b144c0f86ee0436db409d2",
+    "dataset/hellaswag/test.json": "183c4920415f83ba4b793c4873a33e7e10bd1be5",
+    "dataset/winogrande/test.json": "21257263593dd4d00546e1918c88ca0f357b08ad",
+    "dataset/ARC-Challenge/test.json": "9540685439144200b5a7e48dab9ca4655be2af09",
+    "dataset/ARC-Easy/test.json": "6c0d30aaedaeca148df6bcd7aaacf7c31e6ad70f",
+    "dataset/openbookqa/test.json": "a6e69676104bcb77237388c3b5a3f0dcbb81d1e2",
+}
 TRAIN_FILES = ("math_10k.json", "commonsense_170k.json")
 TEST_SETS = (
     "AddSub",
@@ -56,6 +79,15 @@ def file_plan() -> list[tuple[str, str, tuple[str, ...]]]:
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_blob_id(path: Path) -> str:
+    """The id git gives the file's bytes: SHA-1 of ``blob <size>\\0`` and the bytes (``git hash-object``)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             digest.update(chunk)
@@ -126,6 +158,12 @@ def prepare(
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
         fetch(url, partial)
+        if source is None and base_url == BASE_URL and git_blob_id(partial) != GIT_BLOBS[repo_path]:
+            partial.unlink()
+            raise BoraError(
+                f"{url} is not the file of the pinned commit {COMMIT[:12]} (git object "
+                f"{GIT_BLOBS[repo_path][:12]}...): a proxy's page or a rewritten upstream? Nothing was written"
+            )
         digest = sha256(partial)
         if rel in manifest and manifest[rel] != digest:
             partial.unlink()

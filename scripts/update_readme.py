@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 from bora.errors import BoraError, run_tool
 from bora.paths import PROJECT_ROOT
+from bora.record import Unreadable, read_record
+from bora.report.aggregate import result_files
 from bora.report.committed import COMMITTED, FIGURE_FOLDERS, render_committed
 
 README = PROJECT_ROOT / "README.md"
@@ -29,7 +32,21 @@ def readme_block(name: str, text: str) -> str | None:
     return match.group(2) if match else None
 
 
+def check_every_result_readable(root: Path) -> None:
+    """A committed result.json that cannot be read would silently drop out of its table: name it instead."""
+    for path in result_files(root):
+        try:
+            read_record(path)
+        except Unreadable as error:
+            shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+            raise BoraError(
+                f"{shown} is unreadable ({error.reason}); every committed run enters the README's tables: restore it "
+                f"(git checkout -- {shown}) rather than render without it"
+            ) from None
+
+
 def update(check: bool) -> None:
+    check_every_result_readable(PROJECT_ROOT / "results")
     text = README.read_text(encoding="utf-8")
     for name in COMMITTED:
         if readme_block(name, text) is None:

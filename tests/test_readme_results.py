@@ -241,3 +241,15 @@ def test_the_readme_quotes_how_often_runs_say_true_on_boolq_as_their_predictions
         shares, scores = zip(*group)
         expected += [round(min(shares)), round(max(shares)), round(min(scores)), round(max(scores))]
     assert [int(g) for g in quoted.groups()] == expected
+
+
+def test_a_cut_off_result_file_is_named_not_dropped_from_the_readme_tables(tmp_path):
+    from bora.errors import BoraError
+
+    [first] = sorted((PROJECT_ROOT / "results" / "cpu-glue").rglob("result.json"))[:1]
+    copy = tmp_path / "results" / first.relative_to(PROJECT_ROOT / "results")
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(first.read_bytes()[:200])  # a checkout cut short, a merge gone wrong
+    update_readme.check_every_result_readable(PROJECT_ROOT / "results")  # the committed files all read
+    with pytest.raises(BoraError, match=r"result\.json is unreadable \(not valid JSON.*restore it"):
+        update_readme.check_every_result_readable(tmp_path / "results")

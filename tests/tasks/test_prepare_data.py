@@ -54,10 +54,43 @@ def test_default_source_is_the_github_raw_files(tmp_path, repo, monkeypatch, pre
         return response
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    # the stand-in files are not the pinned commit's: each would be refused, so pin the stand-ins' own ids here
+    blobs = {path: prepare_data.git_blob_id(repo / path) for path in prepare_data.GIT_BLOBS}
+    monkeypatch.setattr(prepare_data, "GIT_BLOBS", blobs)
     prepare_data.prepare(tmp_path / "llm-adapters")
-    base = "https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/main/"
+    base = f"https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/{prepare_data.COMMIT}/"
     assert base + "ft-training_set/math_10k.json" in urls and base + "dataset/hellaswag/test.json" in urls
-    assert len(urls) == 16
+    assert len(urls) == 16 and len(prepare_data.COMMIT) == 40
+
+
+def test_a_download_that_is_not_the_pinned_commits_file_never_lands(tmp_path, repo, monkeypatch, prepare_data):
+    def urlopen(url, timeout):
+        path = repo / url.removeprefix(prepare_data.BASE_URL + "/")
+        response = io.BytesIO(path.read_bytes())  # valid LLM-Adapters JSON, but other bytes than the commit's
+        response.headers = {"Content-Length": str(path.stat().st_size)}
+        return response
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    out = tmp_path / "llm-adapters"
+    with pytest.raises(BoraError, match="is not the file of the pinned commit 816657208af4"):
+        prepare_data.prepare(out)
+    assert not [p for p in out.rglob("*") if p.is_file()]  # no file, no .part, and no manifest line
+
+
+def test_git_blob_id_is_gits_object_id(tmp_path, prepare_data):
+    import hashlib
+    import shutil
+    import subprocess
+
+    path = tmp_path / "f.json"
+    content = b'[{"answer": "1"}]\n'
+    path.write_bytes(content)
+    assert prepare_data.git_blob_id(path) == hashlib.sha1(b"blob %d\0%s" % (len(content), content)).hexdigest()
+    if shutil.which("git"):
+        assert (
+            prepare_data.git_blob_id(path)
+            == subprocess.check_output(["git", "hash-object", str(path)], text=True).strip()
+        )
 
 
 def test_changed_local_file_is_never_overwritten(tmp_path, repo, prepare_data):

@@ -66,3 +66,12 @@ def test_real_test_sets_load_through_the_task(shared_llm_adapters):
         "ARC-Easy": 2376,
         "openbookqa": 500,
     }
+
+
+def test_the_real_test_sets_are_the_pinned_commits_files(shared_llm_adapters, prepare_data):
+    """What ``make data`` would fetch: every test set ../shared/data holds has the object id of the pinned commit."""
+    test_dirs = sorted(p for p in (shared_llm_adapters / "test").iterdir() if p.is_dir())
+    assert len(test_dirs) >= 13
+    for test_dir in test_dirs:
+        pinned = prepare_data.GIT_BLOBS[f"dataset/{test_dir.name}/test.json"]
+        assert prepare_data.git_blob_id(test_dir / "test.json") == pinned, test_dir.name
