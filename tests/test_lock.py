@@ -5,6 +5,7 @@ import hashlib
 import pytest
 import tomllib
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from bora import lockfile
 from bora.paths import PROJECT_ROOT
@@ -16,10 +17,16 @@ def test_the_lock_satisfies_every_requirement_of_pyproject():
     requirements = [Requirement(line) for line in project["dependencies"]]
     requirements += [Requirement(line) for extra in project["optional-dependencies"].values() for line in extra]
     for requirement in requirements:
-        name = lockfile.canonical(requirement.name)
+        name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is not in the lock: run `make lock`"
         assert requirement.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} vs {requirement}"
-    assert list(pins) == list(dict.fromkeys(pins))  # no package pinned twice
+    names = [
+        line.split("==")[0]
+        for path in (lockfile.LOCK, lockfile.TORCH_LOCK)
+        for line in (PROJECT_ROOT / path).read_text().splitlines()
+        if "==" in line and line[0].isalpha()
+    ]
+    assert len(names) == len(set(names)) == len(pins)  # each package pinned once, and every pin read
 
 
 def test_torch_is_locked_apart_and_every_pin_is_hashed():

@@ -16,14 +16,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 LOCK = Path("requirements") / "lock.txt"
 TORCH_LOCK = Path("requirements") / "torch-cpu.txt"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 _NOT_LOCKED = {"bora"}  # the project itself, installed from the checkout
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def read_pins(path: Path) -> dict[str, str]:
@@ -32,12 +31,12 @@ def read_pins(path: Path) -> dict[str, str]:
     for line in path.read_text(encoding="utf-8").splitlines():
         found = _PIN.match(line)
         if found:
-            pins[canonical(found.group(1))] = found.group(2)
+            pins[canonicalize_name(found.group(1))] = found.group(2)
     return pins
 
 
 def installed() -> dict[str, str]:
-    return {canonical(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
+    return {canonicalize_name(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
 
 
 def _requirements_closure(root: str, versions: dict[str, str]) -> set[str]:
@@ -49,10 +48,11 @@ def _requirements_closure(root: str, versions: dict[str, str]) -> set[str]:
         if name in seen or name not in versions:
             continue
         seen.add(name)
-        for requirement in metadata.requires(name) or []:
-            found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
-            if found:
-                todo.append(canonical(found.group(0)))
+        for line in metadata.requires(name) or []:
+            try:
+                todo.append(canonicalize_name(Requirement(line).name))
+            except InvalidRequirement:
+                continue
     return seen
 
 
