@@ -723,3 +723,45 @@ def test_a_bf16_decoder_on_a_cpu_evaluates_in_its_own_dtype_after_autocast_train
     result = result_of(cfg.run_dir)
     assert result["status"] == "success" and result["precision"]["used"] == "bf16"
     assert result["config"]["trainer"]["adapter_dtype"] == "bf16"  # bora_authors' default
+
+
+@pytest.mark.parametrize("engine", ["auto", "padded"])
+def test_a_record_states_the_engine_and_adapter_dtype_the_code_used(tmp_path, monkeypatch, engine):
+    """``generation_engine.used`` is the engine that decoded (spied on), not the ``auto`` asked for; and
+    ``adapter_dtype.used`` is the dtype the adapter parameters held in training."""
+    import bora.tasks.generation as generation
+
+    called = []
+    for name in ("continuous", "batched"):
+        real = getattr(generation, f"{name}_generate_ids")
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            called.append("padded" if _name == "batched" else _name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(generation, f"{name}_generate_ids", spy)
+    cfg = load_config(
+        [
+            "model=tiny-decoder",
+            "task=toy-math",
+            "method=bora",
+            "trainer.adapter_dtype=bf16",
+            f"task.generation_engine={engine}",
+            "trainer.max_steps=2",
+            "task.max_eval_samples=2",
+            "task.max_new_tokens=4",
+            f"output_dir={tmp_path}",
+        ]
+    )
+    train(cfg)
+    result = result_of(cfg.run_dir)
+    assert set(called) == {result["generation_engine"]["used"]}
+    assert result["generation_engine"] == {"requested": engine, "used": "continuous" if engine == "auto" else engine}
+    assert result["adapter_dtype"] == {"requested": "bf16", "used": "bf16"}
+
+
+def test_a_classification_record_states_its_adapter_dtype_and_no_engine(tmp_path):
+    cfg = load_config([f"output_dir={tmp_path}", *FAST, "method=lora"])
+    train(cfg)
+    result = result_of(cfg.run_dir)
+    assert result["adapter_dtype"] == {"requested": "fp32", "used": "fp32"} and result["generation_engine"] == {}

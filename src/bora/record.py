@@ -114,6 +114,10 @@ class RunRecord(_Part):
     eval: dict[str, float] | None = None
     peak_memory: dict[str, Memory] = {}
     precision: dict[str, str] = {}  # requested and used (a bf16 default falls back to fp32 on a CPU)
+    # requested (trainer.adapter_dtype) and used: the dtype the adapter parameters held when training started
+    adapter_dtype: dict[str, str] = {}
+    # generation tasks: requested (task.generation_engine) and used (auto: continuous on a CPU, padded on a GPU)
+    generation_engine: dict[str, str] = {}
     adapter_stats: dict[str, Any] = {}  # e.g. BoRA's Sigma per layer (bora.adapters.stats)
     notices: list[str] = []  # warnings a reader of the number should see
     error: ErrorInfo | None = None

@@ -206,7 +206,7 @@ def _train_and_evaluate(
     """Build model, adapters and data; train with HF Trainer; evaluate. Returns the record fields it measured."""
     from transformers import set_seed
 
-    from bora.adapters import count_adapter_params
+    from bora.adapters import adapter_dtype_used, count_adapter_params
     from bora.adapters.stats import adapter_stats
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
@@ -241,6 +241,7 @@ def _train_and_evaluate(
     adapted, adapt_notices = adapt_model(cfg, model, _total_steps(cfg, args, len(train_data)), head_modules)
     notices += adapt_notices
     adapter_params = count_adapter_params(model)
+    adapter_dtype = {"requested": str(cfg.trainer.adapter_dtype), "used": adapter_dtype_used(model)}
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("adapted %d modules; adapter params %d; trainable incl. head %d", len(adapted), adapter_params, trainable)
 
@@ -306,6 +307,10 @@ def _train_and_evaluate(
         "undefined_metrics": undefined,
         "headline": {"metric": task.main_metric, "value": headline},
         "adapter_params": adapter_params,
+        "adapter_dtype": adapter_dtype,
+        "generation_engine": {}
+        if task.generation_engine is None
+        else {"requested": str(cfg.task.generation_engine), "used": task.generation_engine},
         "trainable_params": trainable,
         "adapted_modules": len(adapted),
         "train": {

@@ -8,7 +8,7 @@ from torch import nn
 from bora.adapters import adapter_layers
 from bora.adapters.bora import BoraLayer
 from bora.adapters.lora import LoraLayer
-from bora.adapters.stats import adapter_stats, singular_values, spectrum_of
+from bora.adapters.stats import PAPER_COUNT, adapter_stats, recorded_values, singular_values, spectrum_of
 
 
 @pytest.mark.parametrize("method", MERGEABLE)
@@ -37,12 +37,30 @@ def test_the_record_counts_rank_up_to_b_r_for_bora_and_r_for_lora():
     assert lora_record["above_0.001"] == lora_record["above_0.01"] == 2  # LoRA: exactly r
     assert bora_record["above_0.001"] == 16  # BoRA: b r = 16 with random Sigma (paper eq. 6)
     assert 2 < bora_record["effective_rank"] <= 16 and 1 <= lora_record["effective_rank"] <= 2
-    assert len(bora_record["top"]) == 16 and bora_record["top"] == sorted(bora_record["top"], reverse=True)
+    assert len(bora_record["values"]) == 16 and bora_record["values"] == sorted(bora_record["values"], reverse=True)
+
+
+def test_the_record_holds_the_papers_measures_over_the_full_spectrum():
+    """Figure 4's count above 0.005 (absolute) and sum of squares, from every value, and the values themselves past
+    the 64 that records once kept (BoRA r=8 b=16: a bound of 128)."""
+    torch.manual_seed(0)
+    bora = BoraLayer(nn.Linear(256, 256), r=8, alpha=16, dropout=0.0, blocks=16)
+    nn.init.normal_(bora.B, std=0.05)
+    values = singular_values(bora)
+    record = spectrum_of(values)
+    dense = torch.linalg.svdvals(bora.delta_weight().detach().double())
+    assert record[PAPER_COUNT] == int((dense > 0.005).sum()) and record[PAPER_COUNT] > 64
+    assert record["sum_squares"] == pytest.approx(float(bora.delta_weight().detach().double().pow(2).sum()), rel=1e-5)
+    assert len(record["values"]) == 128 == record["count"]
+    assert recorded_values(record) == record["values"] and recorded_values({"top": [2.0, 1.0]}) == [2.0, 1.0]
+    small = spectrum_of(torch.tensor([1.0, 0.004, 1e-7], dtype=torch.float64))
+    assert small[PAPER_COUNT] == 1 and small["values"] == [1.0, 0.004]  # below 1e-6 of the largest: not kept
 
 
 def test_an_untrained_lora_records_a_zero_spectrum_without_nan():
     record = spectrum_of(singular_values(LoraLayer(nn.Linear(16, 16), r=4, alpha=8, dropout=0.0)))
-    assert record["above_0.001"] == 0 and record["effective_rank"] == 0.0 and set(record["top"]) == {0.0}
+    assert record["above_0.001"] == 0 and record["effective_rank"] == 0.0 and record["values"] == []
+    assert record[PAPER_COUNT] == 0 and record["sum_squares"] == 0.0
 
 
 def test_run_stats_hold_a_spectrum_per_layer_and_sigma_for_bora():

@@ -9,6 +9,7 @@ configs).
 from bora.adapters.base import AdapterLayer
 from bora.adapters.export import export_peft_lora
 from bora.adapters.inject import (
+    adapter_dtype_used,
     adapter_layers,
     adapter_parameters,
     cast_adapters,
@@ -27,6 +28,7 @@ from bora.adapters.io import load_adapters, save_adapters
 from bora.adapters.registry import METHOD_NAMES, METHODS
 
 __all__ = [
+    "adapter_dtype_used",
     "METHODS",
     "METHOD_NAMES",
     "AdapterLayer",

@@ -150,6 +150,15 @@ def cast_adapters(model: nn.Module, adapter_dtype) -> None:
             param.data = param.data.to(dtype)
 
 
+def adapter_dtype_used(model: nn.Module) -> str:
+    """The dtype the trainable adapter parameters actually hold (``fp32``, ``bf16``, ...; ``fp32+bf16`` when they
+    differ; ``none`` without any): what a run records beside the ``trainer.adapter_dtype`` it asked for (PEFT's own
+    methods keep their adapters in fp32 on a bf16 base whatever was asked)."""
+    names = {dtype: name for name, dtype in {**ADAPTER_DTYPES, "fp16": torch.float16, "fp64": torch.float64}.items()}
+    used = sorted({names.get(p.dtype, str(p.dtype).removeprefix("torch.")) for _, p in adapter_parameters(model)})
+    return "+".join(used) or "none"
+
+
 def count_adapter_params(model: nn.Module) -> int:
     """The paper's ``#Params``: trainable adapter parameters only (no classifier head)."""
     return sum(p.numel() for _, p in adapter_parameters(model))

@@ -3,10 +3,16 @@ BoRA's Sigma per layer.
 
 Spectrum (paper Figure 4): the singular values of each adapted layer's trained ``dW``, computed once at the end of
 training (from the factors of ``lora_factors()`` where the method has them: a QR of each, then the SVD of a
-``k x k`` core, so an 8B model's layers cost milliseconds; else from ``delta_weight()``). Recorded per layer: the
-largest ``SPECTRUM_TOP`` values, how many lie above 1e-3 and 1e-2 of the largest (the numerical rank at two
-tolerances), and the entropy effective rank ``exp(H(s / sum s))`` (Roy & Vetterli, 2007). BoRA's bound is
-``min(b r, m, n)``, LoRA's ``r``: the record shows which of them training reaches.
+``k x k`` core, so an 8B model's layers cost milliseconds; else from ``delta_weight()``). Recorded per layer:
+- the paper's measures (sec. 4.5, Figure 4, after HiRA): how many values exceed ``PAPER_THRESHOLD`` = 0.005
+  (absolute) and the sum of the squared values (``||dW||_F^2``), both over every value;
+- ``values``: the spectrum itself, every value above ``SPECTRUM_FLOOR`` (1e-6) of the largest, 6 significant
+  digits: at most ``min(b r, m, n)`` for a factored update (BoRA r=8 b=32: 256 floats a layer), so any other
+  measure can be recomputed from the record;
+- how many lie above 1e-3 and 1e-2 of the largest (the numerical rank at two relative tolerances), and the entropy
+  effective rank ``exp(H(s / sum s))`` (Roy & Vetterli, 2007).
+BoRA's bound is ``min(b r, m, n)``, LoRA's ``r``: the record shows which of them training reaches. Records written
+before full spectra kept the largest 64 values as ``top`` (``recorded_values`` reads either).
 
 BoRA's ``Sigma_jk = diag(exp(sigma_jk / Mav(sigma)))`` starts in ``[e^-2, e^2]`` (``sigma / Mav`` of a Kaiming-uniform
 draw lies in ``[-2, 2]``). Nothing bounds it during training: if ``Mav`` shrinks while one entry stays, that entry's
@@ -25,8 +31,10 @@ from torch import nn
 from bora.adapters.inject import adapter_layers
 
 SIGMA_WARN = 1e4
-SPECTRUM_TOP = 64
+SPECTRUM_FLOOR = 1e-6
 SPECTRUM_TOLERANCES = (1e-3, 1e-2)
+PAPER_THRESHOLD = 0.005  # the paper's (and HiRA's) count of singular values, absolute
+PAPER_COUNT = f"above_abs_{PAPER_THRESHOLD:g}"
 
 
 def _finite(value: float) -> float | None:
@@ -66,13 +74,22 @@ def singular_values(layer: nn.Module) -> torch.Tensor | None:
 def spectrum_of(values: torch.Tensor) -> dict:
     """The record of one layer's singular values (see the module docstring)."""
     top = float(values[0]) if len(values) else 0.0
-    record = {"top": [float(f"{v:.6g}") for v in values[:SPECTRUM_TOP].tolist()], "count": len(values)}
+    kept = values[values > SPECTRUM_FLOOR * top] if top > 0 else values[:0]
+    record = {"values": [float(f"{v:.6g}") for v in kept.tolist()], "count": len(values)}
+    record[PAPER_COUNT] = int((values > PAPER_THRESHOLD).sum())
+    record["sum_squares"] = float(f"{float((values**2).sum()):.6g}")
     for tolerance in SPECTRUM_TOLERANCES:
         record[f"above_{tolerance:g}"] = int((values > tolerance * top).sum()) if top > 0 else 0
     weights = values / values.sum() if top > 0 else values
     weights = weights[weights > 0]
     record["effective_rank"] = round(float(torch.exp(-(weights * weights.log()).sum())), 4) if top > 0 else 0.0
     return record
+
+
+def recorded_values(layer_record: dict) -> list[float]:
+    """A layer record's singular values, descending: ``values`` (every value above the floor), or ``top`` (the
+    largest 64, records written before full spectra)."""
+    return layer_record["values"] if "values" in layer_record else layer_record.get("top", [])
 
 
 def spectrum_stats(model: nn.Module) -> tuple[list[dict], list[str]]:
@@ -98,7 +115,15 @@ def adapter_stats(model: nn.Module) -> tuple[dict, list[str]]:
     notices)."""
     spectrum, left_out = spectrum_stats(model)
     stats = (
-        {"spectrum": {"tolerances": list(SPECTRUM_TOLERANCES), "per_layer": spectrum, "left_out": left_out}}
+        {
+            "spectrum": {
+                "tolerances": list(SPECTRUM_TOLERANCES),
+                "paper_threshold": PAPER_THRESHOLD,
+                "floor": SPECTRUM_FLOOR,
+                "per_layer": spectrum,
+                "left_out": left_out,
+            }
+        }
         if spectrum or left_out
         else {}
     )

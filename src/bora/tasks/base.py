@@ -44,6 +44,7 @@ def split_heldout(dataset: datasets.Dataset, fraction: float) -> tuple[datasets.
 class Task(ABC):
     kind: str  # "classification" | "regression" | "generation"
     num_labels: int | None  # size of the encoder's head (1 = regression); None for generation
+    generation_engine: str | None = None  # the engine ``evaluate`` decoded with (generation tasks; set by it)
 
     def __init__(self, task_cfg):
         self.cfg = task_cfg

@@ -74,11 +74,19 @@ def generate_ids(
             "use task.generation_engine=padded (or auto) for beam search"
         )
     on_cpu = next(model.parameters()).device.type == "cpu"
-    if engine == "padded" or (engine == "auto" and (num_beams != 1 or not on_cpu)):
+    if chosen_engine(engine, num_beams, on_cpu) == "padded":
         return batched_generate_ids(
             model, tokenizer, prompts, batch_size, max_new_tokens, desc, num_beams, file_order, pad_token_id
         )
     return continuous_generate_ids(model, tokenizer, prompts, batch_size, max_new_tokens, desc)
+
+
+def chosen_engine(engine: str, num_beams: int, on_cpu: bool) -> str:
+    """The engine ``generate_ids`` decodes with: ``auto`` is ``continuous`` for greedy search on a CPU, else
+    ``padded`` (what a run records as ``generation_engine.used``)."""
+    if engine == "auto":
+        return "continuous" if num_beams == 1 and on_cpu else "padded"
+    return engine
 
 
 def until_eos(ids: list[int], eos_token_id: int | None) -> list[int]:

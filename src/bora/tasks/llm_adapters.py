@@ -19,7 +19,7 @@ from bora.distributed import gather, shard
 from bora.errors import BoraError
 from bora.tasks import answers
 from bora.tasks.base import Metrics, Task, split_heldout, train_slice
-from bora.tasks.generation import generate_ids
+from bora.tasks.generation import chosen_engine, generate_ids
 from bora.tasks.protocols import protocol
 from bora.tasks.sources import llm_adapters_dir
 from bora.tasks.templates import alpaca_prompt
@@ -248,6 +248,8 @@ class ReasoningTask(Task):
     ) -> Metrics:
         tests = self.evaluation_sets()
         asked = protocol(self.cfg.protocol)
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        self.generation_engine = chosen_engine(str(self.cfg.generation_engine), self.cfg.num_beams, on_cpu)
         metrics: Metrics = {}
         for name, records in tests.items():
             prompts = [asked.prompt(r["instruction"], r.get("input") or "") for r in records]
