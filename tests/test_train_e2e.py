@@ -424,8 +424,9 @@ def test_export_of_a_trained_glue_run_reloads_in_peft_with_its_head(tmp_path, me
 
     cfg = load_config([f"output_dir={tmp_path}", f"method={method}", *FAST])
     train(cfg)
-    diff = export_run(Path(cfg.run_dir), tmp_path / "peft")
-    assert diff <= 1e-5
+    check = export_run(Path(cfg.run_dir), tmp_path / "peft")
+    assert check.reference_dtype == "fp32" and check.weights_dtype == "fp32" and check.tolerance == 1e-5
+    assert check.max_abs_logit_diff <= 1e-5
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["modules_to_save"] == ["classifier"] and config["task_type"] == "SEQ_CLS"
     base = load_model(cfg.model, num_labels=2)
@@ -455,9 +456,62 @@ def test_export_of_a_generation_run_and_the_cli(tmp_path):
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1].startswith("max_abs_logit_diff: ")
-    assert float(done.stdout.strip().split()[-1]) <= 1e-5
+    *_, said, last = done.stdout.strip().splitlines()
+    # toy-math trains bf16 adapters (task.protocol=bora_authors): checked against them, to bf16's unit roundoff
+    assert f"-> {tmp_path / 'peft'} (PEFT LoRA, adapter weights fp32;" in said
+    assert "against the model as trained, adapters bf16, tolerance 0.00390625 x " in said
+    assert last.startswith("max_abs_logit_diff: ")
+    assert 0 < float(last.split()[-1]) <= 2**-8 * float(said.rstrip(")").split(" x ")[-1])
     assert json.loads((tmp_path / "peft" / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+
+
+def test_export_of_a_bf16_trained_run_is_verified_against_the_bf16_model(tmp_path):
+    """trainer.adapter_dtype=bf16: the model as trained and evaluated computes its updates in bf16. The check must
+    compare the PEFT reload with that model (adapters loaded in bf16, as load_adapters keeps them), not with a
+    float32 copy of it, and report that difference."""
+    import torch
+    from peft import PeftModel
+
+    from bora.adapters import adapter_dtype_used, load_adapters
+    from bora.export import _inputs, export_run
+    from bora.models import load_model
+
+    cfg = load_config(
+        [
+            f"output_dir={tmp_path}",
+            "model=tiny-decoder",
+            "task=toy-math",
+            "method=bora",
+            "trainer.adapter_dtype=bf16",
+            "trainer.max_steps=6",
+            "task.max_eval_samples=2",
+            "task.max_new_tokens=2",
+        ]
+    )
+    train(cfg)
+    run_dir = Path(cfg.run_dir)
+    reported = export_run(run_dir, tmp_path / "peft")
+
+    trained = load_model(cfg.model)
+    load_adapters(trained, run_dir / "adapter")  # no cast: the dtype it trained and evaluated in
+    trained.eval()
+    assert adapter_dtype_used(trained) == "bf16"
+    reloaded = PeftModel.from_pretrained(load_model(cfg.model), str(tmp_path / "peft")).eval()
+    batch = _inputs(trained, trained.config.vocab_size)
+    with torch.no_grad():
+        expected = trained(**batch).logits.float()
+        got = reloaded(**batch).logits.float()
+    diff = float((expected - got).abs().max())
+    assert diff > 0  # bf16 updates against PEFT's float32 ones: there is a difference to report
+    assert reported.max_abs_logit_diff == diff
+    assert reported.reference_dtype == "bf16" and reported.weights_dtype == "fp32"
+    scale = max(1.0, float(expected.abs().max()))
+    assert reported.scale == scale and reported.tolerance == 2**-8  # bf16's unit roundoff, not float32's 1e-5
+    assert diff <= 2**-8 * scale
+    assert diff > 1e-5 * scale  # float32's tolerance is too tight for bf16 updates; an explicit one still holds:
+    with pytest.raises(BoraError, match=r"adapters bf16\) by .* \(tolerance 1e-05 x .*not faithful"):
+        export_run(run_dir, tmp_path / "strict", tolerance=1e-5)
+    assert not (tmp_path / "strict").exists()
 
 
 def test_a_validation_split_ends_training_on_its_best_checkpoint(tmp_path, monkeypatch):

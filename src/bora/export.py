@@ -3,13 +3,17 @@
 Every mergeable method is exactly a LoRA of some rank (``bora.adapters.export``), so the export is a PEFT LoRA that
 ``peft.PeftModel.from_pretrained(base, out_dir)`` loads onto the plain base model; a trained task head (a GLUE
 classifier) goes into ``modules_to_save``. The export is verified before this command succeeds: it is reloaded with
-PEFT onto a fresh base model, and its logits on a few inputs must equal the trained model's (``--tolerance``).
-The last line printed is ``max_abs_logit_diff: X``.
+PEFT onto a fresh base model, and its logits on a few inputs must equal those of the model as trained (its adapters
+in the dtype they trained in, ``trainer.adapter_dtype``) to within ``--tolerance`` x max(1, |logits|). The default
+tolerance follows that dtype: 1e-5 for float32 adapters, bf16's unit roundoff 2**-8 for bf16 ones (their updates
+are rounded to bf16 in the trained model, while PEFT computes them in float32). The adapter weights are written in
+float32. The last line printed is ``max_abs_logit_diff: X``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -20,6 +24,31 @@ from bora.errors import BoraError, run_tool
 from bora.record import read_record
 
 TASK_TYPES = {"encoder": "SEQ_CLS", "decoder": "CAUSAL_LM"}
+FP32_TOLERANCE = 1e-5  # float32 adapters: the export computes the same update, up to float32 reassociation
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportCheck:
+    """What ``export_run`` wrote and how it was verified."""
+
+    max_abs_logit_diff: float  # between the PEFT reload and the model as trained
+    tolerance: float  # relative: the check passes when the difference is at most tolerance x scale
+    scale: float  # max(1, largest |logit| of the model as trained)
+    weights_dtype: str  # the dtype of the exported adapter weights (lora_A, lora_B, DoRA's magnitude)
+    reference_dtype: str  # the dtype the trained adapters computed in (adapter_dtype_used: bf16, fp32, ...)
+
+
+def default_tolerance(dtypes: set[torch.dtype]) -> float:
+    """The default ``--tolerance`` for adapters trained in ``dtypes``: 1e-5 when all are float32 (or wider); else
+    the unit roundoff of the least precise one (``finfo.eps / 2``: 2**-8 for bf16). A bf16 adapter rounds its input,
+    its hidden product and its update to 8 significant bits in the trained model, and PEFT does not (it holds
+    float32 adapter weights on a float32 base), so the two differ by bf16 roundings of the adapters' contribution;
+    measured on the tiny models, 3e-7 to 8e-4 of max(1, |logits|), all within one bf16 rounding of the largest
+    logit, while an export without its adapter (or head) misses by 0.07 to 0.15 of it."""
+    coarsest = max((torch.finfo(dtype).eps for dtype in dtypes), default=0.0)
+    if coarsest <= torch.finfo(torch.float32).eps:
+        return FP32_TOLERANCE
+    return coarsest / 2
 
 
 def _inputs(model, vocab_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -30,12 +59,24 @@ def _inputs(model, vocab_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
 
 
-def export_run(run_dir: Path, out_dir: Path, tolerance: float = 1e-5) -> float:
-    """Export ``run_dir``'s adapter into ``out_dir`` and verify it; returns the largest logit difference."""
+def _dtype_name(dtypes: set[torch.dtype]) -> str:
+    from bora.adapters.inject import ADAPTER_DTYPES
+
+    names = {dtype: name for name, dtype in {**ADAPTER_DTYPES, "fp16": torch.float16, "fp64": torch.float64}.items()}
+    return "+".join(sorted(names.get(d, str(d).removeprefix("torch.")) for d in dtypes)) or "none"
+
+
+def export_run(run_dir: Path, out_dir: Path, tolerance: float | None = None) -> ExportCheck:
+    """Export ``run_dir``'s adapter into ``out_dir`` and verify it against the model as trained.
+
+    ``tolerance``: the largest logit difference allowed, relative to max(1, |logits|); ``None``: by the adapters'
+    trained dtype (``default_tolerance``). A failed check removes ``out_dir`` and raises a one-line ``BoraError``."""
     from peft import PeftModel
+    from safetensors import safe_open
 
     from bora.adapters import export_peft_lora, load_adapters
-    from bora.adapters.inject import cast_adapters
+    from bora.adapters.export import PEFT_WEIGHTS
+    from bora.adapters.inject import adapter_parameters
     from bora.models import load_model
     from bora.tasks import build_task
 
@@ -50,15 +91,29 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float = 1e-5) -> float:
     task = build_task(cfg.task)
     heads = list(cfg.model.head_modules) if task.kind != "generation" else []
 
+    # The reference is the model as trained and evaluated: load_adapters keeps the dtype the adapters were saved in
+    # (trainer.adapter_dtype), and a bf16 layer computes its update in bf16. Not cast to float32: a float32 copy
+    # computes other logits (and BoRA's Sigma from its bf16 sigma anew), which is not what the run reported.
     model = load_model(cfg.model, num_labels=task.num_labels)
     load_adapters(model, run_dir / "adapter")
-    # bf16-trained adapters (trainer.adapter_dtype=bf16) load in bf16; the exported PEFT LoRA holds the same values
-    # in float32, as PEFT computes them, so the faithfulness check below compares float32 with float32
-    cast_adapters(model, "fp32")
     model.eval()  # after loading: the injected adapter layers come in training mode (dropout on)
+    trained_dtypes = {param.dtype for _, param in adapter_parameters(model)}
+    if tolerance is None:
+        tolerance = default_tolerance(trained_dtypes)
+
+    # The weights are written in float32 (lora_factors() computes the factors in float32 from the trained bf16
+    # values, BoRA's Sigma as the trained layer computes it), not in bf16: PeftModel.from_pretrained on a float32
+    # base holds float32 LoRA weights whatever the file holds (it copies into the layers it builds; so do
+    # autocast_adapter_dtype=False and low_cpu_mem_usage=True), so PEFT computes in float32 either way and a bf16
+    # file would only round the factors once more. Measured on the tiny models (max |logit diff| to the bf16-trained
+    # model): tiny-decoder BoRA 4.6e-3 written in float32 against 5.6e-3 written in bf16 (B' Sigma' and the rank
+    # b r factors are not bf16 numbers); LoRA, DoRA and the tiny-encoder runs the same either way.
     export_peft_lora(
         model, out_dir, heads=heads, base_model_name_or_path=cfg.model.path, task_type=TASK_TYPES[str(cfg.model.kind)]
     )
+    with safe_open(str(out_dir / PEFT_WEIGHTS), framework="pt") as weights:
+        written = {weights.get_slice(k).get_dtype() for k in weights.keys() if ".lora_" in k}
+    weights_dtype = "+".join(sorted({"F32": "fp32", "BF16": "bf16", "F16": "fp16"}.get(d, d) for d in written))
 
     reloaded = PeftModel.from_pretrained(load_model(cfg.model, num_labels=task.num_labels), str(out_dir)).eval()
     batch = _inputs(model, model.config.vocab_size)
@@ -67,13 +122,14 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float = 1e-5) -> float:
         got = reloaded(**batch).logits.float()
     diff = float((expected - got).abs().max())
     scale = max(1.0, float(expected.abs().max()))
+    reference_dtype = _dtype_name(trained_dtypes)
     if not diff <= tolerance * scale:
         shutil.rmtree(out_dir)  # ours (it was new or empty): an unfaithful export must not look like a result
         raise BoraError(
-            f"the PEFT reload differs from the trained model by {diff:.3g} in the logits (tolerance "
-            f"{tolerance:g} x {scale:.3g}); the export is not faithful and {out_dir} was removed"
+            f"the PEFT reload differs from the trained model (adapters {reference_dtype}) by {diff:.3g} in the "
+            f"logits (tolerance {tolerance:g} x {scale:.3g}); the export is not faithful and {out_dir} was removed"
         )
-    return diff
+    return ExportCheck(diff, tolerance, scale, weights_dtype, reference_dtype)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,14 +139,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path, help="a finished run's directory (holds result.json and adapter/)")
     parser.add_argument("out_dir", type=Path, help="a new folder for the PEFT adapter")
     parser.add_argument(
-        "--tolerance", type=float, default=1e-5, help="largest logit difference allowed (relative to max(1, |logits|))"
+        "--tolerance",
+        type=float,
+        default=None,
+        help="largest logit difference allowed (relative to max(1, |logits|)); default by the adapters' trained "
+        f"dtype: {FP32_TOLERANCE:g} for fp32, 2**-8 for bf16",
     )
     args = parser.parse_args(argv)
 
     def run() -> None:
-        diff = export_run(args.run_dir, args.out_dir, args.tolerance)
-        print(f"exported {args.run_dir} -> {args.out_dir} (PEFT LoRA; verified by PeftModel.from_pretrained)")
-        print(f"max_abs_logit_diff: {diff:.3g}")
+        check = export_run(args.run_dir, args.out_dir, args.tolerance)
+        print(
+            f"exported {args.run_dir} -> {args.out_dir} (PEFT LoRA, adapter weights {check.weights_dtype}; verified "
+            f"by PeftModel.from_pretrained against the model as trained, adapters {check.reference_dtype}, "
+            f"tolerance {check.tolerance:g} x {check.scale:.3g})"
+        )
+        print(f"max_abs_logit_diff: {check.max_abs_logit_diff:.3g}")
 
     run_tool(run)
 

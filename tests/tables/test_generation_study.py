@@ -14,14 +14,18 @@ from bora.report.generation import (
     above_guessing,
     binomial_se,
     decoding_table,
+    favourite_share,
     paired_question_se,
+    paired_question_variance,
     prediction_rows,
     reference_rows,
     render_generation_study,
     training_table,
+    unanswered_share,
 )
 from bora.report.generation_figures import accuracy_frame, render_generation_figures
 from bora.report.specs import membership
+from bora.report.study import STUDIES, check_study_claims
 
 STUDY = GENERATION_STUDIES["cpu-commonsense"]
 SETS = ["boolq", "ARC-Challenge", "ARC-Easy", "openbookqa"]
@@ -162,12 +166,29 @@ def test_a_claims_question_se_pairs_the_questions_and_averages_the_seeds_per_que
     assert paired_question_se(STUDY, study_runs, LORA, BORA8) == pytest.approx(expected)
 
 
-def test_render_puts_the_question_se_beside_its_claim(study_runs, tmp_path):
+def test_render_puts_the_question_se_beside_its_claim_and_adds_it_to_the_interval(study_runs, tmp_path):
     _write_predictions(study_runs, "lora", [[1, 0, 1, 0], [1, 1, 0, 0]])
     _write_predictions(study_runs, "bora", [[1, 1, 1, 0], [1, 1, 0, 1]])
+    question_se = 100 * math.sqrt(4 * (1 / 12) / 4) / 4
+    assert paired_question_variance(STUDY, study_runs, BORA8, LORA) == pytest.approx((question_se**2, 16))
     markdown = render_generation_study("cpu-commonsense", study_runs, tmp_path / "tables", tmp_path)[0]
     bora_claim = next(line for line in markdown.splitlines() if line.startswith("| BoRA (r=8, b=8) minus LoRA (r=8)"))
-    assert f"| {100 * math.sqrt(4 * (1 / 12) / 4) / 4:.2f} " in bora_claim
+    assert f"| {question_se:.2f} " in bora_claim
+    claims = check_study_claims(
+        STUDIES["cpu-commonsense"],
+        study_runs,
+        lambda better, baseline, seeds: paired_question_variance(STUDY, study_runs, better, baseline, seeds),
+    ).set_index("claim")
+    claim = claims.loc["bora8_vs_lora8"]  # per-seed Avg differences +1, +2 (std 0.71) and the questions' variance
+    assert claim["se"] == pytest.approx(math.sqrt(0.5 / 2 + question_se**2))
+    assert claim["question_se"] == pytest.approx(question_se)
+
+
+def test_the_favourite_answer_leaves_out_unanswered_questions_and_their_share_is_shown():
+    rows = [{"prediction": p} for p in (None, None, None, "true", "false", "true")]
+    assert favourite_share(rows) == pytest.approx(2 / 3)  # "true" in 2 of the 3 answered, not None in 3 of 6
+    assert unanswered_share(rows) == pytest.approx(0.5)
+    assert math.isnan(favourite_share([{"prediction": None}])) and unanswered_share([{"prediction": None}]) == 1
 
 
 def test_training_table_averages_each_logged_step_over_a_rows_runs(study_runs, tmp_path):
@@ -214,7 +235,8 @@ def test_render_shows_rows_references_claims_and_the_left_out_run(study_runs, tm
     assert any(line.startswith("| untrained model") and "5.00" in line for line in lines)
     assert any(line.startswith("| majority answer ") and "62.00" in line for line in lines)
     bora_claim = next(line for line in lines if line.startswith("| BoRA (r=8, b=8) minus LoRA (r=8)"))
-    assert "+1.50 ±0.71" in bora_claim and "supported" in bora_claim
+    # 2 seeds: +1.50 with a std of 0.71 is a t(1) interval of +-6.35, holding 0 and the paper's +0.71
+    assert "+1.50 [-4.85, +7.85]" in bora_claim and bora_claim.rstrip(" |").endswith("inconclusive")
     assert "SE from the questions" in markdown and "| —" in bora_claim  # no predictions in this fixture
     assert "Not in the table (1 runs" in markdown and "trainer.lr" in markdown
     assert "task.protocol=bora_authors" in markdown  # the decoding line names the protocol

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from scipy import stats
 from synthetic_results import method, write_run
 
 from bora.report.aggregate import load_results
@@ -54,8 +55,8 @@ def _runs(root, method_cfg, per_seed: list[float], train_s: float = 60.0, top: f
 def study_runs(tmp_path):
     _runs(tmp_path, LORA8, [0.70, 0.72, 0.74])
     _runs(tmp_path, LORA32, [0.73, 0.75])  # 2 seeds
-    _runs(tmp_path, BORA8, [0.71, 0.74, 0.75], train_s=66.0, top=20.0)  # gains 1, 2, 1
-    _runs(tmp_path, BORA16, [0.69, 0.71, 0.73], train_s=63.0, top=50.0)  # losses of 1 each
+    _runs(tmp_path, BORA8, [0.72, 0.741, 0.759], train_s=66.0, top=20.0)  # gains 2, 2.1, 1.9
+    _runs(tmp_path, BORA16, [0.67, 0.685, 0.715], train_s=63.0, top=50.0)  # LoRA r=8 minus 3, 3.5, 2.5
     return load_results(tmp_path)
 
 
@@ -64,8 +65,8 @@ def test_main_table_mean_std_and_seeds(study_runs):
     bora8 = table.loc[("BoRA (r=8, b=8)", "Avg")]
     assert (bora8["ours"], bora8["spread"], bora8["n"], bora8["planned"]) == pytest.approx(
         (
-            100 * 2.20 / 3,
-            100 * math.sqrt(((0.71 - 2.2 / 3) ** 2 + (0.74 - 2.2 / 3) ** 2 + (0.75 - 2.2 / 3) ** 2) / 2),
+            100 * 2.22 / 3,
+            100 * math.sqrt(((0.72 - 2.22 / 3) ** 2 + (0.741 - 2.22 / 3) ** 2 + (0.759 - 2.22 / 3) ** 2) / 2),
             3,
             3,
         )
@@ -75,15 +76,27 @@ def test_main_table_mean_std_and_seeds(study_runs):
 
 def test_claims_pair_seeds_and_give_verdicts(study_runs):
     claims = check_study_claims(STUDY, study_runs).set_index("claim")
-    gain = claims.loc["bora8_vs_lora8"]
-    assert (gain["ours"], gain["std"], gain["seeds"]) == pytest.approx((100 * 4 / 300, 100 * math.sqrt(1 / 30000), 3))
-    assert gain["verdict"] == "supported"
-    assert claims.loc["bora16_vs_lora8", "verdict"] == "contradicted"
+    gain = claims.loc["bora8_vs_lora8"]  # +2, +2.1, +1.9: a planted gain far above its noise
+    assert (gain["ours"], gain["std"], gain["seeds"]) == pytest.approx((2.0, 0.1, 3))
+    expected = stats.ttest_1samp([2.0, 2.1, 1.9], 0.0)
+    assert (gain["low"], gain["high"]) == pytest.approx(tuple(expected.confidence_interval(0.95)))
+    assert gain["verdict"] == "replicated"
+    loss = claims.loc["bora16_vs_lora8"]  # -3, -3.5, -2.5 where the paper gains +0.85 on these 4 tasks
+    assert loss["high"] < 0 < loss["paper_our_tasks"] and loss["verdict"] == "opposite"
+    # -5, -5.6, -4.4: on the paper's side, for on these 4 tasks its own Table 1 has doubling b lose 0.17
+    doubling = claims.loc["bora16_vs_bora8"]
+    assert doubling["high"] < 0 and doubling["paper_our_tasks"] < 0 < doubling["paper_8_tasks"]
+    assert doubling["verdict"] == "replicated"
+    # Holm over the gain claims with a p (bora16_vs_best_similar is bora16_vs_lora8 again: 4 tests)
+    gains = claims[claims["kind"] == "gain"]
+    assert gains["p_holm"].notna().sum() == 4 and (gains["p_holm"] >= gains["p"]).all()
     assert claims.loc["bora16_vs_lora32", "seeds"] == 2  # only the seeds both have
     assert claims.loc["bora16_vs_best_similar", "baseline_ours"] == "LoRA (r=8)"  # the only similar baseline run
     assert claims.loc["bora16_vs_lora8", "paper_8_tasks"] == pytest.approx(
         ((83.78 - 82.55) + (86.51 - 84.38)) / 2, abs=0.01
     )
+    # the detectable effect: (t_0.975 + t_0.80) at 2 df times the standard error
+    assert gain["detectable"] == pytest.approx((stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * 0.1 / math.sqrt(3))
 
 
 def test_sigma_and_its_correlation_with_the_score(study_runs):
@@ -99,7 +112,8 @@ def test_efficiency_needs_every_task_and_compares_to_lora(study_runs, tmp_path):
     assert frame.loc["BoRA (r=8, b=8)", "time_x_lora"] == pytest.approx(1.1)
     assert pd_isna(frame.loc["DoRA (r=8)", "time_min"])
     markdown, paths = render_study("cpu-glue", study_runs, tmp_path / "out")
-    assert "| BoRA (r=8, b=8)  | 1,000 " in markdown and "supported" in markdown and "contradicted" in markdown
+    assert "| BoRA (r=8, b=8)  | 1,000 " in markdown and "| replicated " in markdown and "| opposite " in markdown
+    assert "Holm-adjusted over this table's 4 gain claims" in markdown
     assert {p.name for p in paths} >= {"cpu-glue.md", "cpu-glue-claims.csv", "cpu-glue-sigma.csv"}
 
 

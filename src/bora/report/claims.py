@@ -1,9 +1,10 @@
 """The paper's headline statements, recomputed from its own tables and from our runs, side by side.
 
 Each claim is a statistic of table cells (e.g. BoRA's Avg minus LoRA's, averaged over the three LLMs). It is computed
-once per seed (cells paired by seed; only seeds every cell has count) and reported as mean ± std over those seeds.
-The paper's value comes from the same function applied to its tables (one "seed"), next to the number its text states.
-The verdict rules are ``VERDICT_RULES``.
+once per seed (cells paired by seed; only seeds every cell has count) and reported as the mean with its 95% paired t
+interval over those seeds, a Holm-adjusted p-value over the claims, and the smallest effect the seeds could detect.
+The paper's value comes from the same function applied to its tables (one "seed"), next to the number its text states;
+the verdict compares our interval with 0 and with it (``bora.report.inference``).
 """
 
 from __future__ import annotations
@@ -14,20 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from bora.report import inference
 from bora.report.aggregate import per_seed
 from bora.report.paper import paper_table, paper_tag
-from bora.report.render import latex_table, number, write_outputs
+from bora.report.render import MISSING, latex_table, number, write_outputs
 from bora.report.specs import KEYS, SPECS, membership
 
 LLMS = ["gemma-7b", "llama-3-8b", "qwen2.5-14b"]
 ROBERTA = ["roberta-base", "roberta-large"]
-PARITY_TOLERANCE = 0.05
-VERDICT_RULES = (
-    "Statistics are computed per seed (cells paired by seed) and shown as mean ±std over the seeds every cell has. "
-    "Gain claims (statistic > 0): supported when our mean is positive and larger than its std, within noise when "
-    "positive but not larger, contradicted when not positive. Not-worse claims: supported when mean + std >= 0. "
-    f"Parity claims (a cost ratio): supported when within {PARITY_TOLERANCE:.0%} of 1. No runs: no seed has every cell."
-)
+VERDICT_RULES = inference.RULES
 
 
 class Cells:
@@ -245,51 +241,91 @@ CLAIMS = [
 ]
 
 
-def verdict(kind: str, mean: float, std: float, n: int) -> str:
-    if n == 0:
-        return "no runs"
-    spread = 0.0 if pd.isna(std) else std
-    note = " (1 seed, no spread)" if n == 1 else ""
-    if kind == "parity":
-        return ("supported" if abs(mean - 1) <= PARITY_TOLERANCE else "contradicted") + note
-    if kind == "not_worse":
-        return ("supported" if mean + spread >= 0 else "contradicted") + note
-    if mean <= 0:
-        return "contradicted" + note
-    return ("supported" if mean > spread else "within noise") + note
-
-
 def check_claims(runs: pd.DataFrame, overrides: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per claim: the paper's text, its value recomputed from its tables, ours (mean, std, seeds), verdict."""
+    """One row per claim: the paper's text, its value recomputed from its tables, ours (mean, 95% interval, p, Holm's
+    p over the claims, seeds, the smallest detectable effect) and the verdict."""
     paper, ours = Cells(), Cells(runs, overrides)
     rows = []
     for claim in CLAIMS:
         recomputed = claim.statistic(paper).dropna()
         values = claim.statistic(ours).dropna()
-        mean, std, n = values.mean(), values.std(), len(values)
+        est = inference.estimate(list(values), null=1.0 if claim.kind == "parity" else 0.0)
         rows.append(
             {
                 "claim": claim.name,
+                "kind": claim.kind,
                 "statement": claim.statement,
                 "paper_text": claim.text_value,
                 "paper": recomputed.iloc[0] if len(recomputed) else float("nan"),
-                "ours": mean,
-                "std": std,
-                "seeds": n,
-                "verdict": verdict(claim.kind, mean, std, n),
+                **estimate_columns(est),
             }
         )
-    return pd.DataFrame(rows)
+    return with_verdicts(pd.DataFrame(rows))
+
+
+def estimate_columns(est: inference.Estimate) -> dict:
+    """A claim row's columns of ``est`` (ours)."""
+    return {
+        "ours": est.mean,
+        "low": est.low,
+        "high": est.high,
+        "se": est.se,
+        "p": est.p,
+        "std": est.seed_sd,
+        "question_se": est.question_se,
+        "seeds": est.seeds,
+        "detectable": est.detectable,
+        "_estimate": est,
+    }
+
+
+def with_verdicts(frame: pd.DataFrame, paper_column: str = "paper") -> pd.DataFrame:
+    """``frame`` (one row per claim of one study, from ``estimate_columns``) with Holm's p over its gain claims and
+    each claim's verdict (``bora.report.inference.verdict``)."""
+    frame = frame.copy()
+    gains = frame["kind"] == "gain"
+    frame["p_holm"] = float("nan")
+    frame.loc[gains, "p_holm"] = inference.holm(list(frame.loc[gains, "p"]))
+    frame["verdict"] = [
+        inference.verdict(kind, est, paper, None if kind != "gain" else p_holm)
+        for kind, est, paper, p_holm in zip(frame["kind"], frame["_estimate"], frame[paper_column], frame["p_holm"])
+    ]
+    return frame.drop(columns="_estimate")
+
+
+def interval_cell(mean: float, low: float, high: float, digits: int = 2, signed: bool = False) -> str:
+    """``+1.23 [-0.40, +2.86]``: the estimate and its 95% interval (the estimate alone without an interval)."""
+    if pd.isna(mean):
+        return number(mean)
+    text = f"{mean:+.{digits}f}" if signed else number(mean, digits)
+    if pd.isna(low) or pd.isna(high):
+        return text
+    return (
+        f"{text} [{low:+.{digits}f}, {high:+.{digits}f}]"
+        if signed
+        else f"{text} [{number(low, digits)}, {number(high, digits)}]"
+    )
+
+
+def p_cell(p: float) -> str:
+    if pd.isna(p):
+        return MISSING
+    return "<0.001" if p < 1e-3 else f"{p:.2g}"
 
 
 def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
-    ours = [number(m) if pd.isna(s) else f"{number(m)} ±{number(s)}" for m, s in zip(frame["ours"], frame["std"])]
     return pd.DataFrame(
         {
             "claim": frame["statement"],
             "paper (text)": frame["paper_text"],
             "paper (its tables)": frame["paper"].map(number),
-            "ours": ours,
+            "ours [95% CI]": [
+                interval_cell(m, lo, hi) for m, lo, hi in zip(frame["ours"], frame["low"], frame["high"])
+            ],
+            "p (Holm)": [
+                p_cell(p) + ("" if pd.isna(h) else f" ({p_cell(h)})") for p, h in zip(frame["p"], frame["p_holm"])
+            ],
+            "detectable": frame["detectable"].map(number),
             "seeds": frame["seeds"].astype(str),
             "verdict": frame["verdict"],
         }

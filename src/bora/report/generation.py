@@ -28,7 +28,7 @@ from bora.config.resolvers import method_tag
 from bora.record import read_record
 from bora.report.render import MISSING, decoding_line, excluded_markdown, latex_table, ours_cell, write_outputs
 from bora.report.specs import membership, planned
-from bora.report.study import STUDIES, check_study_claims, study_table
+from bora.report.study import STUDIES, check_study_claims, claims_display, claims_note, study_table
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,19 @@ def prediction_rows(run_dir: str | Path, subtask: str) -> list[dict] | None:
 
 
 def favourite_share(rows: list[dict] | None) -> float:
-    """The share of a run's most common prediction on one test set (its ``prediction_rows``; NaN without them): near
-    1, the model gives one answer whatever the question; the gold answers' own share is the set's ``majority``."""
+    """The share of a run's most common answer among the questions it answered on one test set (its
+    ``prediction_rows``; NaN without rows or answers): near 1, the model gives one answer whatever the question; the
+    gold answers' own share is the set's ``majority``. Unanswered questions (no answer extracted) are not an answer:
+    ``unanswered_share`` counts them."""
+    answers = pd.Series([r["prediction"] for r in rows or [] if r["prediction"] is not None], dtype=object)
+    return answers.value_counts(normalize=True).iloc[0] if len(answers) else math.nan
+
+
+def unanswered_share(rows: list[dict] | None) -> float:
+    """The share of a set's questions from which no answer was extracted (NaN without rows)."""
     if not rows:
         return math.nan
-    return pd.Series([r["prediction"] for r in rows]).value_counts(normalize=True, dropna=False).iloc[0]
+    return sum(r["prediction"] is None for r in rows) / len(rows)
 
 
 def above_guessing(rows: list[dict] | None) -> float:
@@ -89,23 +97,27 @@ def binomial_se(accuracy: float, n: float) -> float:
     return math.sqrt(accuracy * (1 - accuracy) / n)
 
 
-def paired_question_se(study: GenerationStudy, runs: pd.DataFrame, better_tag: str, baseline_tag: str) -> float:
-    """The standard error (x100) that the choice of test questions alone puts on a claim's difference of Avg
-    (``better`` minus ``baseline``, mean over the seeds both rows have), from the committed predictions.
+def paired_question_variance(
+    study: GenerationStudy, runs: pd.DataFrame, better_tag: str, baseline_tag: str, seeds: list[int] | None = None
+) -> tuple[float, int]:
+    """(the variance, x100 squared, that the choice of test questions alone puts on a claim's mean difference of
+    Avg, ``better`` minus ``baseline`` over ``seeds`` (default: every seed both rows have); the questions it rests
+    on), from the committed predictions.
 
     Both rows answer the same questions, so the difference is paired: per set, each question's difference of
     correctness (-1, 0 or 1) averaged over the seeds, whose mean is that set's difference of accuracy and whose
-    ``var / n`` is its variance; the four sets are independent draws, and Avg is their mean. The seeds share the
-    questions, so they are averaged per question first, not treated as independent samples. NaN when a run lacks
-    its predictions or the rows answered different questions."""
+    ``var / n`` is its variance; the sets are independent draws, and Avg is their mean. The seeds share the
+    questions, so they are averaged per question first, not treated as independent samples (the seeds' own spread
+    is the other source, ``bora.report.inference.estimate``). (NaN, 0) when a run lacks its predictions or the rows
+    answered different questions."""
     spec = STUDIES[study.name]
     chosen = membership(runs, spec.experiment_name, spec.experiment)[0]
     run_dirs = {tag: dict(zip(part["seed"].astype(int), part["run_dir"])) for tag, part in chosen.groupby("method_tag")}
     better, baseline = run_dirs.get(better_tag, {}), run_dirs.get(baseline_tag, {})
-    seeds = sorted(set(better) & set(baseline))
+    seeds = sorted(set(better) & set(baseline) & (set(seeds) if seeds is not None else set(better)))
     if not seeds:
-        return math.nan
-    variance = 0.0
+        return math.nan, 0
+    variance, questions = 0.0, 0
     for column in spec.columns:
         # one column per run (better and baseline of each seed), one row per question id
         correct = {}
@@ -113,14 +125,20 @@ def paired_question_se(study: GenerationStudy, runs: pd.DataFrame, better_tag: s
             for seed in seeds:
                 rows = prediction_rows(run_dirs_of[seed], column.subtask)
                 if rows is None:
-                    return math.nan
+                    return math.nan, 0
                 correct[side, seed] = pd.Series({r["id"]: float(r["correct"]) for r in rows})
         table = pd.DataFrame(correct)
         if table.isna().any().any():  # the runs answered different questions
-            return math.nan
+            return math.nan, 0
         differences = (table["better"] - table["baseline"]).mean(axis=1)  # per question, over the seeds
         variance += differences.var(ddof=1) / len(differences)
-    return 100 * math.sqrt(variance) / len(spec.columns)
+        questions += len(differences)
+    return 100**2 * variance / len(spec.columns) ** 2, questions
+
+
+def paired_question_se(study: GenerationStudy, runs: pd.DataFrame, better_tag: str, baseline_tag: str) -> float:
+    """The standard error (x100) of ``paired_question_variance`` over every seed both rows have."""
+    return math.sqrt(paired_question_variance(study, runs, better_tag, baseline_tag)[0])
 
 
 def reference_rows(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
@@ -153,13 +171,14 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
     untrained = membership(runs, study.untrained, study.untrained)[0].assign(method_tag="untrained")
     rows = []
     for tag, part in pd.concat([trained, untrained]).groupby("method_tag", sort=False):
-        errors, favourites, above, questions, at_limit, repeated = [], [], [], 0.0, 0.0, 0.0
+        errors, favourites, unanswered, above, questions, at_limit, repeated = [], [], [], [], 0.0, 0.0, 0.0
         for column in spec.columns:
             accuracy = _set_metric(part, column.subtask, "accuracy")
             n = _set_metric(part, column.subtask, "n")
             errors += [binomial_se(a, k) for a, k in zip(accuracy, n)]
             predictions = [prediction_rows(run_dir, column.subtask) for run_dir in part["run_dir"]]
             favourites += [favourite_share(rows) for rows in predictions]
+            unanswered += [unanswered_share(rows) for rows in predictions]
             above += [above_guessing(rows) for rows in predictions]
             questions += n.sum()
             at_limit += (_set_metric(part, column.subtask, "at_limit") * n).sum()
@@ -171,6 +190,7 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
                 "questions": int(questions),
                 "binomial_se": 100 * _mean(errors),
                 "favourite_pct": 100 * _mean(favourites),
+                "unanswered_pct": 100 * _mean(unanswered),
                 "above_guessing": 100 * _mean(above),
                 "at_limit_pct": 100 * at_limit / questions if questions else math.nan,
                 "repeated_marker_pct": 100 * repeated / questions if questions else math.nan,
@@ -184,6 +204,7 @@ def decoding_table(study: GenerationStudy, runs: pd.DataFrame) -> pd.DataFrame:
             "questions",
             "binomial_se",
             "favourite_pct",
+            "unanswered_pct",
             "above_guessing",
             "at_limit_pct",
             "repeated_marker_pct",
@@ -264,24 +285,11 @@ def render_generation_study(
     main = pd.DataFrame(display)
     sizes = ", ".join(f"{label} {_cell(references.loc[1, f'{label} n'], 0)}" for label in labels)
     untrained_sizes = ", ".join(f"{label} {_cell(references.loc[0, f'{label} n'], 0)}" for label in labels)
-    claims = check_study_claims(spec, runs)
-    claims_display = pd.DataFrame(
-        {
-            "claim": claims["statement"],  # (the paper's wording of them is about GLUE, Table 1: left out here)
-            "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
-            "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
-            "ours": [
-                MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
-                for m, s in zip(claims["ours"], claims["std"])
-            ],
-            "SE from the questions": [
-                _cell(paired_question_se(study, runs, better, baseline))
-                for better, baseline in zip(claims["better_tag"], claims["baseline_tag"])
-            ],
-            "seeds": claims["seeds"].astype(str),
-            "verdict": claims["verdict"],
-        }
+    claims = check_study_claims(
+        spec, runs, lambda better, baseline, seeds: paired_question_variance(study, runs, better, baseline, seeds)
     )
+    shown = claims_display(claims)  # (the paper's wording of them is about GLUE, Table 1: left out here)
+    shown.insert(4, "SE from the questions", claims["question_se"].map(lambda v: _cell(v) if v > 0 else MISSING))
     labels_of = {**dict(zip(table["method_tag"], table["label"])), "untrained": "untrained model"}
     order = {tag: i for i, tag in enumerate(labels_of)}  # the main table's rows, then the untrained run
     decoding = decoding_table(study, runs)
@@ -292,7 +300,8 @@ def render_generation_study(
             "runs": decoding["runs"].astype(str),
             "questions": decoding["questions"].astype(str),
             "binomial SE of one run's accuracy": decoding["binomial_se"].map(_cell),
-            "its most common answer (%)": decoding["favourite_pct"].map(lambda v: _cell(v, 1)),
+            "its most common answer (% of answered)": decoding["favourite_pct"].map(lambda v: _cell(v, 1)),
+            "unanswered (%)": decoding["unanswered_pct"].map(lambda v: _cell(v, 1)),
             "accuracy above its own guessing": decoding["above_guessing"].map(_cell),
             "cut at the token limit (%)": decoding["at_limit_pct"].map(lambda v: _cell(v, 1)),
             "repeat `### Response:` (%)": decoding["repeated_marker_pct"].map(lambda v: _cell(v, 1)),
@@ -323,21 +332,23 @@ def render_generation_study(
         + excluded_markdown(left_out, root),
         f"![{spec.title.split(':')[0]}: accuracy per run]({study.figures}/accuracy.png)",
         "#### The paper's claims, recomputed",
-        claims_display.to_markdown(index=False, disable_numparse=True),
+        shown.to_markdown(index=False, disable_numparse=True),
         "Paper: the same difference in the paper's Table 3, averaged over its three models, on its 8 sets and "
-        "on our 4. Ours: mean ±std over seeds of the per-seed difference of Avg. SE from the questions: the "
-        "standard error the draw of test questions alone puts on that difference (paired: both rows answered "
-        "the same questions; per question the difference of correctness averaged over the seeds, var / n per "
-        "set, the sets combined as Avg is), from the committed predictions: a difference within about two of "
-        "it could come from which questions were drawn, whatever the seeds say. Verdicts (the seed spread "
-        "only, as cpu-glue's): supported when the mean gain exceeds its std, within noise when positive but "
-        "not, contradicted when not positive; not-worse claims hold when mean + std >= 0.",
+        "on our 4 (the verdicts compare with the latter). SE from the questions: the standard error the draw of "
+        "test questions alone puts on the difference (paired: both rows answered the same questions; per question "
+        "the difference of correctness averaged over the seeds, var / n per set, the sets combined as Avg is), "
+        "from the committed predictions; the seeds all answer the same questions, so their spread cannot show it. "
+        + claims_note(
+            claims,
+            "the seeds' spread plus the question draw's variance (Welch-Satterthwaite degrees of freedom)",
+        ),
         "#### Decoding",
         decoding_display.to_markdown(index=False, disable_numparse=True),
         "Binomial SE: sqrt(p (1 - p) / n) of one run on one set (x100), the mean over a row's runs and sets: "
         "the noise of a single number, beside the seed spread above. Its most common answer: the share of a run's "
-        "answers on one set that are its single most frequent one (from predictions/<set>.jsonl), the mean "
-        "over the row's runs and sets; the gold answers' own share is the majority row above (mean "
+        "answers on one set that are its single most frequent one (from predictions/<set>.jsonl), among the "
+        "questions it answered, the mean over the row's runs and sets; unanswered: the questions from which no "
+        "answer could be extracted (never right); the gold answers' own share is the majority row above (mean "
         + _cell(_mean([references.loc[1, label] for label in labels]), 1)
         + "). Accuracy above its own "
         "guessing (x100): a run's accuracy on a set minus what drawing its answers at random in its own "

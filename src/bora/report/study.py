@@ -5,7 +5,8 @@ can: the paper's headline deltas (BoRA minus LoRA, ...) are recomputed on the st
 paper's own deltas on the same columns. Rendered from the committed result files (``results/<study>/``):
 
 - the main table: per method row, #Params and mean ±std over seeds per task, and the Avg of the tasks;
-- the claims, with the seed spread and a verdict (``bora.report.claims.verdict``);
+- the claims: the estimate with its 95% interval, p (Holm-adjusted over the claims), the smallest effect the design
+  detects, and a verdict against 0 and the paper's effect (``bora.report.inference``);
 - BoRA's Sigma statistics per run (largest entry, Mav(sigma)), and whether they track the score;
 - Table 4's columns on this machine: training time and peak memory per method, and their ratio to LoRA (r=8).
 """
@@ -21,8 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bora.report import inference
 from bora.report.aggregate import Column, per_seed, seed_stats
-from bora.report.claims import verdict
+from bora.report.claims import estimate_columns, interval_cell, p_cell, with_verdicts
 from bora.report.paper import method_label, paper_table, paper_tag
 from bora.report.render import MISSING, excluded_markdown, latex_table, number, ours_cell, write_outputs
 from bora.report.specs import KEYS, membership, planned_seeds
@@ -117,7 +119,7 @@ class StudyClaim:
     name: str
     statement: str
     text: str  # what the paper's text says
-    kind: str  # gain | not_worse (bora.report.claims.verdict)
+    kind: str  # gain | not_worse (bora.report.inference.verdict)
     better: dict
     baseline: dict | Callable[[StudyCells, str], dict]  # a row, or a function picking one (the best baseline)
 
@@ -176,15 +178,29 @@ def _label(fields: dict) -> str:
     return method_label(_row(fields))
 
 
-def check_study_claims(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
+QuestionVariance = Callable[[str, str, list[int]], tuple[float, int]]
+
+
+def check_study_claims(
+    study: Study, runs: pd.DataFrame, question_variance: QuestionVariance | None = None
+) -> pd.DataFrame:
     """One row per claim: the paper's delta on its 8 tasks and on the study's tasks (mean over its models), ours
-    (mean ±std over the seeds both rows have, paired by seed), seeds, verdict, and the two rows' method tags."""
+    (the per-seed paired difference: mean, 95% interval, p, Holm's p, the smallest detectable effect), the verdict
+    against 0 and the paper's delta on the study's tasks, and the two rows' method tags. ``question_variance``
+    (generation studies): the variance the draw of test questions puts on the mean difference of two rows over the
+    given seeds and how many questions it rests on (``bora.report.generation.paired_question_variance``)."""
     cells = StudyCells(study, runs)
     rows = []
     for claim in CLAIMS:
         ours_base = _baseline(claim, cells, "ours")
         values = (cells.ours(claim.better) - cells.ours(ours_base)).dropna()
-        mean, std, n = values.mean(), values.std(), len(values)
+        better_tag, baseline_tag = (paper_tag(_row(fields), study.targets) for fields in (claim.better, ours_base))
+        question_var, questions = (
+            question_variance(better_tag, baseline_tag, sorted(int(s) for s in values.index))
+            if question_variance is not None and len(values)
+            else (0.0, 0)
+        )
+        est = inference.estimate(list(values), question_var if question_var == question_var else 0.0, questions)
         paper = {
             column: cells.paper_value(claim.better, column) - cells.paper_value(_baseline(claim, cells, column), column)
             for column in ("Avg", "Avg4")
@@ -192,20 +208,59 @@ def check_study_claims(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "claim": claim.name,
+                "kind": claim.kind,
                 "statement": claim.statement,
                 "paper_text": claim.text,
                 "paper_8_tasks": paper["Avg"],
                 "paper_our_tasks": paper["Avg4"],
-                "ours": mean,
-                "std": std,
-                "seeds": n,
+                **estimate_columns(est),
                 "baseline_ours": _label(ours_base),
-                "verdict": verdict(claim.kind, mean, std, n),
-                "better_tag": paper_tag(_row(claim.better), study.targets),
-                "baseline_tag": paper_tag(_row(ours_base), study.targets),
+                "better_tag": better_tag,
+                "baseline_tag": baseline_tag,
             }
         )
-    return pd.DataFrame(rows)
+    return with_verdicts(pd.DataFrame(rows), paper_column="paper_our_tasks")
+
+
+def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims table as a study shows it (cpu-glue and the generation studies alike)."""
+    return pd.DataFrame(
+        {
+            "claim": claims["statement"],
+            "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
+            "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
+            "ours [95% CI]": [
+                MISSING if pd.isna(m) else interval_cell(m, lo, hi, signed=True)
+                for m, lo, hi in zip(claims["ours"], claims["low"], claims["high"])
+            ],
+            "p (Holm)": [
+                p_cell(p) + ("" if pd.isna(h) else f" ({p_cell(h)})") for p, h in zip(claims["p"], claims["p_holm"])
+            ],
+            "detectable": claims["detectable"].map(lambda v: MISSING if pd.isna(v) else f"{v:.2f}"),
+            "seeds": claims["seeds"].astype(str),
+            "verdict": claims["verdict"],
+        }
+    )
+
+
+def claims_note(claims: pd.DataFrame, sources: str) -> str:
+    """The text under a claims table: what the columns are, Holm's family, the verdict rules, and which claims the
+    design could ever resolve (the paper's effect at or above the detectable size)."""
+    resolvable = claims[claims["paper_our_tasks"].abs() >= claims["detectable"]]
+    unresolvable = claims[claims["paper_our_tasks"].abs() < claims["detectable"]]
+    can = (
+        "This design could detect the paper's effect (on our tasks) for: "
+        + ("; ".join(resolvable["statement"]) if len(resolvable) else "none of the claims")
+        + ". It cannot, whatever the estimate, for: "
+        + ("; ".join(unresolvable["statement"]) if len(unresolvable) else "none")
+        + "."
+    )
+    return (
+        f"Ours: the per-seed difference of Avg (paired by seed), its mean and 95% confidence interval from {sources}. "
+        f"p: two-sided, no effect; Holm-adjusted over this table's {int((claims['kind'] == 'gain').sum())} gain "
+        "claims in brackets. Detectable: the smallest true effect this design finds with 80% power, beside the "
+        f"paper's. {inference.RULES} {can}"
+    )
 
 
 def study_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
@@ -339,20 +394,8 @@ def render_study(name: str, runs: pd.DataFrame, out_dir: Path, root: Path | None
         display.append(row)
     main = pd.DataFrame(display)
     claims = check_study_claims(study, runs)
-    claims_display = pd.DataFrame(
-        {
-            "claim": claims["statement"],
-            "paper (text)": claims["paper_text"],
-            "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
-            "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
-            "ours": [
-                MISSING if pd.isna(m) else f"{m:+.2f}" + ("" if pd.isna(s) else f" ±{s:.2f}")
-                for m, s in zip(claims["ours"], claims["std"])
-            ],
-            "seeds": claims["seeds"].astype(str),
-            "verdict": claims["verdict"],
-        }
-    )
+    shown = claims_display(claims)
+    shown.insert(1, "paper (text)", claims["paper_text"])
     sigma, correlation = sigma_table(study, runs)
     efficiency = efficiency_table(study, runs)
     parts = [
@@ -363,12 +406,10 @@ def render_study(name: str, runs: pd.DataFrame, out_dir: Path, root: Path | None
         "parameters (no task head); [n/planned]: fewer seeds finished than planned."
         + excluded_markdown(left_out, root),
         "#### The paper's Table 1 claims, recomputed",
-        claims_display.to_markdown(index=False, disable_numparse=True),
+        shown.to_markdown(index=False, disable_numparse=True),
         "Paper: the same difference in the paper's Table 1, averaged over RoBERTa-base and -large, on its 8 tasks "
-        "and on our 4. Ours: mean ±std over seeds of the per-seed difference. Best of the similar-#Params "
-        f"baselines in our runs: {claims['baseline_ours'].iloc[4]}. Verdicts: supported when the mean gain "
-        "exceeds its std, within noise when positive but not, contradicted when not positive; not-worse claims "
-        "hold when mean + std >= 0.",
+        "and on our 4 (the verdicts compare with the latter). Best of the similar-#Params baselines in our runs: "
+        f"{claims['baseline_ours'].iloc[4]}. " + claims_note(claims, "the seeds (paired t)"),
     ]
     parts += [_sigma_markdown(sigma, correlation), _efficiency_markdown(efficiency)]
     markdown = "\n\n".join(parts)
