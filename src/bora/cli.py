@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-TOOLS = ["train", "params", "plan", "score", "tables", "export", "bench"]
+TOOLS = ["train", "params", "plan", "score", "tables", "power", "export", "bench"]
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 Figure 3(b): score against the block count b, one line per rank r (LoRA at the left end), mean ± std over seeds with
 every seed drawn faintly; the paper's Table 9 (LLaMA-3-8B, Math10K) in its own panel, since its scale is another.
-Figure 4: the normalised singular values s_i / s_1 of the query updates (the median over the 6 query layers) of
-LoRA and BoRA b=4 / 16 at r=8, seed 0, one panel per task.
+Figure 4, as the paper draws it: per query layer, the count of singular values of dW above 0.005 and their sum of
+squares, one line per row (LoRA, BoRA b=2..32), one column per rank r, the mean over the runs (tasks x seeds) whose
+records give the full spectrum.
 """
 
 from __future__ import annotations
@@ -16,20 +17,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bora.report.ablations import (
-    FIGURE4_BLOCKS,
-    PAPER_MODEL,
-    RANK_TOLERANCE,
-    TASKS,
-    Runs,
-    per_seed_scores,
-    with_spectra,
-)
+from bora.report.ablations import PAPER_MODEL, TASKS, Runs, per_seed_scores, with_spectra
 from bora.report.paper import paper_table
 from bora.report.render import save_figure
 
-FIGURE4_ROWS = ((1, "LoRA"), *((b, f"BoRA b={b}") for b in FIGURE4_BLOCKS))
-FIGURE4_R = 8
+FIGURE4_COLUMNS = ["r", "b", "row", "layer", "count", "sum_squares", "runs"]
 
 
 def figure3b_frame(runs: Runs) -> pd.DataFrame:
@@ -81,47 +73,62 @@ def plot_figure3b(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def figure4_frame(runs: Runs) -> pd.DataFrame:
-    """Per task x row (r=8, seed 0): index i and the median over query layers of s_i / s_1."""
+    """Per r x row x query layer (1-6): the mean count above 0.005 and sum of squared singular values over the
+    runs whose records give them."""
     frame = with_spectra(runs, runs.grid)
-    rows = []
     if frame.empty:
-        return pd.DataFrame(columns=["task", "row", "i", "normalised"])
-    for b, label in FIGURE4_ROWS:
-        chosen = frame[(frame["r"] == FIGURE4_R) & (frame["b"] == b) & (frame["seed"] == 0)]
-        for _, run in chosen.iterrows():
-            rows += [
-                {"task": run["task"], "row": label, "i": i + 1, "normalised": value}
-                for i, value in enumerate(run["normalised"])
-                if value > 0
-            ]
-    return pd.DataFrame(rows, columns=["task", "row", "i", "normalised"])
+        return pd.DataFrame(columns=FIGURE4_COLUMNS)
+    rows = []
+    for (r, b, row), part in frame.groupby(["r", "b", "row"], sort=True):
+        complete = part[part["layer_counts"].map(len) > 0]
+        if complete.empty:
+            continue
+        counts = pd.DataFrame(list(complete["layer_counts"])).mean()
+        squares = pd.DataFrame(list(complete["layer_sum_squares"])).mean()
+        rows += [
+            {
+                "r": r,
+                "b": b,
+                "row": row,
+                "layer": i + 1,
+                "count": counts[i],
+                "sum_squares": squares[i],
+                "runs": len(complete),
+            }
+            for i in range(len(counts))
+        ]
+    return pd.DataFrame(rows, columns=FIGURE4_COLUMNS)
 
 
 def plot_figure4(frame: pd.DataFrame, path: Path) -> Path:
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(6 * len(TASKS), 4), squeeze=False)
-    for ax, (label, task) in zip(axes[0], TASKS):
-        part = frame[frame["task"] == task]
-        for index, (_, row) in enumerate(FIGURE4_ROWS):
-            line = part[part["row"] == row]
-            ax.plot(
-                line["i"],
-                line["normalised"],
-                "--" if row == "LoRA" else "-",
-                marker=".",
-                color=f"C{index}",
-                label=f"{row} (r={FIGURE4_R})",
-            )
-        for tolerance, style in ((RANK_TOLERANCE, ":"), (1e-3, "-.")):
-            ax.axhline(tolerance, color="grey", ls=style, lw=0.8)
-        ax.set_yscale("log")
-        ax.set_xlabel("index i (top 64 recorded)")
-        ax.set_ylabel("s_i / s_1, median over the 6 query layers")
-        ax.set_title(f"{label}, seed 0")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        if part.empty:
-            ax.text(0.02, 0.97, "no spectra of these runs yet", transform=ax.transAxes, va="top", fontsize=9)
-    fig.suptitle("Figure 4 at CPU scale: normalised singular values of the query updates (grey: 1e-2, 1e-3)")
+    ranks = sorted(frame["r"].unique()) or [8]
+    fig, axes = plt.subplots(2, len(ranks), figsize=(6 * len(ranks), 7), squeeze=False)
+    for column, r in enumerate(ranks):
+        part = frame[frame["r"] == r]
+        for top, (measure, label) in enumerate(
+            (("count", "singular values > 0.005"), ("sum_squares", "sum of squared singular values"))
+        ):
+            ax = axes[top][column]
+            for index, (b, row) in enumerate(sorted({(b, row) for b, row in zip(part["b"], part["row"])})):
+                line = part[part["row"] == row]
+                ax.plot(
+                    line["layer"],
+                    line[measure],
+                    "--" if b == 1 else "-",
+                    marker="o",
+                    color=f"C{index}",
+                    label=f"{row} (n={int(line['runs'].iloc[0])})",
+                )
+            ax.set_xlabel("query layer")
+            ax.set_ylabel(label)
+            ax.set_title(f"r={r}")
+            ax.grid(alpha=0.3)
+            if measure == "count":
+                ax.set_yscale("log", base=2)
+                ax.legend(fontsize=8)
+            if part.empty:
+                ax.text(0.02, 0.97, "no full spectra of these runs yet", transform=ax.transAxes, va="top", fontsize=9)
+    fig.suptitle("Figure 4 at CPU scale: the paper's measures of the query updates, mean over tasks x seeds (n runs)")
     return save_figure(fig, path)
 
 

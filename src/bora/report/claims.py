@@ -273,6 +273,7 @@ def estimate_columns(est: inference.Estimate) -> dict:
         "p": est.p,
         "std": est.seed_sd,
         "question_se": est.question_se,
+        "questions": est.questions,
         "seeds": est.seeds,
         "detectable": est.detectable,
         "_estimate": est,
@@ -307,6 +308,12 @@ def interval_cell(mean: float, low: float, high: float, digits: int = 2, signed:
     )
 
 
+def p_holm_cells(p_values, holm_values) -> list[str]:
+    """``0.012 (0.048)``: each p-value with its Holm-adjusted value in brackets (none for a claim outside Holm's
+    family)."""
+    return [p_cell(p) + ("" if pd.isna(h) else f" ({p_cell(h)})") for p, h in zip(p_values, holm_values)]
+
+
 def p_cell(p: float) -> str:
     if pd.isna(p):
         return MISSING
@@ -322,9 +329,7 @@ def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
             "ours [95% CI]": [
                 interval_cell(m, lo, hi) for m, lo, hi in zip(frame["ours"], frame["low"], frame["high"])
             ],
-            "p (Holm)": [
-                p_cell(p) + ("" if pd.isna(h) else f" ({p_cell(h)})") for p, h in zip(frame["p"], frame["p_holm"])
-            ],
+            "p (Holm)": p_holm_cells(frame["p"], frame["p_holm"]),
             "detectable": frame["detectable"].map(number),
             "seeds": frame["seeds"].astype(str),
             "verdict": frame["verdict"],

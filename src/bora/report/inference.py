@@ -76,6 +76,7 @@ class Estimate:
     seed_sd: float  # the per-seed differences' std (ddof=1); NaN under 2 seeds
     question_se: float  # the question draw's standard error on the mean (0 when not given)
     null: float = 0.0
+    questions: int = 0  # how many test questions the question draw's variance rests on (0: not given)
 
     @property
     def sources(self) -> str:
@@ -147,7 +148,7 @@ def estimate(
         df = float(max(questions - 1, 1))
     half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
     p = float(2 * stats.t.sf(abs(mean - null) / se, df)) if se > 0 else math.nan
-    return Estimate(mean, se, df, mean - half, mean + half, p, n, seed_sd, math.sqrt(question_var), null)
+    return Estimate(mean, se, df, mean - half, mean + half, p, n, seed_sd, math.sqrt(question_var), null, questions)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

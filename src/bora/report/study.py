@@ -24,7 +24,7 @@ from scipy import stats as scipy_stats
 
 from bora.report import inference
 from bora.report.aggregate import Column, per_seed, seed_stats
-from bora.report.claims import estimate_columns, interval_cell, p_cell, with_verdicts
+from bora.report.claims import estimate_columns, interval_cell, p_holm_cells, with_verdicts
 from bora.report.paper import method_label, paper_table, paper_tag
 from bora.report.render import MISSING, excluded_markdown, latex_table, number, ours_cell, write_outputs
 from bora.report.specs import KEYS, membership, planned_seeds
@@ -233,9 +233,7 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
                 MISSING if pd.isna(m) else interval_cell(m, lo, hi, signed=True)
                 for m, lo, hi in zip(claims["ours"], claims["low"], claims["high"])
             ],
-            "p (Holm)": [
-                p_cell(p) + ("" if pd.isna(h) else f" ({p_cell(h)})") for p, h in zip(claims["p"], claims["p_holm"])
-            ],
+            "p (Holm)": p_holm_cells(claims["p"], claims["p_holm"]),
             "detectable": claims["detectable"].map(lambda v: MISSING if pd.isna(v) else f"{v:.2f}"),
             "seeds": claims["seeds"].astype(str),
             "verdict": claims["verdict"],
