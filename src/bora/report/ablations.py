@@ -368,9 +368,9 @@ def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
 
 def rank_claims(runs: Runs) -> pd.DataFrame:
     """Figure 4's claim, that BoRA's updates have more singular values above 0.005 than LoRA's (the paper:
-    "significantly more"; LoRA's count is its r), per r and b in ``FIGURE4_BLOCKS``: BoRA's count minus LoRA's (each the mean over
-    the query layers) over the runs paired by task and seed where both records give it, judged as the accuracy
-    claims are (paired t interval, Holm over these claims, ``bora.report.inference``)."""
+    "significantly more"; LoRA's count is its r), per r and b in ``FIGURE4_BLOCKS``: BoRA's count minus LoRA's
+    (each the mean over the query layers) over the runs paired by task and seed where both records give it, judged
+    as the accuracy claims are (paired t interval, Holm over these claims, ``bora.report.inference``)."""
     frame = with_spectra(runs, runs.grid)
     rows = []
     for r in sorted(frame["r"].unique()) if len(frame) else []:
