@@ -106,7 +106,7 @@ $(addprefix reproduce-,$(STUDIES)): reproduce-%:
 
 ## `make reproduce-cpu-ablations`: Table 9 / 7 and Figures 3(b) / 4 at CPU scale (MiniLM, MRPC and SST-2; set GLUE_DIR):
 ## the missing runs of conf/experiment/cpu-ablations(-table7, -spectra).yaml (cpu-glue's runs are reused).
-ABLATIONS := cpu-ablations cpu-ablations-table7 cpu-ablations-spectra
+ABLATIONS := cpu-ablations cpu-ablations-table7 cpu-ablations-spectra cpu-ablations-figure4
 .PHONY: reproduce-cpu-ablations
 reproduce-cpu-ablations:
 	@for experiment in $(ABLATIONS); do \

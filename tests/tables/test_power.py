@@ -4,12 +4,13 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from synthetic_results import method, write_run
 
 from bora.report import inference
 from bora.report.aggregate import load_results
-from bora.report.power import NEVER_SEEDS, main
+from bora.report.power import NEVER_SEEDS, display, main, plan
 from bora.report.specs import membership
 from bora.report.study import CLAIMS, STUDIES, check_study_claims
 
@@ -128,3 +129,19 @@ def test_the_committed_cpu_glue_runs_give_one_row_per_claim(capsys):
     printed = _power(capsys, "--study", "cpu-glue", "--results", str(ROOT / "results"))
     assert list(printed) == [claim.statement for claim in CLAIMS]
     assert all(row["seeds now"] != "0" and row["seeds needed"] for row in printed.values())
+
+
+def test_a_claim_without_a_measured_spread_is_not_planned_and_says_why():
+    # an ablation-shaped frame: no statement or question columns, the paper's effect in "paper"
+    claims = pd.DataFrame(
+        {
+            "claim": ["one seed", "no spread", "no number", "plannable"],
+            "kind": ["gain"] * 4,
+            "paper": [1.0, 1.0, math.nan, 1.0],
+            "std": [math.nan, 0.0, 0.5, 0.5],
+            "seeds": [1, 3, 3, 3],
+        }
+    )
+    shown = display(plan(claims, "paper")).set_index("claim")["seeds needed"]
+    assert list(shown) == ["unknown: 1 seed", "unknown: no spread", "unknown: no paper number", shown["plannable"]]
+    assert int(shown["plannable"]) == inference.seeds_needed(0.5, 0.0, 1.0)

@@ -51,14 +51,12 @@ NO_RUNS = "no runs"
 VERDICTS = (REPLICATED, OPPOSITE, SMALLER, INCONCLUSIVE, NOT_WORSE, ON_PAR)
 
 RULES = (
-    "Verdicts: 95% confidence intervals of the per-seed paired difference (paired t over seeds; with the "
-    "question draw's variance added where predictions are committed). Gain claims: replicated when the interval "
-    "excludes 0 on the paper's side, opposite when it excludes 0 on the other side, smaller than claimed when it "
-    "holds 0 but not the paper's value, inconclusive when it holds both; replicated and opposite also need the "
-    "Holm-adjusted p (over the study's claims) below 0.05. Not-worse claims: not worse when the interval's lower end "
-    f"is above -{NOT_WORSE_MARGIN:g}, opposite when its upper end is below 0. Parity claims: on par when the interval "
-    f"lies within 1 ± {PARITY_TOLERANCE:g}. Detectable: the smallest effect this design finds with 80% power "
-    "((t_0.975 + t_0.80) x SE): a paper effect below it cannot be resolved here."
+    "Verdicts, from 95% intervals: replicated (opposite) when the interval excludes 0 on the paper's side (the "
+    "other side) and Holm's p < 0.05; smaller than claimed when it holds 0 but not the paper's value; inconclusive "
+    "when it holds both, or with one seed. Not-worse claims: not worse when its lower end is above "
+    f"-{NOT_WORSE_MARGIN:g}, opposite when its upper end is below 0. Parity claims: on par when it lies within "
+    f"1 ± {PARITY_TOLERANCE:g}. Detectable: the smallest true effect the design finds with 80% power, "
+    "(t_0.975 + t_0.80) x SE; a paper effect below it cannot be resolved by this design, whatever the estimate."
 )
 
 
@@ -101,7 +99,7 @@ def detectable_effect(se: float, df: float) -> float:
     return float((stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * se)
 
 
-def _welch_df(seed_var_of_mean: float, seeds: int, question_var: float, questions: int) -> float:
+def welch_df(seed_var_of_mean: float, seeds: int, question_var: float, questions: int) -> float:
     """Welch-Satterthwaite degrees of freedom of the sum of two independent variance estimates."""
     terms = []
     if seeds > 1 and seed_var_of_mean > 0:
@@ -143,7 +141,7 @@ def estimate(
     # narrow by whatever the seeds would add; still the question noise alone must be resolved)
     variance = seed_var + question_var
     se = math.sqrt(variance)
-    df = _welch_df(seed_var, n, question_var, questions)
+    df = welch_df(seed_var, n, question_var, questions)
     if not math.isfinite(df):
         df = float(max(questions - 1, 1))
     half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
@@ -197,7 +195,7 @@ def seeds_needed(seed_sd: float, question_var: float, effect: float, most: int =
         return None
     for n in range(2, most + 1):
         variance = seed_sd**2 / n + question_var
-        df = _welch_df(seed_sd**2 / n, n, question_var, 10**6)
+        df = welch_df(seed_sd**2 / n, n, question_var, 10**6)
         if variance <= 0 or detectable_effect(math.sqrt(variance), df) <= abs(effect):
             return n
     return None
@@ -213,7 +211,7 @@ def questions_needed(seed_sd: float, seeds: int, question_var: float, questions:
 
     def detectable(count: int) -> float:
         return detectable_effect(
-            math.sqrt(seed_var + per_question / count), _welch_df(seed_var, seeds, per_question / count, count)
+            math.sqrt(seed_var + per_question / count), welch_df(seed_var, seeds, per_question / count, count)
         )
 
     low, high = 2, 10**7

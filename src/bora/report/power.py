@@ -1,5 +1,5 @@
-"""``bora power --study cpu-glue|cpu-commonsense [--results DIR] [--effect paper|X] [--csv FILE]``: how many seeds
-(and, for a generation study, how many test questions) would make each claim of a study detectable.
+"""``bora power --study cpu-glue|cpu-commonsense|cpu-ablations [--results DIR] [--effect paper|X] [--csv FILE]``: how
+many seeds (and, for a generation study, how many test questions) would make each claim of a study detectable.
 
 The model is the one the claims are judged with (``bora.report.inference``). A claim is the mean over seeds of a
 per-seed difference of two rows' Avg. Its variance has two parts:
@@ -53,10 +53,18 @@ def _study_claims(name: str) -> Callable[[Path], pd.DataFrame]:
     return claims
 
 
-# study -> (its claims from a results folder, the column holding the paper's effect on the study's tasks)
-SOURCES: dict[str, tuple[Callable[[Path], pd.DataFrame], str]] = {
-    "cpu-glue": (_study_claims("cpu-glue"), "paper_our_tasks"),
-    "cpu-commonsense": (_study_claims("cpu-commonsense"), "paper_our_tasks"),
+def _ablation_claims(root: Path) -> pd.DataFrame:
+    from bora.report import ablations
+
+    return ablations.claims(ablations.study_runs(root))
+
+
+ON_OUR_TASKS = "the paper's effect on our tasks"
+# study -> (its claims from a results folder, the column holding the paper's effect, what that effect is)
+SOURCES: dict[str, tuple[Callable[[Path], pd.DataFrame], str, str]] = {
+    "cpu-glue": (_study_claims("cpu-glue"), "paper_our_tasks", ON_OUR_TASKS),
+    "cpu-commonsense": (_study_claims("cpu-commonsense"), "paper_our_tasks", ON_OUR_TASKS),
+    "cpu-ablations": (_ablation_claims, "paper", "the paper's own value (Table 9 on LLaMA-3-8B, Table 7)"),
 }
 
 
@@ -72,8 +80,17 @@ def target(kind: str, effect: float) -> float:
 def detectable(seed_sd: float, seeds: int, question_var: float, questions: int) -> float:
     """The smallest effect a design detects (as ``inference.estimate`` computes it from the runs)."""
     seed_var = seed_sd**2 / seeds if seeds > 1 and math.isfinite(seed_sd) else 0.0
-    df = inference._welch_df(seed_var, seeds, question_var, questions)
+    df = inference.welch_df(seed_var, seeds, question_var, questions)
     return inference.detectable_effect(math.sqrt(seed_var + question_var), df)
+
+
+def _unknown(seeds: int, seed_sd: float, effect: float) -> str:
+    """Why a claim cannot be planned ("" when it can)."""
+    if seeds < 2:
+        return "no runs" if seeds == 0 else "1 seed"
+    if not seed_sd > 0:
+        return "no spread"
+    return "no paper number" if pd.isna(effect) else ""
 
 
 def plan(claims: pd.DataFrame, paper_column: str, effect: float | None = None) -> pd.DataFrame:
@@ -86,12 +103,12 @@ def plan(claims: pd.DataFrame, paper_column: str, effect: float | None = None) -
         assumed = claim[paper_column] if effect is None else effect
         size = target(claim["kind"], assumed)
         sd, seeds = float(claim["std"]), int(claim["seeds"])
-        question_se, questions = claim["question_se"], claim.get("questions", 0)
+        question_se, questions = claim.get("question_se", 0.0), claim.get("questions", 0)
         question_var = 0.0 if pd.isna(question_se) else float(question_se) ** 2
         questions = 0 if pd.isna(questions) else int(questions)
         row = {
             "claim": claim["claim"],
-            "statement": claim["statement"],
+            "statement": claim.get("statement", claim["claim"]),
             "kind": claim["kind"],
             "effect": assumed,
             "target": size,
@@ -100,7 +117,7 @@ def plan(claims: pd.DataFrame, paper_column: str, effect: float | None = None) -
             "questions": questions,
             "seeds": seeds,
             "detectable": detectable(sd, seeds, question_var, questions),
-            "unknown": "no runs" if seeds == 0 else "1 seed" if seeds < 2 else "no spread" if not sd > 0 else "",
+            "unknown": _unknown(seeds, sd, assumed),
             "seeds_needed": None,
             "questions_needed": None,
             "both_seeds": None,
@@ -116,6 +133,12 @@ def plan(claims: pd.DataFrame, paper_column: str, effect: float | None = None) -
                     row["both_questions"] = inference.questions_needed(sd, both_seeds, question_var, questions, size)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _never_seeds(row: pd.Series) -> str:
+    """Why no number of seeds (up to ``seeds_needed``'s 1000) detects the claim."""
+    hidden = inference.detectable_effect(row["question_se"], 10**6) > row["target"]  # with infinitely many seeds
+    return NEVER_SEEDS if hidden else "over 1000"
 
 
 def _needed(row: pd.Series, column: str, never: str) -> str:
@@ -151,8 +174,7 @@ def display(planned: pd.DataFrame) -> pd.DataFrame:
         ]
     table["seeds now"] = planned["seeds"].astype(str)
     table["detectable now"] = planned["detectable"].map(_number)
-    never_seeds = NEVER_SEEDS if generation else "over 1000"
-    table["seeds needed"] = [_needed(row, "seeds_needed", never_seeds) for _, row in planned.iterrows()]
+    table["seeds needed"] = [_needed(row, "seeds_needed", _never_seeds(row)) for _, row in planned.iterrows()]
     if generation:
         table["questions needed"] = [_needed(row, "questions_needed", NEVER_QUESTIONS) for _, row in planned.iterrows()]
         table["or both"] = [
@@ -162,8 +184,8 @@ def display(planned: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-def note(generation: bool, effect: float | None) -> str:
-    assumed = "the paper's effect on our tasks" if effect is None else f"a true effect of {effect:+g}"
+def note(generation: bool, effect: float | None, paper_effect: str = ON_OUR_TASKS) -> str:
+    assumed = paper_effect if effect is None else f"a true effect of {effect:+g}"
     text = (
         f"Effect: {assumed}. To detect: its distance from where the verdict stops holding (gain: from 0; not worse: "
         f"from -{inference.NOT_WORSE_MARGIN:g}; parity: from the {inference.PARITY_TOLERANCE:g} tolerance). "
@@ -201,11 +223,11 @@ def _run(args) -> str:
     root = Path(args.results)
     if not root.is_dir():
         raise BoraError(f"--results {root}: no such folder; pass the folder the runs were written to (e.g. results)")
-    claims_of, paper_column = SOURCES[args.study]
+    claims_of, paper_column, paper_effect = SOURCES[args.study]
     planned = plan(claims_of(root), paper_column, effect)
     table = display(planned).to_markdown(index=False, disable_numparse=True)
     text = f"Seeds (and questions) to detect each claim of {args.study}, from the runs under {root}:\n\n{table}"
-    text += f"\n\n{note(is_generation(planned), effect)}"
+    text += f"\n\n{note(is_generation(planned), effect, paper_effect)}"
     if args.csv:
         planned.to_csv(args.csv, index=False)
         text += f"\n\nwrote {args.csv}"

@@ -242,22 +242,18 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims_note(claims: pd.DataFrame, sources: str) -> str:
-    """The text under a claims table: what the columns are, Holm's family, the verdict rules, and which claims the
-    design could ever resolve (the paper's effect at or above the detectable size)."""
-    resolvable = claims[claims["paper_our_tasks"].abs() >= claims["detectable"]]
-    unresolvable = claims[claims["paper_our_tasks"].abs() < claims["detectable"]]
+    """The text under a claims table: what the columns are, Holm's family, the verdict rules, and which gain claims
+    the design could ever resolve (the paper's effect on the study's tasks at or above the detectable size)."""
+    gains = claims[claims["kind"] == "gain"]
+    resolvable = gains[gains["paper_our_tasks"].abs() >= gains["detectable"]]
     can = (
-        "This design could detect the paper's effect (on our tasks) for: "
-        + ("; ".join(resolvable["statement"]) if len(resolvable) else "none of the claims")
-        + ". It cannot, whatever the estimate, for: "
-        + ("; ".join(unresolvable["statement"]) if len(unresolvable) else "none")
+        f"Of the {len(gains)} gain claims this design could detect the paper's effect on these tasks for "
+        + (f"{len(resolvable)}: " + "; ".join(resolvable["statement"]) if len(resolvable) else "none")
         + "."
     )
     return (
-        f"Ours: the per-seed difference of Avg (paired by seed), its mean and 95% confidence interval from {sources}. "
-        f"p: two-sided, no effect; Holm-adjusted over this table's {int((claims['kind'] == 'gain').sum())} gain "
-        "claims in brackets. Detectable: the smallest true effect this design finds with 80% power, beside the "
-        f"paper's. {inference.RULES} {can}"
+        f"Ours: the per-seed difference of Avg (paired by seed), its mean and 95% confidence interval from {sources}; "
+        f"p: two-sided, Holm-adjusted over the {len(gains)} gain claims in brackets. {inference.RULES} {can}"
     )
 
 
