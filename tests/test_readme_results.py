@@ -253,3 +253,48 @@ def test_a_cut_off_result_file_is_named_not_dropped_from_the_readme_tables(tmp_p
     update_readme.check_every_result_readable(PROJECT_ROOT / "results")  # the committed files all read
     with pytest.raises(BoraError, match=r"result\.json is unreadable \(not valid JSON.*restore it"):
         update_readme.check_every_result_readable(tmp_path / "results")
+
+
+INTERVAL = re.compile(r"([-+]?\d+\.\d+) \[([-+]?\d+\.\d+), ([-+]?\d+\.\d+)\]")
+
+
+def _claim_rows(text: str) -> list[tuple[str, str]]:
+    """(the interval cell, the verdict) of every row of every README table with a ``verdict`` column."""
+    rows, header = [], None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif "verdict" in header and not set(line) <= set("|:- "):
+            interval = next((c for h, c in zip(header, cells) if "95% CI" in h), "")
+            rows.append((interval, cells[header.index("verdict")]))
+    return rows
+
+
+def test_every_readme_verdict_is_one_of_the_five_and_rests_on_its_interval():
+    """No claim is called replicated or opposite unless its interval excludes 0 (and the words are the five)."""
+    from bora.report.inference import NO_RUNS, VERDICTS
+
+    rows = _claim_rows((PROJECT_ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(rows) >= 3 * 6  # the claims tables of the three CPU studies
+    for interval, verdict in rows:
+        assert verdict.split(" (")[0] in (*VERDICTS, NO_RUNS), verdict
+        if verdict in ("replicated", "opposite"):
+            _, low, high = (float(v) for v in INTERVAL.search(interval).groups())
+            assert low > 0 or high < 0, (interval, verdict)
+
+
+def test_every_interval_the_readme_prose_quotes_is_one_its_rendered_tables_give():
+    """Each ``estimate [low, high]`` of the README's prose is a cell of a study table, which are rendered from the
+    committed result files (test_readme_table_equals_the_committed_results)."""
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- study:[\w-]+ -->\n(.*?)\n<!-- /study:", text, re.S)
+    prose = re.sub(r"<!-- study:[\w-]+ -->\n.*?\n<!-- /study:[\w-]+ -->", "", text, flags=re.S)
+    quoted = [m.group(0) for m in INTERVAL.finditer(" ".join(prose.split()))]
+    assert len(quoted) >= 10
+    rendered = "\n".join(blocks)
+    for interval in quoted:
+        assert interval in rendered or ("+" + interval) in rendered, f"the README quotes {interval}, no table has it"
