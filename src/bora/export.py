@@ -7,7 +7,8 @@ PEFT onto a fresh base model, and its logits on a few inputs must equal those of
 in the dtype they trained in, ``trainer.adapter_dtype``) to within ``--tolerance`` x max(1, |logits|). The default
 tolerance follows that dtype: 1e-5 for float32 adapters, bf16's unit roundoff 2**-8 for bf16 ones (their updates
 are rounded to bf16 in the trained model, while PEFT computes them in float32). The adapter weights are written in
-float32. The last line printed is ``max_abs_logit_diff: X``.
+float32. The last line printed is ``max_abs_logit_diff: X``. Only a run with status success is exported; a
+failed check or write leaves nothing behind (the folders it made go, a given empty folder is emptied).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 from omegaconf import OmegaConf
 
 from bora.errors import BoraError, run_tool
-from bora.record import read_record
+from bora.paths import unwritable_folder
+from bora.record import Status, Unreadable, read_record
 
 TASK_TYPES = {"encoder": "SEQ_CLS", "decoder": "CAUSAL_LM"}
 FP32_TOLERANCE = 1e-5  # float32 adapters: the export computes the same update, up to float32 reassociation
@@ -66,11 +68,83 @@ def _dtype_name(dtypes: set[torch.dtype]) -> str:
     return "+".join(sorted(names.get(d, str(d).removeprefix("torch.")) for d in dtypes)) or "none"
 
 
+def _refuse(run_dir: Path, record) -> None:
+    """A ``BoraError`` unless ``record`` is a finished run: only a success is a result to publish."""
+    if record.status is Status.SUCCESS:
+        return
+    why = f"status {record.status}"
+    if record.error is not None:
+        message = (record.error.message.strip().splitlines() or [""])[0][:200]
+        why += f": {record.error.type}" + (f": {message}" if message else "")
+    raise BoraError(
+        f"{run_dir} is not a finished run ({why}); only a run with status success can be exported: rerun it to "
+        "finish it, or export another run"
+    )
+
+
+def _discard(out_dir: Path, made: Path | None) -> None:
+    """Remove a partial export: the folders it made (``made``, the topmost), else what it wrote into the empty
+    folder the user gave (the folder itself stays)."""
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        return
+    for child in out_dir.iterdir() if out_dir.is_dir() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def export_run(run_dir: Path, out_dir: Path, tolerance: float | None = None) -> ExportCheck:
     """Export ``run_dir``'s adapter into ``out_dir`` and verify it against the model as trained.
 
     ``tolerance``: the largest logit difference allowed, relative to max(1, |logits|); ``None``: by the adapters'
-    trained dtype (``default_tolerance``). A failed check removes ``out_dir`` and raises a one-line ``BoraError``."""
+    trained dtype (``default_tolerance``). A run that is not a success, an unreadable result.json or an out_dir that
+    cannot be written is a one-line ``BoraError`` before anything is written; a failed check or write removes what
+    the export wrote and raises one too."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    try:
+        record = read_record(run_dir)
+    except Unreadable as error:
+        raise BoraError(
+            f"{error.path} is unreadable ({error.reason}): the run's result was cut off or damaged, so {run_dir} "
+            "cannot be exported; rerun the run, or export another one"
+        ) from None
+    if record is None:
+        raise BoraError(f"{run_dir} holds no result.json; pass a run directory (outputs/<experiment>/.../seed=...)")
+    _refuse(run_dir, record)
+    if not (run_dir / "adapter").is_dir():
+        raise BoraError(f"{run_dir} has no adapter/ (status {record.status}; save_adapter=false?); nothing to export")
+    why = unwritable_folder(out_dir)
+    if why is not None:
+        raise BoraError(
+            f"cannot export into {out_dir}: {why}; choose another out_dir (a new or empty folder you can write to)"
+        )
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise BoraError(f"{out_dir} exists and is not empty; choose a new folder (nothing is overwritten)")
+    made = None  # the topmost folder the export creates: removed with what is in it if the export fails
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            break
+        made = folder
+    try:
+        return _export(run_dir, out_dir, record, tolerance)
+    except BaseException as error:  # a failed check or write, Ctrl-C: a partial export must not look like a result
+        _discard(out_dir, made)
+        if not isinstance(error, OSError):
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        if error.filename and Path(error.filename).resolve().is_relative_to(out_dir.resolve()):
+            raise BoraError(
+                f"writing the export into {out_dir} failed: {error.strerror or error}{where}; nothing was kept: "
+                "free space or choose another out_dir"
+            ) from None
+        raise BoraError(
+            f"exporting {run_dir} failed: {error.strerror or error}{where}; nothing was kept in {out_dir}"
+        ) from None
+
+
+def _export(run_dir: Path, out_dir: Path, record, tolerance: float | None) -> ExportCheck:
     from peft import PeftModel
     from safetensors import safe_open
 
@@ -80,13 +154,6 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float | None = None) -> 
     from bora.models import load_model
     from bora.tasks import build_task
 
-    record = read_record(run_dir)
-    if record is None:
-        raise BoraError(f"{run_dir} holds no result.json; pass a run directory (outputs/<experiment>/.../seed=...)")
-    if not (run_dir / "adapter").is_dir():
-        raise BoraError(f"{run_dir} has no adapter/ (status {record.status}; save_adapter=false?); nothing to export")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise BoraError(f"{out_dir} exists and is not empty; choose a new folder (nothing is overwritten)")
     cfg = OmegaConf.create(record.config)
     task = build_task(cfg.task)
     heads = list(cfg.model.head_modules) if task.kind != "generation" else []
@@ -123,11 +190,11 @@ def export_run(run_dir: Path, out_dir: Path, tolerance: float | None = None) -> 
     diff = float((expected - got).abs().max())
     scale = max(1.0, float(expected.abs().max()))
     reference_dtype = _dtype_name(trained_dtypes)
-    if not diff <= tolerance * scale:
-        shutil.rmtree(out_dir)  # ours (it was new or empty): an unfaithful export must not look like a result
+    if not diff <= tolerance * scale:  # export_run removes what was written
         raise BoraError(
             f"the PEFT reload differs from the trained model (adapters {reference_dtype}) by {diff:.3g} in the "
-            f"logits (tolerance {tolerance:g} x {scale:.3g}); the export is not faithful and {out_dir} was removed"
+            f"logits (tolerance {tolerance:g} x {scale:.3g}); the export is not faithful and was removed from "
+            f"{out_dir}"
         )
     return ExportCheck(diff, tolerance, scale, weights_dtype, reference_dtype)
 

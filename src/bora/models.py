@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -45,6 +46,39 @@ def _source(value: str, key: str) -> str:
     if _is_local(path) and not Path(path).is_dir():
         raise BoraError(f"{key}={value}: no such directory; pass a model folder or a hub id")
     return path
+
+
+def _model_folder(value: str, gguf_file: str | None) -> str:
+    """``model.path``: a hub id passes through; a local folder must hold a model, its ``config.json`` readable JSON
+    (a GGUF file carries its own config). Caught here, since transformers reports an empty folder as a tokenizer
+    that needs sentencepiece and a cut-off config.json as an OSError traceback."""
+    path = _source(value, "model.path")
+    if _is_local(path) and not gguf_file:
+        _check_config(value, Path(path), "model.path", required=True)
+    return path
+
+
+def _check_config(value: str, folder: Path, key: str, required: bool) -> None:
+    """``folder/config.json``, when ``required`` or present, must be a file of valid JSON: else one line."""
+    config = folder / "config.json"
+    fix = f"point {key} at a folder with config.json and the weights (as save_pretrained writes), or at a hub id"
+    if not config.exists():
+        if not required:
+            return
+        inner = next(iter(sorted(folder.glob("*/config.json")) + sorted(folder.glob("snapshots/*/config.json"))), None)
+        hint = f" (config.json is in {inner.parent}: {key}={inner.parent}?)" if inner is not None else ""
+        raise BoraError(f"{key}={value}: the folder holds no model (no config.json){hint}; {fix}")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise BoraError(
+            f"{key}={value}: {config} is not valid JSON (cut off? {error.msg} at line {error.lineno} column "
+            f"{error.colno}); copy or download the model again, or {fix}"
+        ) from None
+    except UnicodeDecodeError:
+        raise BoraError(f"{key}={value}: {config} is not valid JSON (not UTF-8 text); {fix}") from None
+    except OSError as error:
+        raise BoraError(f"{key}={value}: cannot read {config} ({error.strerror or error}); {fix}") from None
 
 
 def _from_hub(load, source: str, key: str):
@@ -120,8 +154,13 @@ def load_tokenizer(model_cfg) -> PreTrainedTokenizerBase:
     if source == "byte" or source is None:
         return byte_tokenizer(model_cfg.kind)
     kwargs = {"gguf_file": model_cfg.gguf_file} if model_cfg.gguf_file and not model_cfg.tokenizer else {}
-    key = "model.tokenizer" if model_cfg.tokenizer else "model.path"
-    path = _source(source, key)
+    if model_cfg.tokenizer:
+        path = _source(source, "model.tokenizer")
+        if _is_local(path):  # a tokenizer folder needs no config.json, but transformers reads one that is there
+            _check_config(source, Path(path), "model.tokenizer", required=False)
+        key = "model.tokenizer"
+    else:
+        path, key = _model_folder(source, model_cfg.gguf_file), "model.path"
     tokenizer = _from_hub(lambda: AutoTokenizer.from_pretrained(path, revision=model_cfg.revision, **kwargs), path, key)
     if tokenizer.pad_token is None:  # llama-style tokenizers ship without one; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
@@ -183,7 +222,7 @@ def load_model(model_cfg, num_labels: int | None = None) -> torch.nn.Module:
                 quantization_config=quantization,
                 device_map=_quantized_device_map(),
             )
-    path = _source(model_cfg.path, "model.path")
+    path = _model_folder(model_cfg.path, model_cfg.gguf_file)
     kwargs = {"dtype": DTYPES[model_cfg.dtype], "revision": model_cfg.revision}
     if quantization is not None:
         kwargs.update(quantization_config=quantization, device_map=_quantized_device_map())

@@ -6,6 +6,7 @@ The project folder is the checkout bora runs from; an installed wheel has none a
 (``data/llm-adapters``, ``results/`` are looked for there; runs write under ``./outputs`` or ``$BORA_OUTPUT_DIR``).
 """
 
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -22,3 +23,16 @@ def _checkout() -> Path | None:
 CHECKOUT: Path | None = _checkout()
 PROJECT_ROOT = CHECKOUT or Path.cwd()
 DATA_DIR = PROJECT_ROOT / "data"
+
+
+def unwritable_folder(folder: Path) -> str | None:
+    """Why ``folder`` cannot be made (with its parents) and written into, or None: checked before any work (an
+    export, rendered tables), so that a bad output folder is one line up front, not an ``OSError`` half way."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None

@@ -108,7 +108,7 @@ def test_a_claim_the_question_draw_hides_needs_questions_not_seeds(tmp_path, cap
 
     def detectable(count: int) -> float:
         seed_var, question_var = 0.5 / 2, question_se**2 * 16 / count  # per-seed differences +1, +2: variance 0.5
-        df = inference._welch_df(seed_var, 2, question_var, count)
+        df = inference.welch_df(seed_var, 2, question_var, count)
         return inference.detectable_effect(math.sqrt(seed_var + question_var), df)
 
     assert detectable(questions) <= effect < detectable(questions - 1)

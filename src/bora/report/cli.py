@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bora.errors import BoraError, run_tool
+from bora.paths import unwritable_folder
 from bora.report import render
 from bora.report.aggregate import load_results, problems, status_counts, summarize
 from bora.report.specs import PAPER_TABLES
@@ -92,7 +93,15 @@ def main(argv: list[str] | None = None) -> None:
 def _print(args) -> None:
     outputs = Path(args.outputs)
     out_dir = Path(args.out) if args.out else Path(os.environ.get("BORA_OUTPUT_DIR", "outputs")) / "tables"
-    text, written = _run(args, outputs, out_dir)
+    try:
+        text, written = _run(args, outputs, out_dir)
+    except OSError as error:  # a write into --out that failed half way (a full disk): one line, not a traceback
+        if not error.filename or not Path(error.filename).resolve().is_relative_to(out_dir.resolve()):
+            raise
+        raise BoraError(
+            f"--out {out_dir}: writing {error.filename} failed ({error.strerror or error}); pass --out a folder "
+            "you can write to"
+        ) from None
     if written:
         print(f"wrote {len(written)} files into {out_dir}: {', '.join(p.name for p in written)}\n")
     print(text)
@@ -112,6 +121,9 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
         if bad.empty:
             return f"no problems: {found}, by status {status_counts(runs)}", []
         return bad.to_markdown(index=False), []
+    why = unwritable_folder(out_dir)  # before rendering anything: every other command writes its tables into out_dir
+    if why is not None:
+        raise BoraError(f"--out {out_dir}: {why}; pass --out a folder you can write to")
     if args.experiment:
         if runs.empty:
             raise BoraError(
