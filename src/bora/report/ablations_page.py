@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bora.record import read_record
 from bora.report import inference
 from bora.report.ablations import (
     FIGURE4,
@@ -31,15 +32,25 @@ from bora.report.ablations_figures import render_figures
 from bora.report.render import excluded_markdown, number
 
 
-def reproducibility(runs: Runs) -> tuple[int, int]:
+def reproducibility(runs: Runs) -> tuple[int, int, list[str]]:
     """(how many reruns (seed-0 spectra and full-spectrum reruns) score exactly what the run of the same identity
-    in the grid recorded, how many have such a twin)."""
+    in the grid recorded, how many have such a twin, and for each that does not: the run and the package versions
+    its two records differ in)."""
     frames = [frame for frame in (runs.spectra, runs.figure4) if len(frame)]
     if not frames or runs.grid.empty:
-        return 0, 0
-    reruns = pd.concat(frames, ignore_index=True)
-    shared = reruns.merge(runs.grid, on="identity", suffixes=("", "_grid"))
-    return int((shared["score"] == shared["score_grid"]).sum()), len(shared)
+        return 0, 0, []
+    shared = pd.concat(frames, ignore_index=True).merge(runs.grid, on="identity", suffixes=("", "_grid"))
+    differing = []
+    for _, pair in shared[shared["score"] != shared["score_grid"]].iterrows():
+        now, then = (read_record(pair[column]).versions for column in ("run_dir", "run_dir_grid"))
+        changed = [
+            f"{name} {then.get(name)} then, {now.get(name)} now" for name in sorted(now) if now[name] != then.get(name)
+        ]
+        differing.append(
+            f"{pair['task']} {pair['row']} seed {pair['seed']}: {number(pair['score'])} against "
+            f"{number(pair['score_grid'])}, " + ("; ".join(changed) if changed else "the same package versions")
+        )
+    return int((shared["score"] == shared["score_grid"]).sum()), len(shared), differing
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -74,7 +85,7 @@ def render_ablations(root: Path | str, out_dir: Path, figure_dir: Path) -> tuple
     written += render_figures(runs, figure_dir)
     done = {sweep: len(frame) for sweep, frame in ((GRID, runs.grid), (TABLE7, runs.table7), (SPECTRA, runs.spectra))}
     done[FIGURE4] = len(runs.figure4)
-    same, twins = reproducibility(runs)
+    same, twins, differing = reproducibility(runs)
     ranks_shown = pd.DataFrame(
         {
             "r": ranks["r"],
@@ -118,7 +129,8 @@ def render_ablations(root: Path | str, out_dir: Path, figure_dir: Path) -> tuple
         "largest and the entropy effective rank exp(H(s / sum s)) (median layer). The bound is what the factor "
         "shapes allow: BoRA min(b r, 384), LoRA r. cpu-glue's shared runs (LoRA r=8, BoRA r=8 b=8 / 16) predate "
         "spectra: theirs come from reruns of the same identity"
-        + (f", which scored exactly what the grid's run recorded in {same} of {twins} cases." if twins else "."),
+        + (f", which scored exactly what the grid's run recorded in {same} of {twins} cases" if twins else "")
+        + (f" (not: {'; '.join(differing)})." if differing else "."),
         _markdown(claims_display(rank_verdicts).rename(columns={"seeds": "runs"}).assign(paper="more (Fig. 4)")),
         "BoRA minus LoRA in the count above 0.005 (the query layers' mean), over the runs paired by task and seed "
         "where both records give it: mean and 95% paired t interval, Holm over these claims, verdicts as above "
