@@ -13,14 +13,18 @@ import time
 import pytest
 
 from bora import runs
+from bora.config.identity import run_identity
 from bora.errors import BoraError
 from bora.record import RunRecord, Status, Unreadable, read_record, write_record
 
 CONFIG = {"seed": 0, "model": {"name": "m"}, "trainer": {"lr": 0.1}}
+CONFIG_B = {**CONFIG, "trainer": {"lr": 0.3}}
+ID_A, ID_B = run_identity(CONFIG), run_identity(CONFIG_B)  # a record's identity is its config's
 DATA = {"source": "local", "sha256": {"T/train.tsv": "aa", "T/dev.tsv": "bb"}}
 
 
-def record(status="success", identity="id-a", **extra) -> RunRecord:
+def record(status="success", identity=None, **extra) -> RunRecord:
+    config = extra.pop("config", CONFIG_B if identity == ID_B else CONFIG)
     fields = dict(
         status=status,
         experiment="e",
@@ -29,9 +33,9 @@ def record(status="success", identity="id-a", **extra) -> RunRecord:
         task="t",
         seed=0,
         run_dir="r",
-        identity=identity,
+        identity=run_identity(config) if identity is None else identity,
         group="g",
-        config=CONFIG,
+        config=config,
         started_at="2026-01-01T00:00:00+00:00",
         finished_at="2026-01-01T01:00:00+00:00",
         data=DATA,
@@ -42,7 +46,7 @@ def record(status="success", identity="id-a", **extra) -> RunRecord:
     return RunRecord(**{**fields, **extra})
 
 
-def decide(run_dir, identity="id-a", force=False, data=DATA, apply=True):
+def decide(run_dir, identity=ID_A, force=False, data=DATA, apply=True):
     return runs.decide(run_dir, identity, CONFIG, force, data, apply=apply)
 
 
@@ -54,7 +58,7 @@ def complete_checkpoint(path):
 def test_new_run_trains_in_its_directory(tmp_path):
     decision = decide(tmp_path)
     assert not decision.skip and decision.work_dir == tmp_path and decision.checkpoint is None
-    assert decision.wandb_run_id.startswith("id-a")
+    assert decision.wandb_run_id.startswith(ID_A[:8])
 
 
 def test_success_with_same_identity_is_skipped(tmp_path):
@@ -64,7 +68,7 @@ def test_success_with_same_identity_is_skipped(tmp_path):
 
 
 def test_success_of_another_identity_is_refused_not_overwritten(tmp_path):
-    write_record(tmp_path, record(identity="id-b", config={**CONFIG, "trainer": {"lr": 0.3}}))
+    write_record(tmp_path, record(identity=ID_B))
     before = (tmp_path / "result.json").read_text()
     with pytest.raises(BoraError, match=r"differs at: trainer\.lr"):
         decide(tmp_path)
@@ -103,7 +107,7 @@ def test_promote_moves_the_rerun_in_and_keeps_the_old_one_beside(tmp_path):
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "old.txt").write_text("old")
     attempt = tmp_path / runs.ATTEMPT_DIR
-    write_record(attempt, record(metrics={"t": {"accuracy": 0.9}}))
+    write_record(attempt, record(metrics={"t": {"accuracy": 0.9}}, headline={"metric": "accuracy", "value": 0.9}))
     (attempt / "adapter").mkdir()
     (attempt / "adapter" / "new.txt").write_text("new")
     for killed_writer in (tmp_path / ".result.json.abc123", attempt / ".result.json.def456"):
@@ -172,7 +176,7 @@ def test_safetensors_problem_reads_only_the_header(tmp_path):
 
 
 def test_unfinished_run_of_another_identity_starts_over(tmp_path):
-    write_record(tmp_path, record(status="failed", identity="id-b"))
+    write_record(tmp_path, record(status="failed", identity=ID_B))
     (tmp_path / "checkpoints" / "checkpoint-3").mkdir(parents=True)
     decision = decide(tmp_path)
     assert decision.checkpoint is None and not (tmp_path / "checkpoints").exists()
@@ -202,7 +206,7 @@ def test_a_result_of_the_wrong_shape_is_unreadable_and_a_clear_error(tmp_path, c
     with pytest.raises(BoraError, match="unreadable.*move it away") as info:
         decide(tmp_path)
     assert "rewrite" not in str(info.value)  # one advice, the same in --problems (the reason) and here
-    assert runs.status_of(tmp_path, "id-a") == "unreadable"
+    assert runs.status_of(tmp_path, ID_A) == "unreadable"
 
 
 def test_a_record_with_nan_is_never_written(tmp_path):
@@ -221,13 +225,13 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
 def test_plan_and_train_apply_one_rule_to_a_success_on_changed_data(tmp_path):
     write_record(tmp_path / "mine", record())
     changed = {"source": "local", "sha256": {**DATA["sha256"], "T/dev.tsv": "cc"}}
-    assert runs.status_of(tmp_path / "mine", "id-a", DATA) == "done"
-    assert runs.status_of(tmp_path / "mine", "id-a", changed) == "stale"  # decide refuses it: not done
+    assert runs.status_of(tmp_path / "mine", ID_A, DATA) == "done"
+    assert runs.status_of(tmp_path / "mine", ID_A, changed) == "stale"  # decide refuses it: not done
     with pytest.raises(BoraError, match="succeeded on other data"):
         decide(tmp_path / "mine", data=changed)
     write_record(tmp_path / "other" / "x", record())  # a reuse_from folder holding the same run
-    assert runs.reused(tmp_path / "mine" / "x", tmp_path, "mine", ["other"], "id-a", DATA) is not None
-    assert runs.reused(tmp_path / "mine" / "x", tmp_path, "mine", ["other"], "id-a", changed) is None
+    assert runs.reused(tmp_path / "mine" / "x", tmp_path, "mine", ["other"], ID_A, DATA) is not None
+    assert runs.reused(tmp_path / "mine" / "x", tmp_path, "mine", ["other"], ID_A, changed) is None
 
 
 def test_result_files_get_the_umasks_mode_and_stale_temporaries_are_cleaned_up(tmp_path):
@@ -245,12 +249,12 @@ def test_result_files_get_the_umasks_mode_and_stale_temporaries_are_cleaned_up(t
 
 
 def test_status_of_names_every_state(tmp_path):
-    assert runs.status_of(tmp_path, "id-a") == "missing"
+    assert runs.status_of(tmp_path, ID_A) == "missing"
     for status, shown in [("running", "unfinished"), ("failed", "failed"), ("interrupted", "interrupted")]:
         write_record(tmp_path, record(status=status))
-        assert runs.status_of(tmp_path, "id-a") == shown
+        assert runs.status_of(tmp_path, ID_A) == shown
     write_record(tmp_path, record())
-    assert runs.status_of(tmp_path, "id-a") == "done" and runs.status_of(tmp_path, "id-b") == "conflict"
+    assert runs.status_of(tmp_path, ID_A) == "done" and runs.status_of(tmp_path, ID_B) == "conflict"
 
 
 HOLD = """
@@ -363,3 +367,39 @@ def test_git_state_counts_new_code_and_configs_but_not_new_results(tmp_path, mon
     (tmp_path / "conf" / "experiment" / "new.yaml").write_text("seed: 1\n")  # a new, uncommitted experiment
     state = runs.git_state()
     assert state["dirty"] is True and state["untracked"] == ["conf/experiment/new.yaml"]
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        ({"metrics": None}, "it holds no metrics"),
+        ({"headline": None}, "it holds no headline"),
+        ({"headline": {"metric": "accuracy", "value": 0.9}}, "its headline accuracy=0.9 is not its metrics' 0.5"),
+        ({"identity": "0123456789abcdef"}, "its identity 0123456789abcdef is not its config's"),
+    ],
+)
+def test_a_hand_edited_success_is_a_problem_plan_train_and_tables_name(tmp_path, edit, reason):
+    """A failed run relabelled success, an edited identity or number: unreadable to every reader, never a table cell
+    or a run skipped forever."""
+    from bora.report.aggregate import load_results, problems, successful
+
+    run_dir = tmp_path / "e" / "run"
+    run_dir.mkdir(parents=True)
+    payload = json.loads(record().to_json())
+    payload.update(edit)
+    (run_dir / "result.json").write_text(json.dumps(payload))
+    with pytest.raises(Unreadable, match=reason):
+        read_record(run_dir)
+    assert runs.status_of(run_dir, ID_A, DATA) == "unreadable"  # bora plan
+    with pytest.raises(BoraError, match=f"says success but {reason}.*move it away"):
+        decide(run_dir)  # bora train
+    loaded = load_results(tmp_path)  # bora tables: not a success, listed as a problem with the reason
+    assert successful(loaded).empty and reason in problems(loaded)["error"].iloc[0]
+
+
+def test_a_failed_run_relabelled_success_without_metrics_is_unreadable(tmp_path):
+    payload = json.loads(record(status="failed").to_json())
+    payload["status"] = "success"
+    (tmp_path / "result.json").write_text(json.dumps(payload))
+    with pytest.raises(Unreadable, match="it says success but it holds no metrics"):
+        read_record(tmp_path)

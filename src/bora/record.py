@@ -157,11 +157,45 @@ def parse_record(payload: Any, path: Path | str = RESULT_FILE) -> RunRecord:
             "move it away to rerun the run)",
         )
     try:
-        return RunRecord.model_validate(payload)
+        record = RunRecord.model_validate(payload)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise Unreadable(Path(path), f"{where}: {first['msg']}") from None
+    problem = success_problem(record)
+    if problem is not None:
+        raise Unreadable(
+            Path(path), f"it says success but {problem}: edited by hand or corrupt; move it away to rerun the run"
+        )
+    return record
+
+
+def success_problem(record: RunRecord) -> str | None:
+    """Why a record that says ``success`` cannot be one, or None: a success holds its metrics, a headline that is
+    the metric the task reports (``metrics["average"]`` for several test sets, else ``metrics[task]``; what
+    ``Task.headline`` takes), and the identity of its own config. A file edited by hand (a failed run relabelled,
+    a changed identity or number) fails one of these, so it is unreadable to every reader (plan, train, tables)
+    instead of a table cell or a run skipped forever."""
+    if record.status is not Status.SUCCESS:
+        return None
+    if not record.metrics:
+        return "it holds no metrics"
+    if record.headline is None:
+        return "it holds no headline"
+    source = record.metrics.get("average", record.metrics.get(record.task))
+    if source is None or record.headline.metric not in source:
+        return f"its metrics hold no {record.headline.metric} for the headline"
+    if source[record.headline.metric] != record.headline.value:
+        return (
+            f"its headline {record.headline.metric}={record.headline.value} is not its metrics' "
+            f"{source[record.headline.metric]}"
+        )
+    from bora.config.identity import run_identity
+
+    expected = run_identity(record.config)
+    if record.identity != expected:
+        return f"its identity {record.identity} is not its config's ({expected})"
+    return None
 
 
 def read_record(path: Path | str) -> RunRecord | None:

@@ -113,7 +113,9 @@ def write_run(
     )
     if status == "success":
         metrics = metrics or {}
-        value = headline if headline is not None else (metrics.get("average") or {}).get("accuracy")
+        # the record's headline is the metric its task reports (bora.record.success_problem checks it)
+        reported = metrics.get("average") or metrics.get(config["task"]["name"]) or {}
+        value = headline if headline is not None else reported.get("accuracy")
         fields.update(
             {
                 "metrics": metrics,

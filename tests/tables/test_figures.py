@@ -69,7 +69,8 @@ def _saved_run(root, model_name, task, *overrides):
             group=group_identity(config),
             config=config,
             started_at="2026-01-01T00:00:00+00:00",
-            metrics={},
+            metrics={"average": {cfg.task.metric: 0.5}},
+            headline={"metric": cfg.task.metric, "value": 0.5},
         ),
     )
     return run_dir, model
@@ -113,10 +114,18 @@ def test_spectra_skip_runs_without_adapters(tmp_path):
 
 
 def test_figure4_reads_the_runs_of_its_experiment(tmp_path):
-    write_run(tmp_path, "math", "llama-3-8b", "math", method("lora", r=4), 0, {}, plan="figure4")  # in its sweep
-    write_run(tmp_path, "math", "llama-3-8b", "math", method("bora", r=16, blocks=64), 0, {}, plan="figure4")  # in it
-    write_run(tmp_path, "math", "llama-3-8b", "math", method("lora", r=4), 1, {}, plan="figure4")  # seed 1: not in it
-    write_run(tmp_path, "math", "gemma-7b", "math", method("lora", r=4), 0, {}, plan="figure4")  # other model: not
+    write_run(
+        tmp_path, "math", "llama-3-8b", "math", method("lora", r=4), 0, uniform_math(0.5), plan="figure4"
+    )  # in its sweep
+    write_run(
+        tmp_path, "math", "llama-3-8b", "math", method("bora", r=16, blocks=64), 0, uniform_math(0.5), plan="figure4"
+    )  # in it
+    write_run(
+        tmp_path, "math", "llama-3-8b", "math", method("lora", r=4), 1, uniform_math(0.5), plan="figure4"
+    )  # seed 1: not in it
+    write_run(
+        tmp_path, "math", "gemma-7b", "math", method("lora", r=4), 0, uniform_math(0.5), plan="figure4"
+    )  # other model: not
     chosen = figure4_runs(load_results(tmp_path), tmp_path)
     assert sorted(zip(chosen["model"], chosen["method_tag"], chosen["seed"])) == [
         ("llama-3-8b", "bora_r16_b64_a32_d0.05_QKV", 0),

@@ -107,22 +107,26 @@ def test_status_of_each_run(tmp_path):
     assert [r["status"] for r in plan(overrides, with_params=False)] == ["missing"] * 4
     configs = compose_jobs(expand_sweep(overrides))
     statuses = ["success", "failed", "running", "success"]
-    identities = [run_identity(c) for c in configs[:3]] + ["another-identity"]
-    for config, status, identity in zip(configs, statuses, identities):
+    # the last directory holds a success of another config (its own identity): a conflict
+    recorded = [*configs[:3], {**configs[3], "trainer": {**configs[3]["trainer"], "lr": 0.5}}]
+    for config, status, where in zip(recorded, statuses, configs):
+        success = status == "success"
         write_record(
-            Path(config["run_dir"]),
+            Path(where["run_dir"]),
             RunRecord(
                 status=status,
                 experiment="smoke",
                 model="m",
                 method="lora",
-                task="t",
+                task=config["task"]["name"],
                 seed=0,
                 run_dir="r",
-                identity=identity,
+                identity=run_identity(config),
                 group="g",
                 config=config,
                 started_at="2026-01-01T00:00:00+00:00",
+                metrics={config["task"]["name"]: {"accuracy": 0.5}} if success else None,
+                headline={"metric": "accuracy", "value": 0.5} if success else None,
             ),
         )
     statuses = [r["status"] for r in plan(overrides, with_params=False)]
