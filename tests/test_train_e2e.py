@@ -721,8 +721,38 @@ def test_a_second_sweep_in_the_same_folder_keeps_the_first_ones_multirun_yaml(tm
     first = earlier.read_text()
     args = ["-m", f"output_dir={tmp_path}", "trainer.max_steps=1", "task.max_eval_samples=4", "save_adapter=false"]
     assert run_cli([*args, "seed=0"]).returncode == 0
-    [kept] = (tmp_path / "default").glob("multirun.*.yaml")
-    assert kept.read_text() == first and "trainer.max_steps=1" in earlier.read_text()
+    copies = sorted((tmp_path / "default").glob("multirun.*.yaml"))
+    assert [c.read_text() for c in copies if c.read_text() == first] == [first]  # the earlier one, kept
+    [own] = [c for c in copies if c.read_text() != first]  # this sweep's own copy, the same as Hydra's
+    assert own.read_text() == earlier.read_text() and "trainer.max_steps=1" in own.read_text()
+
+
+def test_two_sweeps_started_together_in_one_folder_each_keep_their_config(tmp_path):
+    """Hydra's multirun.yaml is one file per experiment folder: of two sweeps started at the same moment one
+    overwrote the other's. Each sweep also keeps its own copy, whatever the timing."""
+    args = ["-m", f"output_dir={tmp_path}", "trainer.max_steps=1", "task.max_eval_samples=4", "save_adapter=false"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bora.train", *args, f"seed={seed}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (0, 1)
+    ]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0], [p.stderr.read()[-2000:] for p in procs]
+    copies = sorted((tmp_path / "default").glob("multirun.*-*.yaml"))
+    swept = sorted(next(o for o in yaml_overrides(c) if o.startswith("seed=")) for c in copies)
+    assert swept == ["seed=0", "seed=1"]
+
+
+def yaml_overrides(path: Path) -> list[str]:
+    from omegaconf import OmegaConf
+
+    return list(OmegaConf.load(path).hydra.overrides.task)
 
 
 def test_max_steps_zero_evaluates_the_model_as_initialised(tmp_path):

@@ -20,6 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
@@ -96,6 +97,18 @@ def _checked(cfg: DictConfig, config_name: str) -> DictConfig:
     if config_name == "config":
         check_pairings(resolved(cfg))
     return cfg
+
+
+class KeepSweepConfig(Callback):
+    """Hydra saves each sweep's config as ``<sweep dir>/multirun.yaml``, one file for every sweep of an experiment
+    folder, so of two sweeps started together one config is lost. Each sweep also saves its own copy,
+    ``multirun.<UTC start time>-<pid>.yaml``, before any job starts (``hydra.callbacks`` in conf/config.yaml)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%M%S.%f")
+        OmegaConf.save(config, sweep_dir / f"multirun.{stamp}-{os.getpid()}.yaml")
 
 
 def keep_previous_multirun_yaml(sweep_dir: Path) -> Path | None:
