@@ -744,7 +744,8 @@ def test_two_sweeps_started_together_in_one_folder_each_keep_their_config(tmp_pa
         for seed in (0, 1)
     ]
     assert [p.wait(timeout=600) for p in procs] == [0, 0], [p.stderr.read()[-2000:] for p in procs]
-    copies = sorted((tmp_path / "default").glob("multirun.*-*.yaml"))
+    # each sweep's own copy ends in -<pid>.yaml (an earlier multirun.yaml a later sweep kept ends in its time)
+    copies = [c for c in (tmp_path / "default").glob("multirun.*.yaml") if c.stem.rpartition("-")[2].isdigit()]
     swept = sorted(next(o for o in yaml_overrides(c) if o.startswith("seed=")) for c in copies)
     assert swept == ["seed=0", "seed=1"]
 
