@@ -19,6 +19,15 @@ from bora.training import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_steps=12", "trainer.logging_steps=4", "task.max_eval_samples=16"]
+# a BoRA generation run in seconds: 2 steps, 2 questions of 4 new tokens
+TINY_GENERATION = [
+    "model=tiny-decoder",
+    "task=toy-math",
+    "method=bora",
+    "trainer.max_steps=2",
+    "task.max_eval_samples=2",
+    "task.max_new_tokens=4",
+]
 
 
 def wait_for(path: Path, text: str, timeout: float = 300) -> None:
@@ -792,18 +801,7 @@ def test_max_steps_zero_evaluates_the_model_as_initialised(tmp_path):
 def test_a_bf16_decoder_on_a_cpu_evaluates_in_its_own_dtype_after_autocast_training(tmp_path):
     """bf16 autocast training leaves accelerate's autocast wrapper on model.forward; evaluation must run without it
     (a bf16 key/value in a float32 model's paged cache failed every question before)."""
-    cfg = load_config(
-        [
-            "model=tiny-decoder",
-            "task=toy-math",
-            "method=bora",
-            "trainer.precision=bf16",
-            "trainer.max_steps=2",
-            "task.max_eval_samples=2",
-            "task.max_new_tokens=4",
-            f"output_dir={tmp_path}",
-        ]
-    )
+    cfg = load_config([*TINY_GENERATION, "trainer.precision=bf16", f"output_dir={tmp_path}"])
     train(cfg)
     result = result_of(cfg.run_dir)
     assert result["status"] == "success" and result["precision"]["used"] == "bf16"
@@ -826,17 +824,7 @@ def test_a_record_states_the_engine_and_adapter_dtype_the_code_used(tmp_path, mo
 
         monkeypatch.setattr(generation, f"{name}_generate_ids", spy)
     cfg = load_config(
-        [
-            "model=tiny-decoder",
-            "task=toy-math",
-            "method=bora",
-            "trainer.adapter_dtype=bf16",
-            f"task.generation_engine={engine}",
-            "trainer.max_steps=2",
-            "task.max_eval_samples=2",
-            "task.max_new_tokens=4",
-            f"output_dir={tmp_path}",
-        ]
+        [*TINY_GENERATION, "trainer.adapter_dtype=bf16", f"task.generation_engine={engine}", f"output_dir={tmp_path}"]
     )
     train(cfg)
     result = result_of(cfg.run_dir)

@@ -61,13 +61,6 @@ def _inputs(model, vocab_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
 
 
-def _dtype_name(dtypes: set[torch.dtype]) -> str:
-    from bora.adapters.inject import ADAPTER_DTYPES
-
-    names = {dtype: name for name, dtype in {**ADAPTER_DTYPES, "fp16": torch.float16, "fp64": torch.float64}.items()}
-    return "+".join(sorted(names.get(d, str(d).removeprefix("torch.")) for d in dtypes)) or "none"
-
-
 def _refuse(run_dir: Path, record) -> None:
     """A ``BoraError`` unless ``record`` is a finished run: only a success is a result to publish."""
     if record.status is Status.SUCCESS:
@@ -150,7 +143,7 @@ def _export(run_dir: Path, out_dir: Path, record, tolerance: float | None) -> Ex
 
     from bora.adapters import export_peft_lora, load_adapters
     from bora.adapters.export import PEFT_WEIGHTS
-    from bora.adapters.inject import adapter_parameters
+    from bora.adapters.inject import adapter_parameters, dtype_names
     from bora.models import load_model
     from bora.tasks import build_task
 
@@ -189,7 +182,7 @@ def _export(run_dir: Path, out_dir: Path, record, tolerance: float | None) -> Ex
         got = reloaded(**batch).logits.float()
     diff = float((expected - got).abs().max())
     scale = max(1.0, float(expected.abs().max()))
-    reference_dtype = _dtype_name(trained_dtypes)
+    reference_dtype = dtype_names(trained_dtypes)
     if not diff <= tolerance * scale:  # export_run removes what was written
         raise BoraError(
             f"the PEFT reload differs from the trained model (adapters {reference_dtype}) by {diff:.3g} in the "

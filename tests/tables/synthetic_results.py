@@ -143,3 +143,43 @@ def math_metrics(values: dict[str, float]) -> dict:
 def uniform_math(value: float) -> dict:
     """Every math test set at ``value`` (so its average is ``value`` too)."""
     return math_metrics(dict.fromkeys(MATH_SETS, value))
+
+
+GLUE_TASKS = {"cpu/mrpc": "mrpc", "cpu/stsb": "stsb", "cpu/cola": "cola", "cpu/sst2": "sst2"}  # cpu-glue's four
+
+
+def write_glue_study_runs(
+    root: Path, method_cfg: dict, per_seed: list[float], tasks: dict = GLUE_TASKS, stats_of_seed=None, **fields
+) -> None:
+    """cpu-glue runs of ``method_cfg``: at seed ``s`` every task scores ``per_seed[s]`` (so its Avg does too);
+    ``stats_of_seed(s)``: the run's ``adapter_stats``; ``fields``: more ``write_run`` arguments (``train_s``)."""
+    for seed, value in enumerate(per_seed):
+        for config, name in tasks.items():
+            write_run(
+                root,
+                "cpu-glue",
+                "minilm",
+                config,
+                method_cfg,
+                seed,
+                {name: {"accuracy": value}},
+                headline=value,
+                plan="cpu-glue",
+                adapter_stats=stats_of_seed(seed) if stats_of_seed else None,
+                **fields,
+            )
+
+
+def write_commonsense_study_runs(root: Path, method_cfg: dict, metrics_per_seed: list[dict]) -> None:
+    """cpu-commonsense runs of ``method_cfg``, seed ``s`` with the metrics ``metrics_per_seed[s]``."""
+    for seed, metrics in enumerate(metrics_per_seed):
+        write_run(
+            root,
+            "cpu-commonsense",
+            "smollm2-135m",
+            "cpu/commonsense",
+            method_cfg,
+            seed,
+            metrics,
+            plan="cpu-commonsense",
+        )

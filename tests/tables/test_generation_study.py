@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
-from synthetic_results import method, write_run
+from synthetic_results import method, write_commonsense_study_runs, write_run
 
 from bora.report.aggregate import load_results
 from bora.report.generation import (
@@ -48,17 +48,7 @@ def metrics(accuracy: float, n: int = 500, at_limit: float = 0.0, repeated: floa
 
 
 def _runs(root, method_cfg, per_seed, **kwargs):
-    for seed, value in enumerate(per_seed):
-        write_run(
-            root,
-            "cpu-commonsense",
-            "smollm2-135m",
-            "cpu/commonsense",
-            method_cfg,
-            seed,
-            metrics(value, **kwargs),
-            plan="cpu-commonsense",
-        )
+    write_commonsense_study_runs(root, method_cfg, [metrics(value, **kwargs) for value in per_seed])
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic_results import method, write_run
+from synthetic_results import method, write_commonsense_study_runs, write_glue_study_runs
 
 from bora.report import inference
 from bora.report.aggregate import load_results
@@ -15,7 +15,6 @@ from bora.report.specs import membership
 from bora.report.study import CLAIMS, STUDIES, check_study_claims
 
 ROOT = Path(__file__).resolve().parents[2]
-GLUE = {"cpu/mrpc": "mrpc", "cpu/stsb": "stsb", "cpu/cola": "cola", "cpu/sst2": "sst2"}
 SETS = ["boolq", "ARC-Challenge", "ARC-Easy", "openbookqa"]
 
 
@@ -28,27 +27,13 @@ def _power(capsys, *args: str) -> dict[str, dict[str, str]]:
     return {row["claim"]: row for row in rows}
 
 
-def _glue_runs(root: Path, method_cfg: dict, per_seed: list[float]) -> None:
-    for seed, value in enumerate(per_seed):
-        for config, name in GLUE.items():
-            write_run(
-                root,
-                "cpu-glue",
-                "minilm",
-                config,
-                method_cfg,
-                seed,
-                {name: {"accuracy": value}},
-                headline=value,
-                plan="cpu-glue",
-            )
-
-
 def test_the_seeds_printed_as_needed_are_the_fewest_that_detect_the_effect(tmp_path, capsys):
-    _glue_runs(tmp_path, method("lora", targets="QV"), [0.70, 0.72, 0.74])
-    _glue_runs(tmp_path, method("lora", r=32, targets="QV"), [0.73, 0.75])
-    _glue_runs(tmp_path, method("bora", blocks=8, targets="QV"), [0.72, 0.741, 0.759])  # sd 0.1 against LoRA r=8
-    _glue_runs(tmp_path, method("bora", blocks=16, targets="QV"), [0.67, 0.685, 0.715])  # sd 0.5
+    write_glue_study_runs(tmp_path, method("lora", targets="QV"), [0.70, 0.72, 0.74])
+    write_glue_study_runs(tmp_path, method("lora", r=32, targets="QV"), [0.73, 0.75])
+    write_glue_study_runs(
+        tmp_path, method("bora", blocks=8, targets="QV"), [0.72, 0.741, 0.759]
+    )  # sd 0.1 against LoRA r=8
+    write_glue_study_runs(tmp_path, method("bora", blocks=16, targets="QV"), [0.67, 0.685, 0.715])  # sd 0.5
     claims = check_study_claims(STUDIES["cpu-glue"], load_results(tmp_path))
     effect = 0.5
     printed = _power(capsys, "--study", "cpu-glue", "--results", str(tmp_path), "--effect", str(effect))
@@ -65,19 +50,10 @@ def test_the_seeds_printed_as_needed_are_the_fewest_that_detect_the_effect(tmp_p
 
 def _commonsense_runs(root: Path, method_cfg: dict, per_seed: list[float], correct_per_seed: list[list[int]]):
     """Runs with every set at ``per_seed[s]`` and the predictions ``correct_per_seed[s]`` (the same on each set)."""
-    for seed, value in enumerate(per_seed):
-        metrics = {name: {"accuracy": value, "n": float(len(correct_per_seed[seed]))} for name in SETS}
-        metrics["average"] = {"accuracy": value}
-        write_run(
-            root,
-            "cpu-commonsense",
-            "smollm2-135m",
-            "cpu/commonsense",
-            method_cfg,
-            seed,
-            metrics,
-            plan="cpu-commonsense",
-        )
+    metrics = [{name: {"accuracy": v, "n": float(len(c))} for name in SETS} for v, c in zip(per_seed, correct_per_seed)]
+    write_commonsense_study_runs(
+        root, method_cfg, [{**m, "average": {"accuracy": v}} for m, v in zip(metrics, per_seed)]
+    )
     runs = membership(load_results(root), "cpu-commonsense", "cpu-commonsense")[0]
     for _, run in runs[runs["method"] == method_cfg["name"]].iterrows():
         folder = Path(run["run_dir"]) / "predictions"

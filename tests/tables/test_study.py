@@ -4,13 +4,13 @@ import math
 
 import pytest
 from scipy import stats
-from synthetic_results import method, write_run
+from synthetic_results import GLUE_TASKS, method, write_glue_study_runs, write_run
 
 from bora.report.aggregate import load_results
 from bora.report.study import STUDIES, check_study_claims, efficiency_table, render_study, sigma_table, study_table
 
 STUDY = STUDIES["cpu-glue"]
-TASKS = {"cpu/mrpc": "mrpc", "cpu/stsb": "stsb", "cpu/cola": "cola", "cpu/sst2": "sst2"}
+TASKS = GLUE_TASKS
 LORA8, LORA32 = method("lora", targets="QV"), method("lora", r=32, targets="QV")
 BORA8, BORA16 = method("bora", blocks=8, targets="QV"), method("bora", blocks=16, targets="QV")
 
@@ -33,22 +33,9 @@ def sigma(top: float) -> dict:
 
 
 def _runs(root, method_cfg, per_seed: list[float], train_s: float = 60.0, top: float | None = None, tasks=TASKS):
-    """``per_seed[s]``: the score of every task at seed ``s`` (so its Avg too)."""
-    for seed, value in enumerate(per_seed):
-        for config, name in tasks.items():
-            write_run(
-                root,
-                "cpu-glue",
-                "minilm",
-                config,
-                method_cfg,
-                seed,
-                {name: {"accuracy": value}},
-                headline=value,
-                plan="cpu-glue",
-                train_s=train_s,
-                adapter_stats=sigma(top * (1 + seed)) if top else None,
-            )
+    """``per_seed[s]``: the score of every task at seed ``s`` (so its Avg too); ``top``: Sigma's largest entry."""
+    stats = (lambda seed: sigma(top * (1 + seed))) if top else None
+    write_glue_study_runs(root, method_cfg, per_seed, tasks, stats, train_s=train_s)
 
 
 @pytest.fixture

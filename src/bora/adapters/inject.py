@@ -150,13 +150,19 @@ def cast_adapters(model: nn.Module, adapter_dtype) -> None:
             param.data = param.data.to(dtype)
 
 
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64"}
+
+
+def dtype_names(dtypes) -> str:
+    """``fp32``, ``bf16``, ...: the names of ``dtypes`` joined by ``+`` where they differ (``none`` for none)."""
+    return "+".join(sorted({DTYPE_NAMES.get(d, str(d).removeprefix("torch.")) for d in dtypes})) or "none"
+
+
 def adapter_dtype_used(model: nn.Module) -> str:
     """The dtype the trainable adapter parameters actually hold (``fp32``, ``bf16``, ...; ``fp32+bf16`` when they
     differ; ``none`` without any): what a run records beside the ``trainer.adapter_dtype`` it asked for (PEFT's own
     methods keep their adapters in fp32 on a bf16 base whatever was asked)."""
-    names = {dtype: name for name, dtype in {**ADAPTER_DTYPES, "fp16": torch.float16, "fp64": torch.float64}.items()}
-    used = sorted({names.get(p.dtype, str(p.dtype).removeprefix("torch.")) for _, p in adapter_parameters(model)})
-    return "+".join(used) or "none"
+    return dtype_names(p.dtype for _, p in adapter_parameters(model))
 
 
 def count_adapter_params(model: nn.Module) -> int:

@@ -29,7 +29,7 @@ from bora.config.identity import run_identity
 from bora.record import read_record
 from bora.report import inference
 from bora.report.aggregate import load_results, successful
-from bora.report.claims import estimate_columns, interval_cell, p_holm_cells, with_verdicts
+from bora.report.claims import estimate_cells, estimate_columns, with_verdicts
 from bora.report.paper import paper_table
 from bora.report.render import MISSING, number
 from bora.report.specs import planned, planned_seeds
@@ -46,11 +46,9 @@ RANK_TOLERANCE = 1e-2  # a singular value counts when above this fraction of the
 FIGURE_DIR = "results/cpu-ablations/figures"  # relative to the project root; the README shows the PNGs from here
 PAPER_MODEL = "llama-3-8b"  # Table 9's only model
 FIGURE4_BLOCKS = (16, 32)  # the BoRA rows whose rank the claims set against LoRA's
+RANK_COLUMNS = ("query_layers", "rank", "entropy_rank", "normalised")
 SPECTRAL = (
-    "query_layers",
-    "rank",
-    "entropy_rank",
-    "normalised",
+    *RANK_COLUMNS,
     "count_paper",
     "sum_squares",
     "layer_counts",
@@ -198,8 +196,9 @@ def with_spectra(runs: Runs, frame: pd.DataFrame) -> pd.DataFrame:
     for column in SPECTRAL:
         values = []
         for identity, value, has_spectrum in zip(frame["identity"], frame[column], recorded):
-            missing = not has_spectrum if column in ("query_layers", "rank", "entropy_rank", "normalised") else None
-            if missing or (missing is None and not _has(value)):
+            # the rank columns are 0 / NaN / [] in a record without spectra; Figure 4's measures NaN / [] alone
+            missing = not has_spectrum if column in RANK_COLUMNS else not _has(value)
+            if missing:
                 for rerun in reruns:
                     if identity in rerun.index and _has(rerun.at[identity, column]):
                         value = rerun.at[identity, column]
@@ -350,20 +349,8 @@ def claims(runs: Runs) -> pd.DataFrame:
 
 
 def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "claim": frame["claim"],
-            "paper": frame["paper"].map(lambda v: MISSING if pd.isna(v) else f"{v:+.2f}"),
-            "ours [95% CI]": [
-                MISSING if pd.isna(m) else interval_cell(m, lo, hi, signed=True)
-                for m, lo, hi in zip(frame["ours"], frame["low"], frame["high"])
-            ],
-            "p (Holm)": p_holm_cells(frame["p"], frame["p_holm"]),
-            "detectable": frame["detectable"].map(lambda v: MISSING if pd.isna(v) else f"{v:.2f}"),
-            "seeds": frame["seeds"].astype(str),
-            "verdict": frame["verdict"],
-        }
-    )
+    paper = [MISSING if pd.isna(v) else f"{v:+.2f}" for v in frame["paper"]]
+    return pd.DataFrame({"claim": frame["claim"], "paper": paper, **estimate_cells(frame)})
 
 
 def rank_claims(runs: Runs) -> pd.DataFrame:

@@ -320,19 +320,27 @@ def p_cell(p: float) -> str:
     return "<0.001" if p < 1e-3 else f"{p:.2g}"
 
 
+def estimate_cells(frame: pd.DataFrame, signed: bool = True) -> dict[str, list[str]]:
+    """The columns every claims table shows of a frame of ``estimate_columns`` and ``with_verdicts``: ours with its
+    95% interval, p (Holm), the detectable effect, the seeds and the verdict (``signed``: differences, +/-)."""
+    return {
+        "ours [95% CI]": [
+            interval_cell(m, lo, hi, signed=signed) for m, lo, hi in zip(frame["ours"], frame["low"], frame["high"])
+        ],
+        "p (Holm)": p_holm_cells(frame["p"], frame["p_holm"]),
+        "detectable": [number(v) for v in frame["detectable"]],
+        "seeds": [str(n) for n in frame["seeds"]],
+        "verdict": list(frame["verdict"]),
+    }
+
+
 def claims_display(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "claim": frame["statement"],
             "paper (text)": frame["paper_text"],
             "paper (its tables)": frame["paper"].map(number),
-            "ours [95% CI]": [
-                interval_cell(m, lo, hi) for m, lo, hi in zip(frame["ours"], frame["low"], frame["high"])
-            ],
-            "p (Holm)": p_holm_cells(frame["p"], frame["p_holm"]),
-            "detectable": frame["detectable"].map(number),
-            "seeds": frame["seeds"].astype(str),
-            "verdict": frame["verdict"],
+            **estimate_cells(frame, signed=False),  # ratios among them
         }
     )
 

@@ -24,7 +24,7 @@ from scipy import stats as scipy_stats
 
 from bora.report import inference
 from bora.report.aggregate import Column, per_seed, seed_stats
-from bora.report.claims import estimate_columns, interval_cell, p_holm_cells, with_verdicts
+from bora.report.claims import estimate_cells, estimate_columns, with_verdicts
 from bora.report.paper import method_label, paper_table, paper_tag
 from bora.report.render import MISSING, excluded_markdown, latex_table, number, ours_cell, write_outputs
 from bora.report.specs import KEYS, membership, planned_seeds
@@ -200,7 +200,7 @@ def check_study_claims(
             if question_variance is not None and len(values)
             else (0.0, 0)
         )
-        est = inference.estimate(list(values), question_var if question_var == question_var else 0.0, questions)
+        est = inference.estimate(list(values), 0.0 if math.isnan(question_var) else question_var, questions)
         paper = {
             column: cells.paper_value(claim.better, column) - cells.paper_value(_baseline(claim, cells, column), column)
             for column in ("Avg", "Avg4")
@@ -229,14 +229,7 @@ def claims_display(claims: pd.DataFrame) -> pd.DataFrame:
             "claim": claims["statement"],
             "paper, 8 tasks": claims["paper_8_tasks"].map(lambda v: f"{v:+.2f}"),
             "paper, our 4 tasks": claims["paper_our_tasks"].map(lambda v: f"{v:+.2f}"),
-            "ours [95% CI]": [
-                MISSING if pd.isna(m) else interval_cell(m, lo, hi, signed=True)
-                for m, lo, hi in zip(claims["ours"], claims["low"], claims["high"])
-            ],
-            "p (Holm)": p_holm_cells(claims["p"], claims["p_holm"]),
-            "detectable": claims["detectable"].map(lambda v: MISSING if pd.isna(v) else f"{v:.2f}"),
-            "seeds": claims["seeds"].astype(str),
-            "verdict": claims["verdict"],
+            **estimate_cells(claims),
         }
     )
 
