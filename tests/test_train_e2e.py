@@ -407,6 +407,61 @@ def test_grad_accum_and_processes_train_the_same_steps(tmp_path, model, method):
         assert runs[name]["train"]["mean_loss"] == pytest.approx(runs["1 x 8"]["train"]["mean_loss"], rel=1e-4)
 
 
+# toy-cls's 400 examples in batches of 24: 16 whole batches and a last one of 16, split 12 + 4 under grad_accum=2
+PARTIAL = [
+    "model=tiny-encoder",
+    "method=lora",
+    "trainer.device=cpu",
+    "trainer.epochs=1",
+    "trainer.batch_size=24",
+    "trainer.logging_steps=1",
+    "task.max_eval_samples=4",
+    *NO_DROPOUT["tiny-encoder"],
+]
+
+
+def _losses(run: dict) -> list[float]:
+    return [point["loss"] for point in run["train"]["loss_history"]]
+
+
+def test_an_epochs_partial_last_batch_trains_the_same_under_grad_accum(tmp_path):
+    """The step of the last 16 examples, as 12 + 4 micro-batches, is the step one batch of 16 trains (HF averaged the
+    two micro-batch means: 0.71616 where one process had 0.71179)."""
+    one = _launch(1, PARTIAL, tmp_path / "one")
+    accum = _launch(1, [*PARTIAL, "trainer.grad_accum=2"], tmp_path / "accum")
+    assert [p["step"] for p in one["train"]["loss_history"]] == list(range(1, 18))
+    assert _losses(accum) == pytest.approx(_losses(one), rel=1e-5)
+    assert accum["train"]["mean_loss"] == pytest.approx(one["train"]["mean_loss"], rel=1e-5)
+
+
+def test_processes_refuse_a_partial_batch_and_train_whole_ones_with_drop_last(tmp_path):
+    """Two processes cannot split the last 16 examples as one process trains them (accelerate would repeat examples
+    to fill the batch): refused at start-up with the fix, nothing recorded as a success. With trainer.drop_last=true
+    1 and 2 processes train the same 16 whole batches, under an identity of their own."""
+    outputs = tmp_path / "refused"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        + ["-m", "bora.train", *PARTIAL],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BORA_OUTPUT_DIR": str(outputs)},
+    )
+    assert proc.returncode != 0
+    assert (
+        "trainer.batch_size=24 leaves a last batch of 16 of task toy-cls's 400 training examples, which 2 processes "
+        "cannot split as one process trains it; set trainer.drop_last=true" in proc.stderr
+    )
+    assert "/bora/" not in proc.stderr  # no traceback of ours (torchrun adds its own summary)
+    assert not [p for p in outputs.rglob("result.json") if json.loads(p.read_text())["status"] == "success"]
+
+    whole = [*PARTIAL, "trainer.drop_last=true"]
+    one, two = _launch(1, whole, tmp_path / "one"), _launch(2, whole, tmp_path / "two")
+    assert [p["step"] for p in one["train"]["loss_history"]] == list(range(1, 17))
+    assert _losses(two) == pytest.approx(_losses(one), rel=1e-4)
+    assert one["identity"] == two["identity"] != _launch(1, PARTIAL, tmp_path / "kept")["identity"]
+
+
 def test_a_global_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     with pytest.raises(

@@ -31,7 +31,7 @@ from bora.config.compose import resolved, split_command_line
 from bora.config.identity import group_identity, run_identity
 from bora.config.schema import check_pairings, validate
 from bora.config.sweep import keep_previous_multirun_yaml, preflight
-from bora.distributed import is_main_process
+from bora.distributed import is_main_process, world_size
 from bora.errors import BoraError, Diverged, Interrupted
 from bora.paths import CONF_DIR
 from bora.record import ErrorInfo, RunRecord, Status, write_record
@@ -210,7 +210,14 @@ def _train_and_evaluate(
     from bora.adapters.stats import adapter_stats
     from bora.models import load_model, load_tokenizer
     from bora.tasks import build_task
-    from bora.training import CompileProbe, adapt_model, build_trainer, mean_loss, training_arguments
+    from bora.training import (
+        CompileProbe,
+        adapt_model,
+        build_trainer,
+        mean_loss,
+        partial_batch_problem,
+        training_arguments,
+    )
 
     notices: list[str] = []
     task = build_task(cfg.task)
@@ -224,6 +231,9 @@ def _train_and_evaluate(
             f"bad value trainer.batch_size={cfg.trainer.batch_size}: task {cfg.task.name} has {len(train_data)} "
             f"training examples, so no step could train on that many; set trainer.batch_size <= {len(train_data)}"
         )
+    problem = partial_batch_problem(cfg, len(train_data), world_size())
+    if problem:
+        raise BoraError(problem)
     val_data = task.validation_dataset(tokenizer)
     args = training_arguments(
         cfg, work_dir / runs.CHECKPOINTS, ["wandb"] if use_wandb else [], precision, validation=val_data is not None
@@ -357,6 +367,8 @@ def _check_finite_weights(model: torch.nn.Module, step: int) -> None:
 def _total_steps(cfg: DictConfig, args, num_examples: int) -> int:
     if cfg.trainer.max_steps >= 0:
         return max(1, cfg.trainer.max_steps)  # AdaLoRA's schedule needs at least one step, even untrained
+    if cfg.trainer.drop_last:
+        num_examples -= num_examples % cfg.trainer.batch_size
     # HF's count: each rank's micro-batches per epoch (ceil), over the accumulation steps
     micro_batches = -(-num_examples // (args.per_device_train_batch_size * max(args.world_size, 1)))
     return max(1, int(micro_batches // cfg.trainer.grad_accum * cfg.trainer.epochs))

@@ -55,9 +55,10 @@ class AdapterTrainer(Trainer):
     """``Trainer`` whose checkpoints store only ``requires_grad`` parameters (everything else is frozen), and whose
     every step checks its loss (``max_loss_ratio``: see ``Diverged``)."""
 
-    def __init__(self, *args, max_loss_ratio: float | None = None, **kwargs):
+    def __init__(self, *args, max_loss_ratio: float | None = None, drop_last: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_loss_ratio = max_loss_ratio
+        self.drop_last = drop_last
         self._reference_loss: float | None = None
         # transformers takes any model whose forward has **kwargs for one that divides its loss by the token count
         # of the whole accumulated, all-process batch (num_items_in_batch): it then skips its own division by
@@ -65,6 +66,37 @@ class AdapterTrainer(Trainer):
         # ...) take **kwargs but return a per-batch mean, so their loss and gradients came out grad_accum x
         # processes too large. Only the causal-LM loss reads the token count.
         self.model_accepts_loss_kwargs = self.model_accepts_loss_kwargs and loss_reads_token_count(self.model)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if not self.drop_last:
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return WholeBatches(
+            len(dataset),
+            self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size,
+            self.args.data_seed,
+        )
+
+    def _get_num_items_in_batch(self, batch_samples: list, device):
+        if self.model_accepts_loss_kwargs or not batch_samples or "labels" not in batch_samples[0]:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        # A per-batch-mean loss (encoders): this process's examples in the step, so that compute_loss can weigh each
+        # micro-batch by its examples (HF only counts tokens for models that take the count themselves).
+        return sum(len(batch["labels"]) for batch in batch_samples)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        examples = len(inputs["labels"]) if "labels" in inputs else None
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.model_accepts_loss_kwargs or not model.training or examples is None or num_items_in_batch is None:
+            return result
+        # HF divides a mean loss by the step's micro-batch count: right when the micro-batches are equal, not for
+        # an epoch's last, partial step split unevenly (12 + 4 examples). Weighed by examples, grad_accum=2 trains
+        # the step one batch of 16 would; full steps keep HF's exact arithmetic (the factor is 1).
+        parts = self.current_gradient_accumulation_steps
+        if examples * parts == num_items_in_batch:
+            return result
+        factor = examples * parts / num_items_in_batch
+        return (result[0] * factor, result[1]) if return_outputs else result * factor
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -117,6 +149,44 @@ class AdapterTrainer(Trainer):
         with torch.no_grad():
             for name, tensor in saved.items():
                 params[name].copy_(tensor)
+
+
+class WholeBatches(torch.utils.data.Sampler):
+    """``trainer.drop_last``: each epoch a fresh shuffle of the training set (seeded by the data seed and the epoch,
+    the same on every process), cut to whole global batches. Every step then trains ``batch_size`` examples on any
+    number of processes and any ``grad_accum``; without it an epoch's last, partial batch is filled up with repeated
+    examples by accelerate when several processes share it."""
+
+    def __init__(self, size: int, global_batch: int, seed: int):
+        self.size, self.global_batch, self.seed, self.epoch = size, global_batch, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # HF / accelerate call this before every epoch, also when resuming
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.global_batch * self.global_batch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator)[: len(self)].tolist())
+
+
+def partial_batch_problem(cfg, num_examples: int, processes: int) -> str | None:
+    """Why this run would train its epochs' last, partial batch differently from one process, or None. Several
+    processes split a partial batch unevenly, which accelerate evens out by repeating examples: the record would
+    state a recipe that did not run. (grad_accum is exact: compute_loss weighs micro-batches by examples.)"""
+    t = cfg.trainer
+    left = num_examples % t.batch_size
+    if processes == 1 or t.drop_last or not left:
+        return None
+    if 0 <= t.max_steps <= num_examples // t.batch_size:
+        return None  # training ends before the first epoch's partial batch
+    return (
+        f"trainer.batch_size={t.batch_size} leaves a last batch of {left} of task {cfg.task.name}'s {num_examples} "
+        f"training examples, which {processes} processes cannot split as one process trains it; set "
+        f"trainer.drop_last=true (every step a whole batch, on any number of processes) or a batch size that "
+        f"divides {num_examples}"
+    )
 
 
 def loss_reads_token_count(model: nn.Module) -> bool:
@@ -292,6 +362,7 @@ def build_trainer(
         data_collator=collator,
         callbacks=[AdapterStepHook(model), *callbacks],
         max_loss_ratio=cfg.trainer.max_loss_ratio,
+        drop_last=cfg.trainer.drop_last,
     )
     use_own_logging(trainer)
     return trainer

@@ -287,6 +287,10 @@ class TrainerConfig:
     # world size), so 1 and N GPUs train the same recipe (bora.distributed).
     batch_size: int = field(default=MISSING, metadata=check(at_least(1, " (global, per optimizer step)")))
     grad_accum: int = field(default=1, metadata=check(at_least(1)))
+    # true: each epoch trains only whole global batches (its shuffled remainder is left out), so any number of
+    # processes trains exactly the steps of one; false: the last, partial batch is trained too (one process, or
+    # grad_accum), and refused under several processes, which cannot split it as one process does
+    drop_last: bool = field(default=False, metadata=check(added=True))
     warmup_ratio: float = field(default=0.0, metadata=check(in_range(0, 1)))
     warmup_steps: int = field(default=0, metadata=check(at_least(0)))  # > 0 wins over warmup_ratio
     lr_scheduler: Scheduler = Scheduler.linear
