@@ -144,3 +144,20 @@ def test_wandb_online_without_a_login_is_one_line_before_training(tmp_path):
     for record in records(out):  # the record of the failed start: failed, with the one line, nothing measured
         assert record["status"] == "failed" and record["metrics"] is None and record["train"] is None
         assert record["error"]["message"] == line.removeprefix("error: ")
+
+
+@pytest.mark.parametrize(
+    "args, env, asked",
+    [
+        (["trainer.device=cuda"], {}, "trainer.device=cuda"),
+        ([], {"SLURM_GPUS_ON_NODE": "4"}, "SLURM_GPUS_ON_NODE=4"),  # auto, inside a SLURM job given GPUs
+    ],
+)
+def test_a_run_that_asked_for_a_gpu_and_finds_none_stops_at_start_up(tmp_path, args, env, asked):
+    """Not days of training on the CPU: one line naming what asked for the GPU and the fixes, nothing recorded."""
+    proc = run_cli([f"output_dir={tmp_path}", *args, *FAST], env=env)
+    line = assert_one_line_error(proc, asked, "but no CUDA device is visible", "trainer.device=cpu")
+    assert "TORCH_INDEX=" in line
+    assert not list(tmp_path.rglob("result.json"))
+    plain = run_cli([f"output_dir={tmp_path / 'cpu'}", "trainer.device=cpu", *FAST], env=env)
+    assert plain.returncode == 0, plain.stderr[-2000:]  # trainer.device=cpu trains on the CPU on purpose

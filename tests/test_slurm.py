@@ -153,3 +153,98 @@ def test_a_requeued_job_resumes_from_its_checkpoint_with_the_losses_of_an_uninte
     uninterrupted = json.loads((Path(whole.run_dir) / "result.json").read_text())
     assert resumed["train"]["mean_loss"] == pytest.approx(uninterrupted["train"]["mean_loss"], rel=1e-4)
     assert resumed["metrics"]["toy-cls"] == pytest.approx(uninterrupted["metrics"]["toy-cls"])
+
+
+def _wait_for_step(outputs: Path, step: int, deadline: float) -> Path:
+    """The run's train.log once it has logged ``step``."""
+    while time.time() < deadline:
+        log = next(outputs.rglob("train.log"), None)
+        if log is not None and f"step {step}:" in log.read_text():
+            return log
+        time.sleep(0.5)
+    raise AssertionError(f"no step {step} in {outputs} before the deadline")
+
+
+def test_a_time_limit_warning_requeues_the_job_which_resumes_and_ends_with_an_uninterrupted_runs_losses(
+    slurm, tmp_path
+):
+    """SLURM's warning before a time limit (SIGUSR2, what submitit asks for with signal_delay_s; sent here with
+    scancel) stops the run after its step with a checkpoint, records it `interrupted`, and submitit requeues the job
+    (max_num_timeout: 20 by default, not submitit's 0): the same job resumes and ends success with every step and
+    the mean loss of the same config run without interruption."""
+    args = [
+        "method=lora",
+        "trainer.max_steps=200",
+        "trainer.save_steps=1000",
+        "trainer.logging_steps=10",
+        "task.max_eval_samples=8",
+        "save_adapter=false",
+    ]
+    proc = sweep(slurm, tmp_path / "a", *args)
+    deadline = time.time() + 300
+    log = _wait_for_step(tmp_path / "a", 20, deadline)
+    [job] = [line.split()[0] for line in squeue(slurm)]
+    subprocess.run(["scancel", "--signal=USR2", job], env=slurm, check=True)
+    seen = set()
+    while time.time() < deadline and "success" not in seen:
+        seen |= {record["status"] for record in results(tmp_path / "a").values()}
+        time.sleep(0.2)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert "interrupted" in seen
+    [resumed] = results(tmp_path / "a").values()
+    text = "".join(log.read_text() for log in (tmp_path / "a" / "default" / ".submitit").glob(f"{job}/*_log.*"))
+    assert "SIGUSR2: stopping after this step with a checkpoint" in text and "interrupted at step" in text
+    assert "resuming" in log.read_text()
+    assert resumed["status"] == "success" and resumed["train"]["global_steps"] == 200
+    assert "checkpoint-" in resumed["train"]["resumed_from"]
+
+    whole = load_config([f"output_dir={tmp_path / 'b'}", *args])
+    train(whole)
+    uninterrupted = json.loads((Path(whole.run_dir) / "result.json").read_text())
+    assert resumed["train"]["mean_loss"] == pytest.approx(uninterrupted["train"]["mean_loss"], rel=1e-4)
+    assert resumed["metrics"]["toy-cls"] == pytest.approx(uninterrupted["metrics"]["toy-cls"])
+
+
+def test_a_job_of_two_tasks_is_one_data_parallel_run_with_one_process_losses(slurm, tmp_path):
+    """hydra/launcher=slurm-ddp with 2 tasks: both join one process group from submitit's job environment (no
+    torchrun), rank 0 alone writes the one record, which says 2 processes, and every step's loss and gradient norm
+    is the one process's (the global batch of 8 is 4 per process)."""
+    args = [
+        "model=tiny-encoder",
+        "method=lora",
+        "trainer.device=cpu",
+        "trainer.max_steps=4",
+        "trainer.batch_size=8",
+        "trainer.logging_steps=1",
+        "task.max_eval_samples=4",
+        "save_adapter=false",
+        "method.dropout=0",
+        "+model.arch.hidden_dropout_prob=0",
+        "+model.arch.attention_probs_dropout_prob=0",
+    ]
+    ddp = [a for a in LAUNCHER if not a.startswith(("hydra/launcher=", "hydra.launcher.mem_gb"))]
+    ddp += ["hydra/launcher=slurm-ddp", "hydra.launcher.tasks_per_node=2", "hydra.launcher.mem_gb=4"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bora.train", "-m", *args, *ddp],
+        cwd=ROOT,
+        text=True,
+        env={**slurm, "BORA_OUTPUT_DIR": str(tmp_path / "a")},
+        capture_output=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    [record] = results(tmp_path / "a").values()
+    assert record["status"] == "success" and record["hardware"]["processes"] == 2
+    logs = list((tmp_path / "a" / "default" / ".submitit").glob("*/*_log.*"))
+    assert len(logs) == 4  # two tasks' .out and .err
+    assert not [log for log in logs if "skip:" in log.read_text()]  # the second task trained, it did not skip
+
+    one = load_config([f"output_dir={tmp_path / 'b'}", *args])
+    train(one)
+    single = json.loads((Path(one.run_dir) / "result.json").read_text())
+    assert single["hardware"]["processes"] == 1 and single["identity"] == record["identity"]
+    for key in ("loss", "grad_norm"):
+        assert [p[key] for p in record["train"]["loss_history"]] == pytest.approx(
+            [p[key] for p in single["train"]["loss_history"]], rel=1e-4
+        ), key

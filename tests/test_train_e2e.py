@@ -104,10 +104,11 @@ def test_killed_run_resumes_from_its_checkpoint_and_completes(tmp_path):
     assert result["wandb_run_id"] == killed["wandb_run_id"]  # the resumed attempt continues its W&B run
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR2, 140)])
 def test_a_signal_stops_with_a_checkpoint_and_the_rerun_resumes_with_the_same_losses(tmp_path, signum, code):
-    """SIGTERM (SLURM pre-emption) or Ctrl-C: status interrupted, one line naming the step and the checkpoint, exit
-    130/143; the rerun resumes there, and its mean loss covers every step, equal to an uninterrupted run's."""
+    """SIGTERM (SLURM pre-emption), Ctrl-C or SIGUSR2 (SLURM's time-limit warning; without submitit, nothing to
+    requeue): status interrupted, one line naming the step and the checkpoint, exit 130/143/140; the rerun resumes
+    there, and its mean loss covers every step, equal to an uninterrupted run's."""
     args = [
         "method=lora",
         "trainer.max_steps=200",

@@ -7,7 +7,9 @@ rank every ``world``-th example (or run of a batch's examples, where a protocol'
 gathers the predictions back into their order on every rank (rank 0 writes them).
 
 The world size and rank come from the launcher's environment (``WORLD_SIZE``, ``RANK``), which exists before the
-process group does; the gather uses the group HF's Trainer / accelerate set up for training.
+process group does; the gather uses the group HF's Trainer / accelerate set up for training. A SLURM job of N tasks
+started by submitit (``hydra/launcher=slurm-ddp``, one task per GPU, on one node or several) has no torchrun:
+``join_slurm_job`` writes the same variables from submitit's job environment, so its N tasks are one data-parallel run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,30 @@ def world_size() -> int:
 
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
+
+
+def join_slurm_job() -> int:
+    """In a submitit SLURM job of several tasks (and no torchrun of its own), export torch's env:// variables
+    (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` / ``MASTER_PORT``: the first node, a port drawn from
+    the job id) from submitit's job environment, so that HF's Trainer sets up one process group over the job's
+    tasks. Returns the world size. Each task keeps every GPU of its node visible and takes ``LOCAL_RANK``'s."""
+    if "WORLD_SIZE" in os.environ or os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
+        return world_size()
+    if int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return 1
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    return world_size()
+
+
+def slurm_gpus_requested() -> str | None:
+    """The SLURM variable saying this job was given GPUs (``NAME=value``), or None outside such a job."""
+    for name in ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_PER_NODE", "SLURM_GPUS"):
+        value = os.environ.get(name, "").strip()
+        if value and value not in ("0", "(null)"):
+            return f"{name}={value}"
+    return None
 
 
 def is_main_process() -> bool:

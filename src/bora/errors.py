@@ -31,7 +31,7 @@ class Diverged(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM: the run stops (after a checkpoint, when training) and records ``interrupted``."""
+    """Ctrl-C, SIGTERM or SIGUSR2: the run stops (after a checkpoint, when training) and records ``interrupted``."""
 
     def __init__(self, signum: int, step: int | None = None, message: str | None = None):
         super().__init__(message or signal.Signals(signum).name)
@@ -40,7 +40,7 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM, 140 for SIGUSR2, as a shell reports them
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

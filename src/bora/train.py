@@ -6,7 +6,8 @@ hardware), skips a run that already succeeded with the same identity, resumes an
 checkpoint, and with ``force=true`` reruns a success beside it, replacing it only once the rerun has succeeded.
 
 Statuses: ``success`` (the only one that enters a table), ``failed`` (an error, or diverged: exit code 1),
-``interrupted`` (Ctrl-C / SIGTERM: exit code 130 / 143, the rerun resumes), ``running`` (in progress, or killed).
+``interrupted`` (Ctrl-C / SIGTERM / SIGUSR2: exit code 130 / 143 / 140, the rerun resumes; in a submitit job a
+SIGUSR2, SLURM's time-limit warning, requeues the job), ``running`` (in progress, or killed).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bora.config.compose import resolved, split_command_line
 from bora.config.identity import group_identity, run_identity
 from bora.config.schema import check_pairings, validate
 from bora.config.sweep import keep_previous_multirun_yaml, preflight
-from bora.distributed import is_main_process, world_size
+from bora.distributed import is_main_process, join_slurm_job, world_size
 from bora.errors import BoraError, Diverged, Interrupted
 from bora.paths import CONF_DIR
 from bora.record import ErrorInfo, RunRecord, Status, write_record
@@ -52,8 +53,9 @@ def say(message: str) -> None:
 
 def train(cfg: DictConfig) -> Metrics:
     """Train and evaluate one run; return its per sub-task metrics (read from result.json when skipped)."""
-    from bora.training import StepControl, effective_precision
+    from bora.training import StepControl, effective_precision, uses_gpu
 
+    join_slurm_job()  # several SLURM tasks of one job: one data-parallel run (before anything reads the world size)
     config = resolved(cfg)
     validate(config)
     check_pairings(config)
@@ -61,6 +63,7 @@ def train(cfg: DictConfig) -> Metrics:
     is_main = is_main_process()
     if cfg.trainer.torch_threads:
         torch.set_num_threads(cfg.trainer.torch_threads)
+    uses_gpu(cfg)  # a run that asked for a GPU and finds none stops here
     precision, precision_notice = effective_precision(cfg)  # an impossible explicit precision stops here
     identity = run_identity(config)
     data = data_record(config["task"])
@@ -104,6 +107,7 @@ def train(cfg: DictConfig) -> Metrics:
         control = StepControl()
         control.install()
         wandb_run = None
+        interrupted_by: int | None = None
         try:
             if cfg.logger.name == "wandb" and is_main:
                 from bora.training import run_name
@@ -122,6 +126,7 @@ def train(cfg: DictConfig) -> Metrics:
                 }
             )
         except Interrupted as interrupted:
+            interrupted_by = interrupted.signum
             record.status = Status.INTERRUPTED
             checkpoint = runs.latest_checkpoint(work_dir / runs.CHECKPOINTS)
             where = f"at step {interrupted.step}" if interrupted.step is not None else "before training"
@@ -152,6 +157,9 @@ def train(cfg: DictConfig) -> Metrics:
                 if record.ok:
                     wandb_run.log_final(_flat(record.metrics) | {"adapter_params": record.adapter_params})
                 wandb_run.finish(ok=record.ok)
+            if interrupted_by is not None and control.hands_on(interrupted_by):
+                print(f"interrupted: {record.error.message}", file=sys.stderr, flush=True)
+                control.hand_on(interrupted_by)  # submitit requeues the job, which resumes from the checkpoint
         if is_main:
             shutil.rmtree(work_dir / runs.CHECKPOINTS, ignore_errors=True)  # only needed to resume an unfinished run
             if decision.replaces is not None:

@@ -34,7 +34,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from transformers.trainer_callback import ProgressCallback
 
 from bora.config.resolvers import method_tag
-from bora.distributed import per_device_batch, world_size
+from bora.distributed import per_device_batch, slurm_gpus_requested, world_size
 from bora.errors import BoraError, Diverged, Interrupted
 from bora.runs import TRAINABLE_FILE
 
@@ -220,9 +220,14 @@ def mean_loss(history: list[dict]) -> float | None:
     return total / previous if previous else None
 
 
+# Ctrl-C, SIGTERM (kill, a SLURM pre-emption or scancel) and SIGUSR2 (SLURM's warning before a time limit, as
+# submitit asks for it: hydra.launcher.signal_delay_s) all stop a run after its step with a checkpoint.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
 class StepControl(TrainerCallback):
-    """After each optimizer step: check the gradients were finite; on Ctrl-C / SIGTERM request a checkpoint and a
-    stop; log whenever a checkpoint is saved or training ends (exact mean loss across resumes).
+    """After each optimizer step: check the gradients were finite; on Ctrl-C / SIGTERM / SIGUSR2 request a
+    checkpoint and a stop; log whenever a checkpoint is saved or training ends (exact mean loss across resumes).
 
     Signals are caught only while ``training`` is set; outside training (data loading, evaluation) a signal stops
     at once. Under data parallel the stop request is agreed by all ranks, so they stop at the same step.
@@ -233,16 +238,29 @@ class StepControl(TrainerCallback):
         self.training = False
         self.step: int | None = None  # the last completed optimizer step
         self._previous: dict[int, object] = {}
+        self.replaced: dict[int, object] = {}  # the handlers install() replaced, once uninstalled
 
     # --- signals ---------------------------------------------------------------------------------------------
     def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
+        self.replaced = dict(self._previous)
         self._previous.clear()
+
+    def hand_on(self, signum: int) -> None:
+        """After an interrupted run has recorded itself (and saved its checkpoint), give a SIGUSR2 to the handler
+        it replaced: in a submitit job that is submitit's, which requeues the job (SLURM's time-limit warning, or a
+        pre-emption) and exits, or raises why it will not (``hydra.launcher.max_num_timeout`` spent). The requeued
+        job resumes from the checkpoint."""
+        if self.hands_on(signum):
+            self.replaced[signum](signum, None)
+
+    def hands_on(self, signum: int) -> bool:
+        return signum == signal.SIGUSR2 and callable(self.replaced.get(signum))
 
     def _handle(self, signum, frame) -> None:
         if not self.training or self.signum is not None:  # outside training, or a second signal: stop now
@@ -373,8 +391,19 @@ def run_name(cfg) -> str:
 
 
 def uses_gpu(cfg) -> bool:
-    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
-        raise BoraError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
+    """Whether this run trains on a GPU. A run that asked for one and sees none stops here, at start-up, rather
+    than train for days on the CPU: ``trainer.device=cuda``, or ``auto`` inside a SLURM job given GPUs."""
+    if cfg.trainer.device != "cpu" and not torch.cuda.is_available():
+        asked = "trainer.device=cuda" if cfg.trainer.device == "cuda" else slurm_gpus_requested()
+        if asked:
+            build = (
+                "a CPU build of torch" if torch.version.cuda is None else f"torch built for CUDA {torch.version.cuda}"
+            )
+            raise BoraError(
+                f"{asked} but no CUDA device is visible ({build} {torch.__version__}); install torch's CUDA build "
+                "(make install TORCH_INDEX=https://download.pytorch.org/whl/cu126) or check the node's driver, or "
+                "set trainer.device=cpu to train on the CPU on purpose"
+            )
     return cfg.trainer.device != "cpu" and torch.cuda.is_available()
 
 
