@@ -304,8 +304,15 @@ def _train_and_evaluate(
     extract_model_from_parallel(model, keep_fp32_wrapper=False)
     start, start_cpu = time.perf_counter(), time.process_time()
     model.eval()
-    # every rank evaluates its share of the test sets; rank 0 writes the predictions
-    metrics = task.evaluate(model, tokenizer, cfg.trainer.eval_batch_size, work_dir if is_main_process() else None)
+    # every rank evaluates its share of the test sets (and reads which an interrupted attempt finished); rank 0
+    # writes the predictions
+    metrics = task.evaluate(model, tokenizer, cfg.trainer.eval_batch_size, work_dir)
+    reused = getattr(task, "reused_sets", [])
+    if reused:
+        notices.append(
+            f"evaluation resumed: the predictions of {', '.join(reused)} ({len(reused)} of {len(metrics) - 1} test "
+            "sets) come from an interrupted attempt with the same weights"
+        )
     eval_seconds, eval_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     undefined = dict(getattr(task, "undefined", {}))
     for sub, values in metrics.items():

@@ -1,14 +1,16 @@
 """LLM-Adapters tasks: strict record loading, Alpaca tokenization with the prompt masked, batched greedy evaluation."""
 
+import copy
 import json
 import logging
+import signal
 
 import pytest
 import torch
 
 from bora import score
 from bora.config import load_config
-from bora.errors import BoraError
+from bora.errors import BoraError, Interrupted
 from bora.tasks import build_task, generation, llm_adapters
 from bora.tasks.generation import batched_generate, generate, generate_ids
 from bora.tasks.llm_adapters import read_records
@@ -541,3 +543,49 @@ def test_set_metrics_record_what_a_table_needs_beside_the_accuracy():
         "at_limit": 0.25,  # only the row cut at 8 tokens without EOS
         "repeated_marker": 0.25,
     }
+
+
+def test_an_interrupted_evaluation_resumes_without_decoding_its_finished_sets(
+    data_dir, tiny_decoder, tmp_path, monkeypatch
+):
+    """Interrupted while decoding boolq (the second set), the rerun decodes boolq only, reads gsm8k back, and scores
+    what an uninterrupted evaluation scores; other weights, or a changed predictions file, decode again."""
+    calls: list[str] = []
+    fake = fake_decoder(tiny_decoder[2], lambda p: "The answer is 5" if "Add" in p else "true")
+
+    def counted(model, tok, prompts, batch_size, max_new_tokens, desc, **settings):
+        calls.append(desc)
+        if desc == "boolq" and interrupt:
+            raise Interrupted(signal.SIGTERM)
+        return fake(model, tok, prompts, batch_size, max_new_tokens, desc, **settings)
+
+    monkeypatch.setattr(llm_adapters, "generate_ids", counted)
+    model, tokenizer = tiny_decoder[1], tiny_decoder[2]
+    interrupt = True
+    with pytest.raises(Interrupted):
+        reasoning(data_dir).evaluate(model, tokenizer, batch_size=2, out_dir=tmp_path / "run")
+    assert calls == ["gsm8k", "boolq"]
+    assert sorted(p.name for p in (tmp_path / "run" / "predictions").iterdir()) == ["finished.json", "gsm8k.jsonl"]
+
+    interrupt, calls[:] = False, []
+    task = reasoning(data_dir)
+    resumed = task.evaluate(model, tokenizer, batch_size=2, out_dir=tmp_path / "run")
+    assert calls == ["boolq"] and task.reused_sets == ["gsm8k"]
+    calls[:] = []
+    whole = reasoning(data_dir).evaluate(model, tokenizer, batch_size=2, out_dir=tmp_path / "whole")
+    assert calls == ["gsm8k", "boolq"] and resumed == whole
+    for name in ("gsm8k", "boolq"):
+        run, fresh = (tmp_path / d / "predictions" / f"{name}.jsonl" for d in ("run", "whole"))
+        assert run.read_bytes() == fresh.read_bytes()
+
+    calls[:] = []
+    edited = tmp_path / "run" / "predictions" / "gsm8k.jsonl"
+    edited.write_text(edited.read_text().replace('"correct": false', '"correct": true'))
+    reasoning(data_dir).evaluate(model, tokenizer, batch_size=2, out_dir=tmp_path / "run")
+    assert calls == ["gsm8k"]  # a changed file is decoded again; boolq still matches
+    calls[:] = []
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)  # other weights: another fingerprint
+    reasoning(data_dir).evaluate(other, tokenizer, batch_size=2, out_dir=tmp_path / "run")
+    assert calls == ["gsm8k", "boolq"]

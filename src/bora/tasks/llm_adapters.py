@@ -15,10 +15,11 @@ import datasets
 from torch import nn
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
-from bora.distributed import gather, shard
+from bora.distributed import gather, is_main_process, shard
 from bora.errors import BoraError
 from bora.tasks import answers
 from bora.tasks.base import Metrics, Task, split_heldout, train_slice
+from bora.tasks.finished_sets import FinishedSets, weights_fingerprint
 from bora.tasks.generation import chosen_engine, generate_ids
 from bora.tasks.protocols import protocol
 from bora.tasks.sources import llm_adapters_dir
@@ -251,8 +252,17 @@ class ReasoningTask(Task):
         on_cpu = next(model.parameters()).device.type == "cpu"
         self.generation_engine = chosen_engine(str(self.cfg.generation_engine), self.cfg.num_beams, on_cpu)
         metrics: Metrics = {}
+        # sets an interrupted attempt finished with these weights are read back, not decoded again
+        finished = FinishedSets(Path(out_dir) / "predictions", weights_fingerprint(model)) if out_dir else None
+        self.reused_sets = []
         for name, records in tests.items():
             prompts = [asked.prompt(r["instruction"], r.get("input") or "") for r in records]
+            rows = finished.rows(name, len(records)) if finished else None
+            if rows is not None:
+                log.info("%s: the %d predictions an interrupted attempt finished are reused", name, len(rows))
+                self.reused_sets.append(name)
+                metrics[name] = set_metrics(rows, self.cfg.max_new_tokens)
+                continue
             block = batch_size if asked.file_order else 1  # file order: each rank decodes whole batches
             mine = [prompts[i] for i in shard(len(prompts), block)]  # under torchrun each rank decodes its share
             new_ids = gather(
@@ -276,8 +286,8 @@ class ReasoningTask(Task):
                 for index, (record, prompt, ids) in enumerate(zip(records, prompts, new_ids))
             ]
             metrics[name] = set_metrics(rows, self.cfg.max_new_tokens)
-            if out_dir is not None:
-                write_predictions(Path(out_dir) / "predictions" / f"{name}.jsonl", rows)
+            if finished is not None and is_main_process():
+                finished.write(name, rows)
         metrics["average"] = {"accuracy": sum(m["accuracy"] for m in metrics.values()) / len(metrics)}
         return metrics
 
@@ -316,10 +326,3 @@ def set_metrics(rows: list[dict], max_new_tokens: int) -> dict[str, float]:
         "at_limit": sum(not row["stopped"] and row["new_tokens"] >= max_new_tokens for row in rows) / len(rows),
         "repeated_marker": sum(answers.RESPONSE_MARKER in row["generation"] for row in rows) / len(rows),
     }
-
-
-def write_predictions(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
