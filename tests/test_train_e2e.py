@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wandb_offline import offline_run
 
 from bora.config import load_config, resolved
 from bora.config.schema import validate
@@ -304,6 +305,33 @@ def test_wandb_logs_offline_and_always_finishes(tmp_path):
     with pytest.raises(BoraError):
         train(broken)
     assert wandb.run is None  # finished on the error path too
+
+
+def test_wandb_groups_the_seeds_of_a_configuration_and_logs_the_record(tmp_path):
+    """Read back from the offline run files: the group is the configuration without its seed (two seeds, one
+    group), the job type the experiment, our config at the top level with HF's arguments under `hf` only, and the
+    result.json (with the predictions of a generation task) an artifact of the run."""
+    records = []
+    for seed in (0, 1):
+        cfg = load_config(["logger=wandb", f"output_dir={tmp_path}", f"seed={seed}", *FAST])
+        train(cfg)
+        records.append((result_of(cfg.run_dir), offline_run(Path(cfg.run_dir))))
+    (first, logged), (second, logged_too) = records
+    assert logged["group"] == logged_too["group"] == f"tiny-encoder/toy-cls/lora_r8_a16_d0.05_QV-{first['group'][:8]}"
+    assert first["identity"] != second["identity"] and first["group"] == second["group"]
+    assert logged["job_type"] == "default"  # the experiment
+    assert {"model", "method", "task", "trainer", "seed", "hf"} <= set(logged["config"])
+    assert "learning_rate" not in logged["config"] and "per_device_train_batch_size" not in logged["config"]
+    assert logged["config"]["hf"]["training_arguments"]["learning_rate"] == first["config"]["trainer"]["lr"]
+    [artifact] = logged["artifacts"]
+    assert artifact["type"] == "run-result" and list(artifact["files"]) == ["result.json"]
+    logged_record = json.loads(Path(artifact["files"]["result.json"]).read_text())
+    assert logged_record == first
+
+    generation = load_config(["logger=wandb", f"output_dir={tmp_path / 'gen'}", *TINY_GENERATION])
+    train(generation)
+    [artifact] = offline_run(Path(generation.run_dir))["artifacts"]
+    assert sorted(artifact["files"]) == ["predictions/finished.json", "predictions/toy_arith.jsonl", "result.json"]
 
 
 def test_logger_none_writes_no_wandb_files(tmp_path):

@@ -156,6 +156,8 @@ def train(cfg: DictConfig) -> Metrics:
             if wandb_run is not None:
                 if record.ok:
                     wandb_run.log_final(_flat(record.metrics) | {"adapter_params": record.adapter_params})
+                if (work_dir / "result.json").is_file():
+                    wandb_run.log_record(work_dir)
                 wandb_run.finish(ok=record.ok)
             if interrupted_by is not None and control.hands_on(interrupted_by):
                 print(f"interrupted: {record.error.message}", file=sys.stderr, flush=True)

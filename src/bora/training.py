@@ -383,7 +383,35 @@ def build_trainer(
         drop_last=cfg.trainer.drop_last,
     )
     use_own_logging(trainer)
+    if "wandb" in args.report_to:
+        from transformers.integrations import WandbCallback
+
+        trainer.remove_callback(WandbCallback)
+        trainer.add_callback(wandb_callback_apart())
     return trainer
+
+
+def wandb_callback_apart() -> TrainerCallback:
+    """HF's W&B callback (curves against ``train/global_step``), with HF's arguments and the model's config nested
+    under ``hf`` in the run's config, where HF would put them at the top level beside ours (bora.wandb_logger)."""
+    from transformers.integrations import WandbCallback
+
+    class WandbCallbackApart(WandbCallback):
+        def setup(self, args, state, model, **kwargs):
+            if self._wandb is None:
+                return
+            self._initialized = True
+            if not state.is_world_process_zero:
+                return
+            model_config = getattr(model, "config", None)
+            nested = {"training_arguments": args.to_dict()}
+            if model_config is not None:
+                nested["model_config"] = model_config if isinstance(model_config, dict) else model_config.to_dict()
+            self._wandb.config.update({"hf": nested}, allow_val_change=True)
+            self._wandb.define_metric("train/global_step")
+            self._wandb.define_metric("*", step_metric="train/global_step", step_sync=True)
+
+    return WandbCallbackApart()
 
 
 def run_name(cfg) -> str:
