@@ -49,7 +49,8 @@ def main(out_dir: Path, device: str, precision: str) -> int:
             f"precision {record.get('precision', {}).get('used')}, "
             f"adapters {record.get('adapter_dtype', {}).get('used')}, peak {peak / 2**30:.2f} GiB on {device}, "
             f"engine {record.get('generation_engine', {}).get('used')}, "
-            f"{headline.get('metric')}={headline.get('value')}, hardware {hardware.get('gpus') or hardware.get('machine')}"
+            f"{headline.get('metric')}={headline.get('value')}, "
+            f"hardware {hardware.get('gpus') or hardware.get('machine')}"
         )
         for problem in problems(record, device, precision):
             print(f"error: {record.get('model')}: {problem}", file=sys.stderr)
