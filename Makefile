@@ -70,6 +70,10 @@ tables:
 
 ## Paper artefacts: `make reproduce-table1` ... `reproduce-table9`, `reproduce-figure4` run the missing runs of that
 ## sweep (conf/experiment/<name>.yaml; finished runs are skipped), then render it. Paper-scale runs need GPUs.
+## LAUNCH: how the sweep runs, for bora.train only (e.g. LAUNCH="hydra/launcher=slurm hydra.launcher.partition=gpu");
+## ARGS: recipe overrides, passed to bora.train and bora.tables alike (e.g. ARGS="trainer.grad_accum=2").
+LAUNCH ?=
+ARGS ?=
 ## Tables 5 and 6 are the standard deviations of Tables 1 and 2-3 (same runs); Figure 3(b) comes with Table 9.
 ## `make reproduce-sbora-math` / `reproduce-sbora-commonsense`: the SBoRA paper's own experiments, its protocol.
 PAPER := table1 table2 table3 table4 table5 table6 table7 table8 table9 figure4 sbora-math sbora-commonsense
@@ -83,9 +87,10 @@ renders = $(1) $(if $(filter table9,$(1)),figure3b)
 .PHONY: $(addprefix reproduce-,$(PAPER))
 $(addprefix reproduce-,$(PAPER)): reproduce-%:
 	@for experiment in $(call sweeps,$*); do \
-		echo "python -m bora.train -m experiment=$$experiment"; $(PY) -m bora.train -m experiment=$$experiment || exit 1; \
+		echo "python -m bora.train -m experiment=$$experiment $(ARGS) $(LAUNCH)"; \
+		$(PY) -m bora.train -m experiment=$$experiment $(ARGS) $(LAUNCH) || exit 1; \
 	done
-	@for table in $(call renders,$*); do $(OFFLINE) $(PY) -m bora.tables --table $$table || exit 1; done
+	@for table in $(call renders,$*); do $(OFFLINE) $(PY) -m bora.tables --table $$table $(ARGS) || exit 1; done
 
 ## Studies at CPU scale, committed under results/<study>/ (result.json per run): `make reproduce-cpu-glue` runs the
 ## missing runs of conf/experiment/cpu-glue-protocol.yaml (how its protocol was chosen, on held-out train) and of

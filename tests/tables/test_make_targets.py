@@ -37,6 +37,15 @@ def test_reproduce_targets(target, sweeps, renders):
     assert f"for table in {' '.join(renders)}" in commands and "python -m bora.tables --table $table" in commands
 
 
+def test_a_reproduce_target_takes_the_launcher_for_training_and_the_recipe_for_both():
+    """`make reproduce-table2 LAUNCH=... ARGS=...`: the SLURM launcher reaches the sweep only; a recipe override
+    reaches the sweep and the table, so that the table takes the runs the sweep made."""
+    launch = "hydra/launcher=slurm hydra.launcher.partition=gpu"
+    commands = _dry_run("reproduce-table2", f"LAUNCH={launch}", "ARGS=trainer.grad_accum=2")
+    assert f"python -m bora.train -m experiment=$experiment trainer.grad_accum=2 {launch} || exit 1" in commands
+    assert "python -m bora.tables --table $table trainer.grad_accum=2 || exit 1" in commands
+
+
 def test_every_experiment_file_has_a_target():
     experiments = {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} - {"smoke", "smoke-llm"}
     listing = _dry_run("list")
