@@ -95,7 +95,7 @@ $(addprefix reproduce-,$(PAPER)): reproduce-%:
 ## Studies at CPU scale, committed under results/<study>/ (result.json per run): `make reproduce-cpu-glue` runs the
 ## missing runs of conf/experiment/cpu-glue-protocol.yaml (how its protocol was chosen, on held-out train) and of
 ## cpu-glue.yaml (real MiniLM on real GLUE: set GLUE_DIR, about 5 hours on 2 cores), then renders both;
-## `make readme` writes the rendered study tables into the README (a test checks they agree).
+## `make readme` writes the rendered study tables into the pages that hold them (docs/studies/; a test checks).
 ## `make reproduce-cpu-commonsense`: Table 3's rows on the real SmolLM2-135M-Instruct (set LLM_ADAPTERS_DIR): its
 ## learning-rate selection on held-out training records, the untrained row, then the 14 runs (7 rows x 2 seeds).
 STUDIES := cpu-glue cpu-commonsense
@@ -121,6 +121,13 @@ reproduce-cpu-ablations:
 
 readme:
 	$(OFFLINE) $(PY) scripts/update_readme.py
+
+## The documentation site (mkdocs.yml, docs/): `make docs` serves it with live reload at http://127.0.0.1:8000;
+## `make docs DOCS=build` writes it into site/, strictly (a broken link, anchor or nav entry fails).
+DOCS ?= serve
+.PHONY: docs
+docs: install
+	$(VENV)/bin/mkdocs $(DOCS) $(if $(filter build,$(DOCS)),--strict)
 
 ## What each reproduce target runs, and how many of its runs are done (python -m bora.plan experiment=X for the list).
 list:

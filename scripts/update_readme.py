@@ -1,8 +1,10 @@
-"""Write each study's table, rendered from its committed result files, into the README (`make readme`).
+"""Write each study's tables, rendered from its committed result files, into the pages that show them (`make readme`).
 
-The README holds the rendered Markdown of every study between ``<!-- study:<name> -->`` and ``<!-- /study:<name> -->``;
-tests/test_readme_results.py renders the same from results/ and fails when the two differ, so the README's numbers
-are always what the committed files give.
+A page (README.md, or a docs page under docs/) holds the rendered Markdown of a study between
+``<!-- study:<name> -->`` and ``<!-- /study:<name> -->``; this writes every such block of every page, and every study
+must have at least one. tests/test_readme_results.py renders the same from results/ and fails when a page differs, so
+the numbers shown are always what the committed files give. Figure links are written relative to the page: from the
+repository root in README.md, from the docs root in docs/ (docs/hooks.py puts results/*/figures/ into the site).
 
     python scripts/update_readme.py [--check]
 """
@@ -21,6 +23,12 @@ from bora.report.aggregate import result_files
 from bora.report.committed import COMMITTED, FIGURE_FOLDERS, render_committed
 
 README = PROJECT_ROOT / "README.md"
+DOCS = PROJECT_ROOT / "docs"
+
+
+def pages() -> list[Path]:
+    """Every page that may hold a study block: README.md and the docs pages."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
 
 
 def block_pattern(name: str) -> re.Pattern:
@@ -28,8 +36,22 @@ def block_pattern(name: str) -> re.Pattern:
 
 
 def readme_block(name: str, text: str) -> str | None:
+    """The text of study ``name``'s block in a page's ``text`` (None where the page has none)."""
     match = block_pattern(name).search(text)
     return match.group(2) if match else None
+
+
+def for_page(rendered: str, page: Path) -> str:
+    """A study's rendered Markdown as ``page`` shows it: its links to results/ (the figures) made relative to the
+    page, with the docs root standing for the repository root in docs/ (where the site serves results/)."""
+    root = DOCS if page.is_relative_to(DOCS) else PROJECT_ROOT
+    up = "../" * len(page.parent.relative_to(root).parts)
+    return rendered.replace("](results/", f"]({up}results/")
+
+
+def holders(name: str) -> list[Path]:
+    """The pages that hold study ``name``'s block."""
+    return [page for page in pages() if readme_block(name, page.read_text(encoding="utf-8")) is not None]
 
 
 def check_every_result_readable(root: Path) -> None:
@@ -40,31 +62,41 @@ def check_every_result_readable(root: Path) -> None:
         except Unreadable as error:
             shown = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
             raise BoraError(
-                f"{shown} is unreadable ({error.reason}); every committed run enters the README's tables: restore it "
+                f"{shown} is unreadable ({error.reason}); every committed run enters the study tables: restore it "
                 f"(git checkout -- {shown}) rather than render without it"
             ) from None
 
 
 def update(check: bool) -> None:
     check_every_result_readable(PROJECT_ROOT / "results")
-    text = README.read_text(encoding="utf-8")
+    texts = {page: page.read_text(encoding="utf-8") for page in pages()}
     for name in COMMITTED:
-        if readme_block(name, text) is None:
-            raise BoraError(f"README.md has no <!-- study:{name} --> ... <!-- /study:{name} --> block")
+        holding = [page for page, text in texts.items() if readme_block(name, text) is not None]
+        if not holding:
+            raise BoraError(
+                f"no page holds a <!-- study:{name} --> ... <!-- /study:{name} --> block (README.md, docs/**/*.md)"
+            )
         fresh = render_committed(name, write_figures=not check)
-        if check and readme_block(name, text) != fresh:
-            raise BoraError(f"README.md's {name} table differs from results/; run `make readme`")
-        text = block_pattern(name).sub(lambda m, fresh=fresh: m.group(1) + fresh + m.group(3), text)
+        for page in holding:
+            shown = for_page(fresh, page)
+            if check and readme_block(name, texts[page]) != shown:
+                raise BoraError(
+                    f"{page.relative_to(PROJECT_ROOT)}'s {name} table differs from results/; run `make readme`"
+                )
+            texts[page] = block_pattern(name).sub(lambda m, shown=shown: m.group(1) + shown + m.group(3), texts[page])
     if not check:
-        README.write_text(text, encoding="utf-8")
+        for page, text in texts.items():
+            if text != page.read_text(encoding="utf-8"):
+                page.write_text(text, encoding="utf-8")
         print(
-            f"README.md: {', '.join(COMMITTED)} tables written from results/; figures into {', '.join(FIGURE_FOLDERS)}/"
+            f"{', '.join(COMMITTED)} tables written from results/ into their pages; "
+            f"figures into {', '.join(FIGURE_FOLDERS)}/"
         )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only check; exit 2 when the README is out of date")
+    parser.add_argument("--check", action="store_true", help="only check; exit 2 when a page is out of date")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     run_tool(lambda: update(args.check))
 

@@ -1,9 +1,11 @@
-"""The README's commands run as written: every code block marked ``<!-- runnable -->`` runs here, offline.
+"""The documented commands run as written: every code block marked ``<!-- runnable -->`` in README.md or a docs page
+(docs/**/*.md) runs here, offline.
 
 A marker may carry overrides for the training commands of its block (``<!-- runnable: trainer.max_steps=4 -->``),
 appended to every ``bora train`` / ``python -m bora.train`` line so that a long command runs in seconds; nothing
-else is changed. Commands run in the checkout with the project's environment first on PATH (``bora``, ``python``),
-outputs in a temporary folder.
+else is changed. A block's commands run one after another, as a reader runs them (a table after the runs it shows),
+in the checkout with the project's environment first on PATH (``bora``, ``python``), outputs in a temporary folder
+of the block's own.
 """
 
 from __future__ import annotations
@@ -45,18 +47,26 @@ def with_overrides(command: str, extra: str) -> str:
     return f"{code.rstrip()} {extra}" + (f"  #{comment}" if comment else "")
 
 
-README_BLOCKS = runnable_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
-COMMANDS = [with_overrides(command, extra) for extra, commands in README_BLOCKS for command in commands]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCKS = {  # "<page>:<n>" -> the commands of the page's n-th runnable block, overrides applied
+    f"{page.relative_to(ROOT)}:{number}": [with_overrides(command, extra) for command in commands]
+    for page in PAGES
+    for number, (extra, commands) in enumerate(runnable_blocks(page.read_text(encoding="utf-8")), start=1)
+}
+COMMANDS = [command for commands in BLOCKS.values() for command in commands]
 
 
-def test_the_readme_marks_runnable_commands():
+def test_the_pages_mark_runnable_commands():
     assert len(COMMANDS) >= 6
     assert any(c.startswith("bora train") for c in COMMANDS) and any(c.startswith("bora tables") for c in COMMANDS)
+    readme = [commands for block, commands in BLOCKS.items() if block.startswith("README.md:")]
+    assert readme and any(c.startswith("bora train") for commands in readme for c in commands)  # the quick start
+    assert any(not block.startswith("README.md:") for block in BLOCKS)  # the docs pages' blocks are found too
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_runs_as_written(command, tmp_path):
+@pytest.mark.parametrize("block", BLOCKS)
+def test_documented_commands_run_as_written(block, tmp_path):
     bin_dir = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -65,10 +75,11 @@ def test_readme_command_runs_as_written(command, tmp_path):
         "WANDB_DIR": str(tmp_path),
         "PY": sys.executable,
     }
-    done = subprocess.run(
-        ["bash", "-eo", "pipefail", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    for command in BLOCKS[block]:
+        done = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, f"{block}: {command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
 
 
 def test_overrides_go_to_training_commands_only():

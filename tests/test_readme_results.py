@@ -1,4 +1,5 @@
-"""The README's study tables are exactly what the committed result files give (results/<study>/)."""
+"""The study tables of README.md and the docs pages are exactly what the committed result files give
+(results/<study>/), and the numbers their prose quotes are the tables' (scripts/update_readme.py writes the tables)."""
 
 import importlib.util
 import re
@@ -27,11 +28,32 @@ update_readme = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(update_readme)
 
 
+PAGES = update_readme.pages()  # README.md and docs/**/*.md
+COMMONSENSE_PAGE = PROJECT_ROOT / "docs" / "studies" / "cpu-commonsense.md"  # the generation study's reading
+
+
+def page_text(page) -> str:
+    return page.read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("name", COMMITTED)
 def test_readme_table_equals_the_committed_results(name):
-    block = update_readme.readme_block(name, (PROJECT_ROOT / "README.md").read_text(encoding="utf-8"))
-    assert block is not None, f"README.md lacks the {name} block"
-    assert block == render_committed(name), "README is out of date with results/: run `make readme`"
+    """Every page holding the study's block holds exactly what the committed files render (figure links made
+    relative to the page), and some page holds it."""
+    holders = update_readme.holders(name)
+    assert holders, f"no page (README.md, docs/) holds the {name} block"
+    fresh = render_committed(name)
+    for page in holders:
+        block = update_readme.readme_block(name, page_text(page))
+        assert block == update_readme.for_page(fresh, page), f"{page} is out of date with results/: run `make readme`"
+
+
+def test_figure_links_are_written_relative_to_each_page():
+    rendered = "![Figure](results/x/figures/f.png)"
+    assert update_readme.for_page(rendered, PROJECT_ROOT / "README.md") == rendered
+    docs = PROJECT_ROOT / "docs"
+    assert update_readme.for_page(rendered, docs / "index.md") == rendered  # the site serves results/ at its root
+    assert update_readme.for_page(rendered, docs / "studies" / "x.md") == "![Figure](../results/x/figures/f.png)"
 
 
 def committed_runs(results: str, experiment: str, plan: str):
@@ -105,11 +127,11 @@ def test_generation_study_figures_are_what_the_committed_runs_give(name, tmp_pat
         assert (committed / f"{stem}.csv").read_text() == fresh, f"{stem}.csv is out of date: run `make readme`"
 
 
-def _quoted(pattern: str, what: str) -> re.Match:
-    """The README's sentence quoting ``what`` (whitespace folded), matched by ``pattern``."""
-    text = " ".join((PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split())
+def _quoted(pattern: str, what: str, page=COMMONSENSE_PAGE) -> re.Match:
+    """The page's sentence quoting ``what`` (whitespace folded), matched by ``pattern``."""
+    text = " ".join(page_text(page).split())
     quoted = re.search(pattern, text)
-    assert quoted, f"the README no longer quotes {what}: drop this test with the sentence"
+    assert quoted, f"{page.relative_to(PROJECT_ROOT)} no longer quotes {what}: drop this test with the sentence"
     return quoted
 
 
@@ -258,8 +280,9 @@ def test_a_cut_off_result_file_is_named_not_dropped_from_the_readme_tables(tmp_p
 INTERVAL = re.compile(r"([-+]?\d+\.\d+) \[([-+]?\d+\.\d+), ([-+]?\d+\.\d+)\]")
 
 
-def _claim_rows(text: str) -> list[tuple[str, str]]:
-    """(the interval cell, the verdict) of every row of every README table with a ``verdict`` column."""
+def _claim_rows(text: str) -> list[dict[str, str]]:
+    """Every row ({column: cell}) of every table of ``text`` with a ``verdict`` column, under ``interval`` its
+    ``95% CI`` cell."""
     rows, header = [], None
     for line in text.splitlines():
         if not line.startswith("|"):
@@ -269,32 +292,61 @@ def _claim_rows(text: str) -> list[tuple[str, str]]:
         if header is None:
             header = cells
         elif "verdict" in header and not set(line) <= set("|:- "):
-            interval = next((c for h, c in zip(header, cells) if "95% CI" in h), "")
-            rows.append((interval, cells[header.index("verdict")]))
+            row = dict(zip(header, cells))
+            row["interval"] = next((c for h, c in row.items() if "95% CI" in h), "")
+            rows.append(row)
     return rows
 
 
-def test_every_readme_verdict_is_one_of_the_five_and_rests_on_its_interval():
-    """No claim is called replicated or opposite unless its interval excludes 0 (and the words are the five)."""
+def _blocks_and_prose(text: str) -> tuple[str, str]:
+    """(the rendered study blocks of a page, the rest of it)."""
+    blocks = re.findall(r"<!-- study:[\w-]+ -->\n(.*?)\n<!-- /study:", text, re.S)
+    prose = re.sub(r"<!-- study:[\w-]+ -->\n.*?\n<!-- /study:[\w-]+ -->", "", text, flags=re.S)
+    return "\n".join(blocks), prose
+
+
+def test_every_verdict_is_one_of_the_five_and_rests_on_its_interval():
+    """No claim on any page is called replicated or opposite unless its interval excludes 0 (and the words are the
+    five)."""
     from bora.report.inference import NO_RUNS, VERDICTS
 
-    rows = _claim_rows((PROJECT_ROOT / "README.md").read_text(encoding="utf-8"))
+    rows = [row for page in PAGES for row in _claim_rows(page_text(page))]
     assert len(rows) >= 3 * 6  # the claims tables of the three CPU studies
-    for interval, verdict in rows:
+    for row in rows:
+        interval, verdict = row["interval"], row["verdict"]
         assert verdict.split(" (")[0] in (*VERDICTS, NO_RUNS), verdict
         if verdict in ("replicated", "opposite"):
             _, low, high = (float(v) for v in INTERVAL.search(interval).groups())
             assert low > 0 or high < 0, (interval, verdict)
 
 
-def test_every_interval_the_readme_prose_quotes_is_one_its_rendered_tables_give():
-    """Each ``estimate [low, high]`` of the README's prose is a cell of a study table, which are rendered from the
-    committed result files (test_readme_table_equals_the_committed_results)."""
-    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"<!-- study:[\w-]+ -->\n(.*?)\n<!-- /study:", text, re.S)
-    prose = re.sub(r"<!-- study:[\w-]+ -->\n.*?\n<!-- /study:[\w-]+ -->", "", text, flags=re.S)
-    quoted = [m.group(0) for m in INTERVAL.finditer(" ".join(prose.split()))]
-    assert len(quoted) >= 10
-    rendered = "\n".join(blocks)
-    for interval in quoted:
-        assert interval in rendered or ("+" + interval) in rendered, f"the README quotes {interval}, no table has it"
+def test_every_interval_the_prose_quotes_is_one_the_rendered_tables_give():
+    """Each ``estimate [low, high]`` of any page's prose (README.md, docs/) is a cell of a study table, which are
+    rendered from the committed result files (test_readme_table_equals_the_committed_results)."""
+    split = [_blocks_and_prose(page_text(page)) for page in PAGES]
+    rendered = "\n".join(blocks for blocks, _ in split)
+    quoted = {
+        page: [m.group(0) for m in INTERVAL.finditer(" ".join(prose.split()))] for page, (_, prose) in zip(PAGES, split)
+    }
+    assert sum(map(len, quoted.values())) >= 10 and len(quoted[PAGES[0]]) >= 3  # the studies' readings; the README's
+    for page, intervals in quoted.items():
+        for interval in intervals:
+            assert interval in rendered or ("+" + interval) in rendered, f"{page} quotes {interval}, no table has it"
+
+
+def test_the_readmes_findings_are_rows_of_the_study_pages_claims_tables():
+    """Each row of the README's summary of the CPU studies has the interval, verdict and paper value (on the study's
+    tasks) of one claims row rendered from the committed results (on a study page)."""
+    readme = PROJECT_ROOT / "README.md"
+    findings = _claim_rows(page_text(readme))
+    assert len(findings) >= 3
+    rendered = [row for page in PAGES if page != readme for row in _claim_rows(_blocks_and_prose(page_text(page))[0])]
+    for finding in findings:
+        same = [
+            row
+            for row in rendered
+            if row["interval"] == finding["interval"]
+            and row["verdict"] == finding["verdict"]
+            and finding["paper"] == row.get("paper, our 4 tasks", row.get("paper"))  # the paper on these tasks
+        ]
+        assert same, f"the README's finding {finding} is no row of a study page's claims tables"
