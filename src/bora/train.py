@@ -329,8 +329,8 @@ def _train_and_evaluate(
                 raise Diverged(f"diverged: metric {sub}/{name} is {value} after training")
             if value is None:
                 undefined.setdefault(f"{sub}/{name}", "undefined")
-            else:
-                log.info("eval %s %s = %.4f", sub, name, value)
+        shown = ", ".join(_shown(name, value) for name, value in values.items())
+        log.info("eval %s: %s", sub, shown)  # one line per test set
     headline = task.headline(metrics)
     stats, sigma_notices = adapter_stats(model)
     notices += sigma_notices + [f"metric {key}: {why}" for key, why in undefined.items()]
@@ -434,6 +434,15 @@ def _vm_hwm() -> int | None:
     except OSError:
         return None
     return int(match.group(1)) * 1024 if match else None
+
+
+def _shown(name: str, value: float | None) -> str:
+    """A metric as a person reads it: counts as integers, the rest to 4 decimals, undefined as such."""
+    if value is None:
+        return f"{name} undefined"
+    if name == "n" and float(value).is_integer():
+        return f"n {int(value)}"
+    return f"{name} {value:.4f}"
 
 
 def _flat(metrics: Metrics | None) -> dict[str, float]:

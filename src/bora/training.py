@@ -317,16 +317,30 @@ class LogHistory(TrainerCallback):
 
 
 class ProgressBar(ProgressCallback):
-    """HF's progress bar without its printed log dicts (``LogHistory`` logs them)."""
+    """HF's progress bar, labelled with what trains (``train <task> <method>``; resumed runs start at their step),
+    without its printed log dicts (``LogHistory`` logs them)."""
+
+    def __init__(self, label: str = "train"):
+        super().__init__()
+        self.label = label
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from tqdm import tqdm
+
+            self.training_bar = tqdm(
+                total=state.max_steps, initial=state.global_step, desc=self.label, unit="step", dynamic_ncols=True
+            )
+        self.current_step = state.global_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass
 
 
-def use_own_logging(trainer: Trainer) -> None:
+def use_own_logging(trainer: Trainer, label: str = "train") -> None:
     """Swap HF's progress bar for ``ProgressBar`` (when it shows one) and add ``LogHistory``."""
     if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(ProgressBar)
+        trainer.add_callback(ProgressBar(label))
     trainer.add_callback(LogHistory)
 
 
@@ -382,7 +396,7 @@ def build_trainer(
         max_loss_ratio=cfg.trainer.max_loss_ratio,
         drop_last=cfg.trainer.drop_last,
     )
-    use_own_logging(trainer)
+    use_own_logging(trainer, f"train {cfg.task.name} {method_tag(cfg.method)}")
     if "wandb" in args.report_to:
         from transformers.integrations import WandbCallback
 

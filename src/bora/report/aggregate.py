@@ -34,6 +34,7 @@ RUN_COLUMNS = [
     "status",
     "metric",
     "value",
+    "sigma_max",
     "metrics",
     "undefined",
     "adapter_params",
@@ -77,6 +78,8 @@ def _run_row(path: Path) -> dict:
         "status": str(record.status),
         "metric": record.headline.metric if record.headline else None,
         "value": record.headline.value if record.headline else None,
+        # BoRA's largest Sigma entry over its layers (bora.adapters.stats), None for other methods
+        "sigma_max": ((record.adapter_stats or {}).get("sigma") or {}).get("summary", {}).get("sigma_max"),
         "metrics": record.metrics or {},
         "undefined": record.undefined_metrics,
         "adapter_params": record.adapter_params,

@@ -166,10 +166,21 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
         )
     written = render_all(runs, outputs, out_dir, args.overrides)
     counts = status_counts(runs) if not runs.empty else {}
+    # the tables a reader came for: each experiment's summary (the runs that exist); the paper tables, mostly
+    # "—" until their sweeps have run, are named with where they are
+    summaries = [path.read_text(encoding="utf-8").strip() for path in written if path.name.startswith("summary-")]
+    summaries = [text for text in summaries if text and path_is_markdown(text)]
+    shown = "\n\n".join(summaries) + "\n\n" if summaries else ""
     return (
-        f"rendered {len(PAPER_TABLES)} paper tables, the figures, the claims check and each experiment's summary "
-        f"from {found} (by status: {counts})"
+        f"{shown}rendered {len(PAPER_TABLES)} paper tables, the figures, the claims check and each experiment's "
+        f"summary from {found} (by status: {counts}); the paper tables are {out_dir}/table1.md ... "
+        f"(`bora tables --table table2` prints one)"
     ), written
+
+
+def path_is_markdown(text: str) -> bool:
+    """A rendered summary (a Markdown table), not an empty placeholder."""
+    return "|" in text
 
 
 if __name__ == "__main__":

@@ -188,14 +188,34 @@ def comparison_latex(frame: pd.DataFrame, spec, decoding: str = "") -> str:
     return latex_table(comparison_rows(frame, spec), " ".join(filter(None, [f"{spec.title}.", legend(spec), decoding])))
 
 
-def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
+# A generation task's context columns, after its scores: what always giving the most common answer scores (the
+# baseline a score must beat), how decoding ended, and the count of questions (unscaled).
+CONTEXT_METRICS = {"majority": "majority baseline", "at_limit": "at_limit", "repeated_marker": "repeated_marker"}
+COUNT_METRICS = {"n": "questions"}
+_ORDER = {metric: rank for rank, metric in enumerate([*CONTEXT_METRICS, *COUNT_METRICS], start=1)}
+SUMMARY_LEGEND = (
+    "Scores x100, mean ±std (ddof=1) over the seeds of successful runs; seeds: how many finished. Beside a "
+    "generation set's accuracy: majority baseline (what always giving its most common answer scores: a method "
+    "learnt only above it), at_limit and repeated_marker (% of generations cut at task.max_new_tokens, or writing "
+    "### Response: again: how decoding ended, not scores), questions (how many, not scaled); Sigma max: the "
+    "largest BoRA Sigma entry over the layers and seeds."
+)
+
+
+def _column_order(metric: str) -> int:
+    return _ORDER.get(metric, 0)  # scores first (0), then the context in CONTEXT_METRICS' order, then the count
+
+
+def summary_rows(summary: pd.DataFrame, sigma_max: dict[str, float] | None = None) -> dict[str, pd.DataFrame]:
     """Per model x task: one row per configuration (method, plus the ``setting`` that tells configs apart), one
-    column per sub-task metric (mean ±std, x100)."""
+    column per sub-task metric (mean ±std, x100; a set's scores, then its context, then its question count), and
+    BoRA's largest Sigma entry where ``sigma_max`` (group -> value) has one."""
     tables = {}
     for (experiment, model, task), part in summary.groupby(["experiment", "model", "task"], sort=True):
         rows = {}
         show_setting = part["setting"].astype(bool).any()
-        for _, line in part.iterrows():
+        order = part.assign(_order=part["metric"].map(_column_order)).sort_values(["subtask", "_order", "metric"])
+        for _, line in order.iterrows():
             head = {"method": line["method_name"]} | ({"setting": line["setting"]} if show_setting else {})
             row = rows.setdefault(
                 line["group"],
@@ -206,12 +226,27 @@ def summary_rows(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 },
             )
             row["seeds"] = min(row["seeds"], int(line["n"]))
+            metric = line["metric"]
+            if metric in COUNT_METRICS:
+                row[f"{line['subtask']} {COUNT_METRICS[metric]}"] = f"{line['mean']:,.0f}"
+                continue
             cell = number(100 * line["mean"])
             if not pd.isna(line["std"]):
                 cell += f" ±{number(100 * line['std'])}"
-            row[f"{line['subtask']} {line['metric']}"] = cell
+            row[f"{line['subtask']} {CONTEXT_METRICS.get(metric, metric)}"] = cell
+        if sigma_max and any(group in sigma_max for group in rows):
+            for group, row in rows.items():
+                row["Sigma max"] = f"{sigma_max[group]:.3g}" if group in sigma_max else MISSING
         tables[f"{experiment}: {model} on {task}"] = pd.DataFrame(list(rows.values()))
     return tables
+
+
+def largest_sigma(runs: pd.DataFrame) -> dict[str, float]:
+    """Group -> the largest BoRA Sigma entry any successful run of it recorded (``adapter_stats.sigma``)."""
+    if runs.empty or "sigma_max" not in runs:
+        return {}
+    ok = runs[(runs["status"] == "success") & runs["sigma_max"].notna()]
+    return {group: float(value) for group, value in ok.groupby("group")["sigma_max"].max().items()}
 
 
 def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
@@ -219,9 +254,9 @@ def summary_markdown(summary: pd.DataFrame, runs: pd.DataFrame) -> str:
         return f"(no successful runs; runs by status: {status_counts(runs)})"
     parts = [
         f"### {title}\n\n{table.to_markdown(index=False, disable_numparse=True)}"
-        for title, table in summary_rows(summary).items()
+        for title, table in summary_rows(summary, largest_sigma(runs)).items()
     ]
-    parts.append("Metrics x100, mean ±std (ddof=1) over the seeds of successful runs; seeds: how many finished.")
+    parts.append(SUMMARY_LEGEND)
     decoding = decoding_line(runs[runs["status"] == "success"]["config"])
     if decoding:
         parts.append(decoding)

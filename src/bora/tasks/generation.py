@@ -17,6 +17,7 @@ unless ``continuous`` is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -139,13 +140,14 @@ def continuous_generate_ids(
     was_training = model.training
     model.eval()
     try:
-        outputs = model.generate_batch(
-            inputs=ids,
-            generation_config=config,
-            warmup=False,
-            continuous_batching_config=ContinuousBatchingConfig(**cache),
-            progress_bar=True,
-        )
+        with _labelled_bar(desc):
+            outputs = model.generate_batch(
+                inputs=ids,
+                generation_config=config,
+                warmup=False,
+                continuous_batching_config=ContinuousBatchingConfig(**cache),
+                progress_bar=True,
+            )
     finally:
         model.train(was_training)
     # generate_batch logs a failure instead of raising, and returns the finished requests in input order
@@ -156,6 +158,25 @@ def continuous_generate_ids(
             "generations (see the log above); task.generation_engine=padded decodes without it"
         )
     return [until_eos(list(output.generated_tokens), tokenizer.eos_token_id) for output in outputs.values()]
+
+
+@contextlib.contextmanager
+def _labelled_bar(desc: str):
+    """transformers' continuous batching names its bar "Solving N requests": name the test set instead, as the
+    padded engine's bar does (its ``tqdm`` is looked up in its module at each call)."""
+    from transformers.generation.continuous_batching import continuous_api
+
+    plain = continuous_api.tqdm
+
+    def labelled(*args, **kwargs):
+        kwargs["desc"] = f"{desc} (continuous batching)"
+        return plain(*args, **kwargs)
+
+    continuous_api.tqdm = labelled
+    try:
+        yield
+    finally:
+        continuous_api.tqdm = plain
 
 
 def batched_generate(
