@@ -145,13 +145,14 @@ TEST_WORKERS ?= auto
 test: install
 	$(OFFLINE) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
-## Execute the notebook (default notebooks/tables.ipynb) in place, headless, on the runs under OUTPUTS (default
-## outputs; e.g. after make smoke).
+## Execute the notebook (default notebooks/tables.ipynb), headless, on the runs under OUTPUTS (default outputs;
+## e.g. after make smoke), into OUTPUTS/notebooks/ (the tracked notebook stays as committed: cleared).
 OUTPUTS ?= outputs
 NOTEBOOK ?= notebooks/tables.ipynb
 notebook: install
-	BORA_OUTPUT_DIR=$(abspath $(OUTPUTS)) $(OFFLINE) $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=1200 $(NOTEBOOK)
+	BORA_OUTPUT_DIR=$(abspath $(OUTPUTS)) $(OFFLINE) $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+		--output-dir $(abspath $(OUTPUTS))/notebooks --ExecutePreprocessor.timeout=1200 $(NOTEBOOK)
+	@echo "executed: $(abspath $(OUTPUTS))/notebooks/$(notdir $(NOTEBOOK))"
 
 ## Upload the offline W&B runs (logger=wandb writes <run_dir>/wandb/offline-run-*) found under OUTPUTS.
 wandb-sync: install

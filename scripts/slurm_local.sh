@@ -74,8 +74,9 @@ start() {
     mungekey --create --force >/dev/null 2>&1 || fail "could not create /etc/munge/munge.key (mungekey)"
   fi
   mkdir -p /run/munge /var/log/munge /var/lib/munge
-  if ! munge -n >/dev/null 2>&1; then
+  if ! munge -n >/dev/null 2>&1; then  # a munged already running (the machine's own) is used and left alone
     munged --force >/dev/null 2>&1 || fail "munged did not start (see /var/log/munge/munged.log)"
+    cp /run/munge/munged.pid "$STATE/munged.pid" 2>/dev/null || pgrep -n -x munged > "$STATE/munged.pid"
   fi
   write_conf
   export SLURM_CONF=$CONF
@@ -95,6 +96,11 @@ start() {
 }
 
 stop() {
+  stop_slurm
+  stop_munged
+}
+
+stop_slurm() {
   [ -f "$CONF" ] || return 0
   export SLURM_CONF=$CONF
   scancel --full --quiet --user "$(id -un)" 2>/dev/null || true
@@ -106,6 +112,18 @@ stop() {
     sleep 0.25
   done
   pkill -9 -f "slurm(ctl)?d -f $CONF" 2>/dev/null || true
+}
+
+stop_munged() {  # only the munged this script started; it takes a second or two to exit
+  [ -f "$STATE/munged.pid" ] || return 0
+  local pid
+  pid=$(cat "$STATE/munged.pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  rm -f "$STATE/munged.pid"
 }
 
 case "${1:-}" in

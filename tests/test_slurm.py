@@ -47,6 +47,7 @@ def slurm(tmp_path_factory):
     """The environment of a running local cluster (SLURM_CONF set), for subprocesses."""
     state = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "BORA_SLURM_DIR": str(state), "BORA_SLURMCTLD_PORT": "6917", "BORA_SLURMD_PORT": "6918"}
+    munged_before = _munged_pids()
     started = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=600)
     if started.returncode != 0:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)  # a partial start
@@ -54,6 +55,20 @@ def slurm(tmp_path_factory):
     env["SLURM_CONF"] = str(state / "slurm.conf")
     yield env
     subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+    for _ in range(20):  # every daemon it started is gone (a munged that ran before is left alone)
+        if _munged_pids() <= munged_before and not _slurm_daemons(state):
+            break
+        time.sleep(0.25)
+    assert _munged_pids() <= munged_before and not _slurm_daemons(state)
+
+
+def _munged_pids() -> set[str]:
+    return set(subprocess.run(["pgrep", "-x", "munged"], capture_output=True, text=True).stdout.split())
+
+
+def _slurm_daemons(state: Path) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", f"slurm(ctl)?d -f {state}"], capture_output=True, text=True)
+    return found.stdout.split()
 
 
 def sweep(env, outputs: Path, *args, **kwargs):

@@ -46,6 +46,12 @@ def test_a_reproduce_target_takes_the_launcher_for_training_and_the_recipe_for_b
     assert "python -m bora.tables --table $table trainer.grad_accum=2 || exit 1" in commands
 
 
+def test_make_notebook_executes_into_outputs_and_leaves_the_tracked_notebook_alone():
+    commands = _dry_run("notebook", "-o", ".venv/.installed", "OUTPUTS=/tmp/runs")
+    assert "nbconvert --to notebook --execute" in commands and "--output-dir /tmp/runs/notebooks" in commands
+    assert "--inplace" not in commands
+
+
 def test_every_experiment_file_has_a_target():
     experiments = {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} - {"smoke", "smoke-llm"}
     listing = _dry_run("list")
