@@ -46,7 +46,7 @@ def method_tag(method: Mapping[str, Any]) -> str:
     return "_".join(parts).replace("/", "-").replace(" ", "")
 
 
-# bora.config.schema.DecodingProtocol, in the order by_protocol takes its values (README "Protocol choices")
+# bora.config.schema.DecodingProtocol, in the order by_protocol takes its values (docs/reproducing.md)
 PROTOCOLS = ("bora_authors", "llm_adapters", "training_prompt")
 
 

@@ -73,7 +73,7 @@ class EvalSplit(Choice):
 
 
 class DecodingProtocol(Choice):
-    """How a generation task is scored (README "Protocol choices")."""
+    """How a generation task is scored (docs/reproducing.md, "Protocol choices")."""
 
     bora_authors = "bora_authors"  # the BoRA authors' sibling pipeline (toplora-neurips25): its prompt, greedy, 256
     llm_adapters = "llm_adapters"  # LLM-Adapters' evaluate.py: 4 beams, 256 new tokens (commonsense 32), its prompt

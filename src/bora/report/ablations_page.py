@@ -1,4 +1,4 @@
-"""The cpu-ablations study as the README shows it: every table of ``bora.report.ablations`` and the figures of
+"""The cpu-ablations study as its docs page shows it: every table of ``bora.report.ablations`` and the figures of
 ``bora.report.ablations_figures`` as one Markdown page, their CSV files beside it."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def render_ablations(root: Path | str, out_dir: Path, figure_dir: Path) -> tuple[str, list[Path]]:
-    """The study's Markdown (what the README shows) and its files: CSV per section into ``out_dir``, the figures
+    """The study's Markdown (what its docs page shows) and its files: CSV per section into ``out_dir``, the figures
     (PNG and their plotted numbers as CSV) into ``figure_dir``."""
     runs = study_runs(root)
     grid, table7, measured, ranks, rank_verdicts, cost = (

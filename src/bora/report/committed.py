@@ -1,6 +1,6 @@
-"""The committed CPU-scale studies (``results/<study>/``), rendered from their result files as the README shows them.
+"""The committed CPU-scale studies (``results/<study>/``), rendered from their result files as their pages show them.
 
-One renderer for both places that show them: ``scripts/update_readme.py`` writes each between its README markers (and
+One renderer for both places that show them: ``scripts/update_readme.py`` writes each between its page markers (and
 a test renders it again and compares), and ``notebooks/tables.ipynb`` displays it. Nothing here reads ``outputs/``.
 """
 

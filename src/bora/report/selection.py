@@ -2,7 +2,7 @@
 
 The selection runs score one baseline on a held-out part of each *training* set (``task.eval_split=heldout``), one
 run per task and candidate learning rate. The table shows each candidate's held-out score per task and their mean,
-and marks the learning rate the study's own committed runs used, so the README shows the evidence beside the choice.
+and marks the learning rate the study's own committed runs used, so the study page shows the evidence beside the choice.
 If the best mean is not the rate the study used (a rerun of the selection may land elsewhere: one seed each), the
 note under the table says so.
 """
@@ -20,7 +20,7 @@ from bora.report.render import MISSING, number
 
 @dataclass(frozen=True)
 class Selection:
-    name: str  # the README block and the experiment (conf/experiment/<name>.yaml, results/<name>/)
+    name: str  # the study block and the experiment (conf/experiment/<name>.yaml, results/<name>/)
     study: str  # the experiment whose protocol it chose (its runs name the learning rate used)
     # the columns: (label, task name) scores a run's headline; (label, task name, part) its metrics[part][metric],
     # as for a task that scores several held-out parts (cpu-commonsense: one per training set it mixes)
