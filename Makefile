@@ -53,15 +53,21 @@ lint: install
 hooks: install
 	$(VENV)/bin/pre-commit install
 
-## The main job on the embedded default: a tiny-model sweep (LoRA vs BoRA x 2 seeds, encoder and decoder), then its table.
+## The main job on the embedded default: a tiny-model sweep (LoRA vs BoRA x 2 seeds, encoder and decoder), then its
+## table, then where to go next.
 demo: install
 	$(MAKE) --no-print-directory smoke PY=$(PY)
 	$(OFFLINE) $(PY) -m bora.tables --experiment smoke
+	@echo "next: a real small model on this CPU: docs/getting-started.md (\"Real small models on a CPU\")"
+	@echo "next: a paper table: bora plan experiment=table2, then make reproduce-table2 on GPUs (docs/reproducing.md)"
+	@echo "next: the documentation: make docs (http://127.0.0.1:8000), or docs/index.md"
 
-## A real Hydra multirun on the tiny models, end to end through result files (finished runs are skipped).
+## A real Hydra multirun on the tiny models, end to end through result files (finished runs are skipped). Two runs
+## at a time, one torch thread each (SMOKE_LAUNCH): on 2 cores the fastest way through these small steps.
+SMOKE_LAUNCH ?= hydra/launcher=local hydra.launcher.n_jobs=2 trainer.torch_threads=1
 smoke:
-	$(OFFLINE) $(PY) -m bora.train -m experiment=smoke
-	$(OFFLINE) $(PY) -m bora.train -m experiment=smoke-llm
+	$(OFFLINE) $(PY) -m bora.train -m experiment=smoke $(SMOKE_LAUNCH)
+	$(OFFLINE) $(PY) -m bora.train -m experiment=smoke-llm $(SMOKE_LAUNCH)
 
 ## Render every paper table, figure, the claims check and each experiment's summary from whatever results exist,
 ## into $(BORA_OUTPUT_DIR)/tables (default outputs/tables). Missing results show as "—".

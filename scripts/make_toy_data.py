@@ -2,9 +2,13 @@
 
 - glue/SST-2/{train,dev}.tsv: keyword sentiment in the SST-2 TSV layout (read by the real GLUE TSV loader);
 - llm-adapters/toy_arith_train.json and llm-adapters/test/toy_arith/test.json: one-digit addition and
-  subtraction word problems in the LLM-Adapters JSON format, scored by the numeric rule.
+  subtraction word problems in the LLM-Adapters JSON format, scored by the numeric rule (the tiny decoder learns
+  their format, not the arithmetic: below the majority answer);
+- llm-adapters/toy_recall_train.json and llm-adapters/test/toy_recall/test.json: the same stories stating one
+  count three times, answered by that digit alone (the demo's generation task: the tiny decoder learns it in 150
+  steps, well above the majority answer).
 
-Both are small and easy enough that the tiny random-weight models learn them in seconds with LoRA on attention.
+All are small; the tiny random-weight models train on them in seconds.
 
     python scripts/make_toy_data.py [--out data/toy]
 """
@@ -65,6 +69,25 @@ def arithmetic_records(rng: random.Random, n: int) -> list[dict]:
     return records
 
 
+def recall_records(rng: random.Random, n: int) -> list[dict]:
+    """``<name> has <d> <things>.`` three times, then the question; the output is the digit alone. Copying the one
+    digit of a ~300-byte prompt is what LoRA on a 2-layer random decoder's attention learns in 150 steps (with one
+    mention, or with "The answer is d" as the output, it stays at the majority answer)."""
+    records = []
+    for _ in range(n):
+        name, things, count = rng.choice(NAMES), rng.choice(THINGS), rng.randint(0, 9)
+        story = " ".join([f"{name} has {count} {things}."] * 3)
+        records.append(
+            {
+                "instruction": f"{story} How many {things} does {name} have?",
+                "input": "",
+                "output": str(count),
+                "answer": str(count),
+            }
+        )
+    return records
+
+
 def write_toy_data(out: Path) -> list[Path]:
     """Write every toy file under ``out`` and return their paths."""
     rng = random.Random(SEED)
@@ -79,7 +102,11 @@ def write_toy_data(out: Path) -> list[Path]:
         out / "llm-adapters" / "toy_arith_train.json": arithmetic_records(rng, SIZES["train"]),
         out / "llm-adapters" / "test" / "toy_arith" / "test.json": arithmetic_records(rng, SIZES["dev"]),
     }
-    for path, records in arithmetic.items():
+    recall = {  # drawn after the others, so that their files stay as they were
+        out / "llm-adapters" / "toy_recall_train.json": recall_records(rng, SIZES["train"]),
+        out / "llm-adapters" / "test" / "toy_recall" / "test.json": recall_records(rng, SIZES["dev"]),
+    }
+    for path, records in {**arithmetic, **recall}.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
         written.append(path)

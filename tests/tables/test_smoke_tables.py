@@ -38,9 +38,9 @@ def test_make_tables_renders_real_tables_and_plots(smoke_outputs):
     assert set(summary["n"]) == {2}
     rates = summary[summary["metric"] != "n"]  # every metric is a rate but a test set's question count, n
     assert rates["mean"].between(0, 1).all(), rates[~rates["mean"].between(0, 1)]
-    assert set(summary.loc[summary["metric"] == "n", "mean"]) == {100.0}  # toy-math's 100 test questions
+    assert set(summary.loc[summary["metric"] == "n", "mean"]) == {100.0}  # toy-recall's 100 test questions
     markdown = (tables / "summary-smoke.md").read_text()
-    assert "tiny-encoder on toy-cls" in markdown and "tiny-decoder on toy-math" in markdown
+    assert "tiny-encoder on toy-cls" in markdown and "tiny-decoder on toy-recall" in markdown
     # Figure 4 style, on the smoke adapters: LoRA's effective rank is r, BoRA's is larger.
     spectra = pd.read_csv(tables / "singular-values-smoke.csv")
     assert set(spectra.loc[spectra["method"] == "lora", "above_threshold"]) == {8}
@@ -73,10 +73,12 @@ def test_notebook_executes_on_the_smoke_results(smoke_outputs, monkeypatch):
     assert len(images) >= 2  # Figure 3(b) and the smoke singular values
 
 
-def test_make_notebook_executes_it_headless_in_place(smoke_outputs, tmp_path):
+def test_make_notebook_executes_it_headless_into_outputs(smoke_outputs, tmp_path):
+    """Into OUTPUTS/notebooks/: the notebook it was given stays as it was (the tracked one stays cleared)."""
     notebook = tmp_path / "notebooks" / "tables.ipynb"
     notebook.parent.mkdir()
     notebook.write_text((ROOT / "notebooks" / "tables.ipynb").read_text())
+    given = notebook.read_bytes()
     venv = Path(sys.executable).parents[1]
     # -o: the running venv counts as installed; else a checkout newer than it (a worktree) would reinstall into it
     done = subprocess.run(
@@ -95,7 +97,8 @@ def test_make_notebook_executes_it_headless_in_place(smoke_outputs, tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    executed = nbformat.read(notebook, as_version=4)
+    assert notebook.read_bytes() == given
+    executed = nbformat.read(smoke_outputs / "notebooks" / "tables.ipynb", as_version=4)
     outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     text = "\n".join(str(o.get("text", "")) for o in outputs)
     assert outputs and "runs under" in text and "TqdmWarning" not in text and "IProgress" not in text

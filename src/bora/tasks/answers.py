@@ -39,6 +39,7 @@ RULES: dict[str, str | tuple[str, ...]] = {
     "hellaswag": ("ending1", "ending2", "ending3", "ending4"),
     "winogrande": ("option1", "option2"),
     "toy_arith": "number",  # our synthetic CI task (scripts/make_toy_data.py)
+    "toy_recall": "number",  # the demo's generation task (scripts/make_toy_data.py)
 }
 
 
