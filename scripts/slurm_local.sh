@@ -34,7 +34,7 @@ install_packages() {
 
 write_conf() {
   local cpus mem_mb
-  cpus=$(nproc)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys OMP_NUM_THREADS (make test sets it to 1)
   mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
   mkdir -p "$STATE/spool" "$STATE/state" "$STATE/log"
   cat >"$CONF" <<EOF

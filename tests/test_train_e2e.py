@@ -12,6 +12,7 @@ import pytest
 from wandb_offline import offline_run
 
 from bora.config import load_config, resolved
+from bora.config.identity import run_identity
 from bora.config.schema import validate
 from bora.errors import BoraError
 from bora.runs import latest_checkpoint
@@ -488,7 +489,7 @@ def test_processes_refuse_a_partial_batch_and_train_whole_ones_with_drop_last(tm
     one, two = _launch(1, whole, tmp_path / "one"), _launch(2, whole, tmp_path / "two")
     assert [p["step"] for p in one["train"]["loss_history"]] == list(range(1, 17))
     assert _losses(two) == pytest.approx(_losses(one), rel=1e-4)
-    assert one["identity"] == two["identity"] != _launch(1, PARTIAL, tmp_path / "kept")["identity"]
+    assert one["identity"] == two["identity"] != run_identity(resolved(load_config(PARTIAL)))  # a recipe of its own
 
 
 def test_a_global_batch_that_does_not_split_is_a_one_line_error(monkeypatch):
