@@ -151,31 +151,37 @@ def test_a_requeued_job_resumes_from_its_checkpoint_with_the_losses_of_an_uninte
     """`scontrol requeue` (what a pre-emption with PreemptMode=REQUEUE does) sends the running job SIGTERM: it ends
     `interrupted` with a checkpoint, SLURM starts it again, and the same job resumes and ends success with every
     step and the mean loss of the same config run without interruption."""
-    args = RESUMED
-    proc = sweep(slurm, tmp_path / "a", *args)
+    job, resumed = _interrupt_at_step_20_and_resume(slurm, tmp_path / "a", lambda job: ["scontrol", "requeue", job])
+    [job_log] = (tmp_path / "a" / "default" / ".submitit").glob(f"{job}/*_log.err")
+    assert "interrupted at step" in job_log.read_text()  # both attempts' output kept (JobFileAppend)
+    _assert_resumed_like(resumed, uninterrupted)
+
+
+def _interrupt_at_step_20_and_resume(slurm, outputs: Path, interrupt) -> tuple[str, dict]:
+    """Sweep RESUMED as one job, run ``interrupt(job id)`` once it has logged step 20, wait for the job to end:
+    (the job id, the one record). The record must have been `interrupted` before it ended success, and the run's
+    log must say it resumed."""
+    proc = sweep(slurm, outputs, *RESUMED)
     deadline = time.time() + 300
-    log = None
-    while time.time() < deadline:
-        log = next((tmp_path / "a").rglob("train.log"), None)
-        if log is not None and "step 20:" in log.read_text():
-            break
-        time.sleep(0.5)
+    log = _wait_for_step(outputs, 20, deadline)
     [job] = [line.split()[0] for line in squeue(slurm)]
-    subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
+    subprocess.run(interrupt(job), env=slurm, check=True)
     seen = set()
     while time.time() < deadline and "success" not in seen:
-        seen |= {record["status"] for record in results(tmp_path / "a").values()}
+        seen |= {record["status"] for record in results(outputs).values()}
         time.sleep(0.2)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     assert "interrupted" in seen  # the first attempt stopped with a checkpoint before the second started
-    [resumed] = results(tmp_path / "a").values()
-    [job_log] = (tmp_path / "a" / "default" / ".submitit").glob(f"{job}/*_log.err")
-    assert "interrupted at step" in job_log.read_text()  # both attempts' output kept (JobFileAppend)
     assert "resuming" in log.read_text()
+    [resumed] = results(outputs).values()
+    return job, resumed
+
+
+def _assert_resumed_like(resumed: dict, uninterrupted: dict) -> None:
+    """Every step, the mean loss and the metric of the run made without interruption."""
     assert resumed["status"] == "success" and resumed["train"]["global_steps"] == 200
     assert "checkpoint-" in resumed["train"]["resumed_from"]
-
     assert resumed["train"]["mean_loss"] == pytest.approx(uninterrupted["train"]["mean_loss"], rel=1e-4)
     assert resumed["metrics"]["toy-cls"] == pytest.approx(uninterrupted["metrics"]["toy-cls"])
 
@@ -197,28 +203,12 @@ def test_a_time_limit_warning_requeues_the_job_which_resumes_and_ends_with_an_un
     scancel) stops the run after its step with a checkpoint, records it `interrupted`, and submitit requeues the job
     (max_num_timeout: 20 by default, not submitit's 0): the same job resumes and ends success with every step and
     the mean loss of the same config run without interruption."""
-    args = RESUMED
-    proc = sweep(slurm, tmp_path / "a", *args)
-    deadline = time.time() + 300
-    log = _wait_for_step(tmp_path / "a", 20, deadline)
-    [job] = [line.split()[0] for line in squeue(slurm)]
-    subprocess.run(["scancel", "--signal=USR2", job], env=slurm, check=True)
-    seen = set()
-    while time.time() < deadline and "success" not in seen:
-        seen |= {record["status"] for record in results(tmp_path / "a").values()}
-        time.sleep(0.2)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-3000:]
-    assert "interrupted" in seen
-    [resumed] = results(tmp_path / "a").values()
+    job, resumed = _interrupt_at_step_20_and_resume(
+        slurm, tmp_path / "a", lambda job: ["scancel", "--signal=USR2", job]
+    )
     text = "".join(log.read_text() for log in (tmp_path / "a" / "default" / ".submitit").glob(f"{job}/*_log.*"))
     assert "SIGUSR2: stopping after this step with a checkpoint" in text and "interrupted at step" in text
-    assert "resuming" in log.read_text()
-    assert resumed["status"] == "success" and resumed["train"]["global_steps"] == 200
-    assert "checkpoint-" in resumed["train"]["resumed_from"]
-
-    assert resumed["train"]["mean_loss"] == pytest.approx(uninterrupted["train"]["mean_loss"], rel=1e-4)
-    assert resumed["metrics"]["toy-cls"] == pytest.approx(uninterrupted["metrics"]["toy-cls"])
+    _assert_resumed_like(resumed, uninterrupted)
 
 
 def test_a_job_of_two_tasks_is_one_data_parallel_run_with_one_process_losses(slurm, tmp_path):

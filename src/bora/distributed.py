@@ -29,19 +29,18 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def join_slurm_job() -> int:
+def join_slurm_job() -> None:
     """In a submitit SLURM job of several tasks (and no torchrun of its own), export torch's env:// variables
     (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` / ``MASTER_PORT``: the first node, a port drawn from
     the job id) from submitit's job environment, so that HF's Trainer sets up one process group over the job's
-    tasks. Returns the world size. Each task keeps every GPU of its node visible and takes ``LOCAL_RANK``'s."""
+    tasks. Each task keeps every GPU of its node visible and takes ``LOCAL_RANK``'s."""
     if "WORLD_SIZE" in os.environ or os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
-        return world_size()
+        return
     if int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
-        return 1
+        return
     from submitit.helpers import TorchDistributedEnvironment
 
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-    return world_size()
 
 
 def slurm_gpus_requested() -> str | None:

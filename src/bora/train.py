@@ -165,9 +165,10 @@ def train(cfg: DictConfig) -> Metrics:
                 if (work_dir / "result.json").is_file():
                     wandb_run.log_record(work_dir)
                 wandb_run.finish(ok=record.ok)
-            if interrupted_by is not None and control.hands_on(interrupted_by):
+            requeue = control.requeue_handler(interrupted_by) if interrupted_by is not None else None
+            if requeue is not None:
                 print(f"interrupted: {record.error.message}", file=sys.stderr, flush=True)
-                control.hand_on(interrupted_by)  # submitit requeues the job, which resumes from the checkpoint
+                requeue(interrupted_by, None)  # submitit requeues the job, which resumes from the checkpoint
         if is_main:
             shutil.rmtree(work_dir / runs.CHECKPOINTS, ignore_errors=True)  # only needed to resume an unfinished run
             if decision.replaces is not None:
@@ -317,9 +318,10 @@ def _train_and_evaluate(
     metrics = task.evaluate(model, tokenizer, cfg.trainer.eval_batch_size, work_dir)
     reused = getattr(task, "reused_sets", [])
     if reused:
+        sets = len([name for name in metrics if name != "average"])
         notices.append(
-            f"evaluation resumed: the predictions of {', '.join(reused)} ({len(reused)} of {len(metrics) - 1} test "
-            "sets) come from an interrupted attempt with the same weights"
+            f"evaluation resumed: the predictions of {', '.join(reused)} ({len(reused)} of {sets} test sets) come "
+            "from an interrupted attempt with the same weights"
         )
     eval_seconds, eval_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     undefined = dict(getattr(task, "undefined", {}))

@@ -251,16 +251,13 @@ class StepControl(TrainerCallback):
         self.replaced = dict(self._previous)
         self._previous.clear()
 
-    def hand_on(self, signum: int) -> None:
-        """After an interrupted run has recorded itself (and saved its checkpoint), give a SIGUSR2 to the handler
-        it replaced: in a submitit job that is submitit's, which requeues the job (SLURM's time-limit warning, or a
-        pre-emption) and exits, or raises why it will not (``hydra.launcher.max_num_timeout`` spent). The requeued
-        job resumes from the checkpoint."""
-        if self.hands_on(signum):
-            self.replaced[signum](signum, None)
-
-    def hands_on(self, signum: int) -> bool:
-        return signum == signal.SIGUSR2 and callable(self.replaced.get(signum))
+    def requeue_handler(self, signum: int):
+        """The handler an interrupted run hands a SIGUSR2 to once it has recorded itself (and saved its checkpoint):
+        the one install() replaced, in a submitit job submitit's, which requeues the job (SLURM's time-limit warning,
+        or a pre-emption) and exits, or raises why it will not (``hydra.launcher.max_num_timeout`` spent). None
+        for other signals, or when nothing was there to hand on to."""
+        handler = self.replaced.get(signum)
+        return handler if signum == signal.SIGUSR2 and callable(handler) else None
 
     def _handle(self, signum, frame) -> None:
         if not self.training or self.signum is not None:  # outside training, or a second signal: stop now

@@ -168,19 +168,13 @@ def _run(args, outputs: Path, out_dir: Path) -> tuple[str, list[Path]]:
     counts = status_counts(runs) if not runs.empty else {}
     # the tables a reader came for: each experiment's summary (the runs that exist); the paper tables, mostly
     # "—" until their sweeps have run, are named with where they are
-    summaries = [path.read_text(encoding="utf-8").strip() for path in written if path.name.startswith("summary-")]
-    summaries = [text for text in summaries if text and path_is_markdown(text)]
-    shown = "\n\n".join(summaries) + "\n\n" if summaries else ""
+    summaries = [p.read_text(encoding="utf-8").strip() for p in written if p.match("summary-*.md")]
+    shown = "".join(f"{text}\n\n" for text in summaries if "|" in text)  # a table, not "(no successful runs...)"
     return (
         f"{shown}rendered {len(PAPER_TABLES)} paper tables, the figures, the claims check and each experiment's "
         f"summary from {found} (by status: {counts}); the paper tables are {out_dir}/table1.md ... "
         f"(`bora tables --table table2` prints one)"
     ), written
-
-
-def path_is_markdown(text: str) -> bool:
-    """A rendered summary (a Markdown table), not an empty placeholder."""
-    return "|" in text
 
 
 if __name__ == "__main__":

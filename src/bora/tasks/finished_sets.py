@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from bora.record import write_text_atomic
 
 INDEX = "finished.json"
 
@@ -41,21 +41,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """``text`` into ``path`` whole or not at all: a reader never sees half a file, an interruption leaves the old."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
 
 
 class FinishedSets:
@@ -85,7 +70,7 @@ class FinishedSets:
     def write(self, name: str, rows: list[dict]) -> None:
         """Write set ``name``'s predictions, then enter it as finished."""
         path = self.folder / f"{name}.jsonl"
-        write_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         self.sets[name] = {"n": len(rows), "sha256": file_sha256(path)}
         index = {"weights": self.fingerprint, "sets": self.sets}
-        write_atomically(self.folder / INDEX, json.dumps(index, indent=1) + "\n")
+        write_text_atomic(self.folder / INDEX, json.dumps(index, indent=1) + "\n")
